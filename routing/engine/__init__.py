@@ -1,0 +1,1 @@
+"""Django-free routing engine: complexity scorer, decision, bundle and spend-record schemas."""

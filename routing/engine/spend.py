@@ -1,0 +1,247 @@
+"""The spend record: one per attempt, written by the proxy plugin and ingested by the control plane.
+
+This module is the single definition of the wire format. `parse_spend_record` validates one JSON
+object and returns either a `SpendRecord` or a list of field errors that name the field and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+ROUTES = ("small", "frontier")
+STATUSES = ("success", "error")
+FALLBACK_REASONS = ("", "timeout", "error", "low_confidence", "budget")
+MONEY_PLACES = Decimal("0.0000000001")  # 10 decimal places: sub-micro-dollar token prices add up
+MAX_MONEY = Decimal("1000000")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class SpendRecord:
+    """One attempt at serving one call through a proxy."""
+
+    event_id: str
+    call_id: str
+    attempt: int
+    team: str
+    feature: str
+    start_time: datetime
+    end_time: datetime
+    route: str  # the route the plugin decided: small or frontier
+    model_group: str  # the LiteLLM model group this attempt went to
+    deployment: str  # the LiteLLM model string that served (or failed) it
+    status: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal("0")
+    baseline_cost_usd: Decimal = Decimal("0")  # what the frontier model would have cost
+    first_token_time: datetime | None = None
+    error_class: str = ""
+    fallback: bool = False
+    fallback_reason: str = ""
+    score: float | None = None
+    threshold: float | None = None
+    decision_reason: str = ""
+    bundle_version: str = ""
+    experiment: str = ""
+    arm: str = ""
+    end_user: str = ""
+    stream: bool = False
+    confidence: float | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return max(0.0, (self.end_time - self.start_time).total_seconds() * 1000.0)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("start_time", "end_time", "first_token_time"):
+            value = out[key]
+            out[key] = value.isoformat() if value is not None else None
+        out["cost_usd"] = str(self.cost_usd)
+        out["baseline_cost_usd"] = str(self.baseline_cost_usd)
+        out["schema"] = SCHEMA_VERSION
+        return out
+
+
+@dataclass
+class FieldError:
+    """A problem with one field of one record."""
+
+    field: str
+    message: str
+    index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+@dataclass
+class _Reader:
+    raw: dict[str, Any]
+    errors: list[FieldError] = field(default_factory=list)
+
+    def err(self, name: str, message: str) -> None:
+        self.errors.append(FieldError(name, message))
+
+    def text(self, name: str, *, required: bool = True, max_len: int = 200, pattern: re.Pattern[str] | None = None) -> str:
+        value = self.raw.get(name)
+        if value is None or value == "":
+            if required:
+                self.err(name, "is required: send a non-empty string")
+            return ""
+        if not isinstance(value, str):
+            self.err(name, f"must be a string, got {type(value).__name__}")
+            return ""
+        if len(value) > max_len:
+            self.err(name, f"is {len(value)} characters long: at most {max_len} are allowed")
+            return ""
+        if pattern is not None and not pattern.match(value):
+            self.err(name, "must be a lowercase slug (a-z, 0-9, '-', '_'), as issued by the control plane")
+            return ""
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], *, default: str | None = None) -> str:
+        value = self.raw.get(name, default)
+        if value not in choices:
+            shown = ", ".join(repr(c) for c in choices)
+            self.err(name, f"must be one of {shown}, got {value!r}")
+            return choices[0]
+        return str(value)
+
+    def integer(self, name: str, *, minimum: int = 0, maximum: int = 10**9, default: int | None = None) -> int:
+        value = self.raw.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.err(name, f"must be a whole number, got {value!r}")
+            return minimum
+        if not minimum <= value <= maximum:
+            self.err(name, f"must be between {minimum} and {maximum}, got {value}")
+            return minimum
+        return value
+
+    def number(self, name: str, *, low: float = 0.0, high: float = 1.0) -> float | None:
+        value = self.raw.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            self.err(name, f"must be a finite number or null, got {value!r}")
+            return None
+        if not low <= float(value) <= high:
+            self.err(name, f"must be between {low} and {high}, got {value}")
+            return None
+        return float(value)
+
+    def money(self, name: str) -> Decimal:
+        value = self.raw.get(name, "0")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            self.err(name, "must be a decimal string in USD such as \"0.0012\" (not a float)")
+            return Decimal("0")
+        try:
+            amount = Decimal(str(value))
+        except InvalidOperation:
+            self.err(name, f"is not a decimal number: {value!r}")
+            return Decimal("0")
+        if not amount.is_finite() or amount < 0 or amount > MAX_MONEY:
+            self.err(name, f"must be between 0 and {MAX_MONEY} USD, got {value!r}")
+            return Decimal("0")
+        return amount.quantize(MONEY_PLACES)
+
+    def boolean(self, name: str) -> bool:
+        value = self.raw.get(name, False)
+        if not isinstance(value, bool):
+            self.err(name, f"must be true or false, got {value!r}")
+            return False
+        return value
+
+    def moment(self, name: str, *, required: bool = True) -> datetime | None:
+        value = self.raw.get(name)
+        if value is None:
+            if required:
+                self.err(name, "is required: send an ISO 8601 time with a UTC offset")
+            return None
+        if not isinstance(value, str):
+            self.err(name, "must be an ISO 8601 string such as 2026-11-27T10:00:00+00:00")
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.err(name, f"is not an ISO 8601 time: {value!r}")
+            return None
+        if moment.tzinfo is None:
+            self.err(name, "has no UTC offset: add +00:00 (naive times are ambiguous)")
+            return None
+        return moment.astimezone(UTC)
+
+
+def parse_spend_record(raw: Any) -> tuple[SpendRecord | None, list[FieldError]]:
+    """Validate one wire object; return the record, or None and every field error found."""
+    if not isinstance(raw, dict):
+        return None, [FieldError("record", f"must be a JSON object, got {type(raw).__name__}")]
+    r = _Reader(raw)
+    schema = raw.get("schema", SCHEMA_VERSION)
+    if schema != SCHEMA_VERSION:
+        r.err("schema", f"version {schema!r} is not supported: this control plane reads version {SCHEMA_VERSION}")
+    values: dict[str, Any] = {
+        "event_id": r.text("event_id", max_len=64),
+        "call_id": r.text("call_id", max_len=128),
+        "attempt": r.integer("attempt", minimum=1, maximum=100),
+        "team": r.text("team", pattern=_SLUG),
+        "feature": r.text("feature", pattern=_SLUG),
+        "start_time": r.moment("start_time"),
+        "end_time": r.moment("end_time"),
+        "first_token_time": r.moment("first_token_time", required=False),
+        "route": r.choice("route", ROUTES),
+        "model_group": r.text("model_group"),
+        "deployment": r.text("deployment", required=False),
+        "status": r.choice("status", STATUSES),
+        "input_tokens": r.integer("input_tokens", default=0),
+        "output_tokens": r.integer("output_tokens", default=0),
+        "cost_usd": r.money("cost_usd"),
+        "baseline_cost_usd": r.money("baseline_cost_usd"),
+        "error_class": r.text("error_class", required=False),
+        "fallback": r.boolean("fallback"),
+        "fallback_reason": r.choice("fallback_reason", FALLBACK_REASONS, default=""),
+        "score": r.number("score"),
+        "threshold": r.number("threshold"),
+        "decision_reason": r.text("decision_reason", required=False),
+        "bundle_version": r.text("bundle_version", required=False, max_len=80),
+        "experiment": r.text("experiment", required=False, max_len=64),
+        "arm": r.text("arm", required=False, max_len=64),
+        "end_user": r.text("end_user", required=False, max_len=128),
+        "stream": r.boolean("stream"),
+        "confidence": r.number("confidence", low=-1e6, high=1e6),
+    }
+    start, end = values["start_time"], values["end_time"]
+    if start is not None and end is not None and end < start:
+        r.err("end_time", "is before start_time: send the attempt's real start and end")
+    if values["fallback"] and not values["fallback_reason"]:
+        r.err("fallback_reason", "is required when fallback is true: timeout, error, low_confidence or budget")
+    if r.errors:
+        return None, r.errors
+    return SpendRecord(**values), []
+
+
+def parse_spend_batch(raw: Any, *, max_records: int = 5000) -> tuple[list[SpendRecord], list[FieldError]]:
+    """Validate a batch `{"records": [...]}` whole: all records, or the full error list."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("records"), list):
+        return [], [FieldError("records", 'the body must be a JSON object {"records": [...]}')]
+    items = raw["records"]
+    if len(items) > max_records:
+        return [], [FieldError("records", f"holds {len(items)} records: send at most {max_records} a batch")]
+    records: list[SpendRecord] = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(items):
+        record, problems = parse_spend_record(item)
+        for problem in problems:
+            problem.index = index
+            errors.append(problem)
+        if record is not None:
+            records.append(record)
+    return (records if not errors else []), errors
