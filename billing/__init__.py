@@ -1,0 +1,1 @@
+"""Billing: spend ingestion, rollups, budgets, forecasts, alerts, Datadog mirror, dashboards, exports."""

@@ -1,0 +1,55 @@
+"""Forms for teams and features; each error says what to change."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from controlplane.models import Feature, Team
+
+
+class TeamForm(forms.ModelForm):
+    webhook_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="Slack-compatible webhook for alerts."
+    )
+
+    class Meta:
+        model = Team
+        fields = ["name", "slug", "description", "timezone", "webhook_url"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def clean_timezone(self) -> str:
+        value = self.cleaned_data["timezone"]
+        if value not in zoneinfo.available_timezones():
+            raise forms.ValidationError(
+                f"“{value}” is not a time zone name: use one such as UTC or Europe/Berlin."
+            )
+        return value
+
+
+class FeatureForm(forms.ModelForm):
+    class Meta:
+        model = Feature
+        fields = ["team", "name", "slug", "description", "owner", "is_active"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+        help_texts = {
+            "slug": "Lowercase letters, digits and hyphens; requests and spend records name the feature by it."
+        }
+
+    def __init__(self, *args: Any, teams: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if teams is not None:
+            self.fields["team"].queryset = teams
+        self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
+        self.fields["owner"].required = False
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"]
+        if slug != slug.lower():
+            raise forms.ValidationError(
+                "Use lowercase only: spend records and feature keys match slugs exactly."
+            )
+        return slug

@@ -1,0 +1,41 @@
+"""URLs: pages, API v1 under /api/v1/, OpenAPI schema and docs, health."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+
+from controlplane import views
+from controlplane.api.urls import router
+
+PENDING = {
+    "overview": ("Overview", "Spend, savings and routing across the organisation."),
+    "routing": ("Routing", "Deployments, routing policies and feature keys."),
+    "experiments": ("Experiments", "A/B threshold experiments and what-if replay."),
+    "fleet": ("Fleet", "The LiteLLM proxies, their applied bundle versions and rollouts."),
+    "alerts": ("Alerts", "Fallback-rate, budget and spend alerts."),
+}
+
+urlpatterns = [
+    path(
+        "", views.section, {"title": PENDING["overview"][0], "lead": PENDING["overview"][1]}, name="overview"
+    ),
+    path("teams/", views.team_list, name="team-list"),
+    path("teams/<uuid:code>/", views.team_detail, name="team-detail"),
+    path("features/", views.feature_list, name="feature-list"),
+    path("features/<uuid:code>/", views.feature_detail, name="feature-detail"),
+    path("audit/", views.audit_list, name="audit-list"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+]
+urlpatterns += [
+    path(f"{name}/", views.section, {"title": title, "lead": lead}, name=name)
+    for name, (title, lead) in PENDING.items()
+    if name != "overview"
+]
