@@ -206,6 +206,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
 }
 
+from billing.schedule import BEAT_SCHEDULE as _BILLING_BEAT  # noqa: E402
+from routing.schedule import BEAT_SCHEDULE as _ROUTING_BEAT  # noqa: E402
+
+CELERY_BEAT_SCHEDULE |= _ROUTING_BEAT | _BILLING_BEAT
+
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}

@@ -91,7 +91,9 @@ class _Reader:
     def err(self, name: str, message: str) -> None:
         self.errors.append(FieldError(name, message))
 
-    def text(self, name: str, *, required: bool = True, max_len: int = 200, pattern: re.Pattern[str] | None = None) -> str:
+    def text(
+        self, name: str, *, required: bool = True, max_len: int = 200, pattern: re.Pattern[str] | None = None
+    ) -> str:
         value = self.raw.get(name)
         if value is None or value == "":
             if required:
@@ -116,7 +118,9 @@ class _Reader:
             return choices[0]
         return str(value)
 
-    def integer(self, name: str, *, minimum: int = 0, maximum: int = 10**9, default: int | None = None) -> int:
+    def integer(
+        self, name: str, *, minimum: int = 0, maximum: int = 10**9, default: int | None = None
+    ) -> int:
         value = self.raw.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int):
             self.err(name, f"must be a whole number, got {value!r}")
@@ -141,7 +145,7 @@ class _Reader:
     def money(self, name: str) -> Decimal:
         value = self.raw.get(name, "0")
         if isinstance(value, bool) or not isinstance(value, str | int):
-            self.err(name, "must be a decimal string in USD such as \"0.0012\" (not a float)")
+            self.err(name, 'must be a decimal string in USD such as "0.0012" (not a float)')
             return Decimal("0")
         try:
             amount = Decimal(str(value))
@@ -187,7 +191,10 @@ def parse_spend_record(raw: Any) -> tuple[SpendRecord | None, list[FieldError]]:
     r = _Reader(raw)
     schema = raw.get("schema", SCHEMA_VERSION)
     if schema != SCHEMA_VERSION:
-        r.err("schema", f"version {schema!r} is not supported: this control plane reads version {SCHEMA_VERSION}")
+        r.err(
+            "schema",
+            f"version {schema!r} is not supported: this control plane reads version {SCHEMA_VERSION}",
+        )
     values: dict[str, Any] = {
         "event_id": r.text("event_id", max_len=64),
         "call_id": r.text("call_id", max_len=128),
@@ -222,7 +229,9 @@ def parse_spend_record(raw: Any) -> tuple[SpendRecord | None, list[FieldError]]:
     if start is not None and end is not None and end < start:
         r.err("end_time", "is before start_time: send the attempt's real start and end")
     if values["fallback"] and not values["fallback_reason"]:
-        r.err("fallback_reason", "is required when fallback is true: timeout, error, low_confidence or budget")
+        r.err(
+            "fallback_reason", "is required when fallback is true: timeout, error, low_confidence or budget"
+        )
     if r.errors:
         return None, r.errors
     return SpendRecord(**values), []

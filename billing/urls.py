@@ -1,0 +1,5 @@
+"""Pages of the billing app (included at the site root by controlplane/urls.py)."""
+
+from django.urls import path  # noqa: F401
+
+urlpatterns: list = []
