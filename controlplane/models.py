@@ -156,6 +156,17 @@ class Proxy(TimeStampedModel):
     applied_version = models.CharField(max_length=80, blank=True)
     applied_hash = models.CharField(max_length=80, blank=True)
     last_report = models.JSONField(default=dict, blank=True)
+    push_credential = models.TextField(
+        blank=True, editable=False, help_text="The token, encrypted with a key derived from SECRET_KEY, to push bundles."
+    )
+    target_bundle = models.ForeignKey(
+        "routing.Bundle",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The bundle this proxy should run; empty: its pool's current bundle.",
+    )
 
     class Meta:
         ordering = ["pool", "name"]

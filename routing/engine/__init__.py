@@ -1,1 +1,5 @@
 """Django-free routing engine: complexity scorer, decision, bundle and spend-record schemas."""
+
+from routing.engine.scorer import ComplexityScorer
+
+__all__ = ["ComplexityScorer"]
