@@ -1,0 +1,48 @@
+"""Feature-key authentication for the proxy (`general_settings.custom_auth`).
+
+The control plane issues feature keys and ships only their SHA-256 hashes in the bundle; a key
+maps to one team and feature. Unknown, revoked and expired keys get a 401 that says which.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import HTTPException
+from litellm.proxy._types import UserAPIKeyAuth
+
+from routing.engine.signing import token_hash
+from routing.proxy.plugin import IDENTITY_KEY
+from routing.proxy.runtime import get_runtime
+
+
+def _reject(message: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=message)
+
+
+async def user_api_key_auth(request: Any, api_key: str) -> UserAPIKeyAuth:
+    bundle = get_runtime().bundle
+    if bundle is None:
+        raise HTTPException(status_code=503, detail="routing bundle not loaded yet: retry shortly")
+    key = (api_key or "").removeprefix("Bearer ").strip()
+    if not key:
+        raise _reject(
+            "missing feature key: send 'Authorization: Bearer <feature key>' issued by the control plane"
+        )
+    entry = bundle.keys.get(token_hash(key))
+    if entry is None:
+        raise _reject("unknown feature key: use a key issued by the control plane for your feature")
+    if entry.revoked:
+        raise _reject(f"feature key for '{entry.team}/{entry.feature}' was revoked: ask for a new key")
+    if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
+        raise _reject(
+            f"feature key for '{entry.team}/{entry.feature}' expired at {entry.expires_at.isoformat()}: ask for a new key"
+        )
+    return UserAPIKeyAuth(
+        api_key=entry.key_hash,
+        team_id=entry.team,
+        metadata={
+            IDENTITY_KEY: {"team": entry.team, "feature": entry.feature, "features": list(entry.features)}
+        },
+    )

@@ -1,0 +1,31 @@
+"""What a stock LiteLLM proxy loads by dotted path.
+
+    litellm_settings:
+      callbacks: ["routing.proxy.entry.finops_router"]
+    general_settings:
+      custom_auth: routing.proxy.entry.user_api_key_auth
+
+Importing this module starts the plugin's runtime (last-known-good bundle, shipper, heartbeat)
+and adds its endpoints to the proxy's FastAPI app.
+"""
+
+from __future__ import annotations
+
+from routing.proxy.auth import user_api_key_auth
+from routing.proxy.endpoints import register
+from routing.proxy.plugin import FinOpsRouter
+from routing.proxy.runtime import get_runtime
+
+finops_router = FinOpsRouter(get_runtime)
+get_runtime()  # start now so heartbeats and the spool run before the first request
+
+
+def _register_endpoints() -> None:
+    from litellm.proxy.proxy_server import app
+
+    register(app)
+
+
+_register_endpoints()
+
+__all__ = ["finops_router", "user_api_key_auth"]

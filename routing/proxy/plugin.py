@@ -1,0 +1,244 @@
+"""The LiteLLM callback: routes each call, bounds the SLM attempt, escalates low confidence, records spend.
+
+Loaded by a stock proxy through `litellm_settings.callbacks: ["routing.proxy.entry.finops_router"]`.
+LiteLLM calls the logging methods by keyword (`kwargs=`, `response_obj=`, `start_time=`,
+`end_time=`): those parameter names are part of the contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import HTTPException
+from litellm.integrations.custom_logger import CustomLogger
+
+from routing.engine.decision import BudgetBlocked, Decision, decide
+from routing.proxy.records import STAMP_KEY, build_record, confidence_of, metadata_of
+from routing.proxy.runtime import ProxyRuntime
+
+log = logging.getLogger("finops.plugin")
+
+UNATTRIBUTED = "unattributed"
+FEATURE_HEADER = "x-finops-feature"
+FEATURE_METADATA = "finops_feature"
+IDENTITY_KEY = "finops_identity"  # where custom_auth leaves team/feature on UserAPIKeyAuth.metadata
+FRONTIER_TIMEOUT_S = 600.0
+SEEN_ATTEMPTS = 4096  # recent (call, attempt, status) triples, to drop LiteLLM's repeated failure events
+
+
+class FinOpsRouter(CustomLogger):
+    def __init__(self, runtime_factory: Any) -> None:
+        super().__init__()
+        self._runtime_factory = runtime_factory
+        self._seen: OrderedDict[tuple[str, int, str], None] = OrderedDict()
+
+    @property
+    def runtime(self) -> ProxyRuntime:
+        return self._runtime_factory()
+
+    # -- identity --------------------------------------------------------------------------------
+    @staticmethod
+    def _identity(user_api_key_dict: Any, data: dict[str, Any], runtime: ProxyRuntime) -> tuple[str, str]:
+        identity = (getattr(user_api_key_dict, "metadata", None) or {}).get(IDENTITY_KEY) or {}
+        team = identity.get("team") or UNATTRIBUTED
+        feature = identity.get("feature") or UNATTRIBUTED
+        bundle = runtime.bundle
+        allowed = identity.get("features") or ()
+        if bundle is not None and allowed:
+            wanted = ""
+            if bundle.attribution.header:
+                headers = ((data.get("proxy_server_request") or {}).get("headers")) or {}
+                wanted = headers.get(FEATURE_HEADER, "")
+            if not wanted and bundle.attribution.metadata:
+                wanted = (data.get("metadata") or {}).get(FEATURE_METADATA, "")
+            if wanted and wanted in allowed:
+                feature = wanted
+        return team, feature
+
+    # -- hot path --------------------------------------------------------------------------------
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
+    ) -> dict[str, Any]:
+        runtime = self.runtime
+        bundle = runtime.bundle  # one snapshot per call: a concurrent swap cannot mix two versions
+        if bundle is None:
+            raise HTTPException(
+                status_code=503,
+                detail="routing bundle not loaded yet: the proxy is waiting for the control plane",
+            )
+        if call_type not in ("completion", "acompletion") or "messages" not in data:
+            return data
+        if bundle.topology != runtime.router_topology:
+            from litellm.proxy.proxy_server import llm_router
+
+            if llm_router is not None:
+                runtime.sync_router(
+                    bundle, llm_router
+                )  # on the event loop: no request sees a half-built list
+        team, feature = self._identity(user_api_key_dict, data, runtime)
+        end_user = str(data.get("user") or (data.get("metadata") or {}).get("end_user") or "")
+        call_id = str(data.get("litellm_call_id") or "") or f"call-{time.time_ns()}"
+        try:
+            decision = decide(
+                bundle,
+                team=team,
+                feature=feature,
+                data=data,
+                sticky_key=end_user or call_id,
+                score_fn=runtime.score_fn(),
+                shares=runtime.shares,
+            )
+        except BudgetBlocked as blocked:
+            raise HTTPException(status_code=429, detail=str(blocked)) from None
+        policy = bundle.policy_for(feature)
+        data["model"] = decision.model_group
+        if decision.route == "small":
+            data["timeout"] = decision.slm_timeout_s
+            data["fallbacks"] = [decision.fallback_group] if decision.fallback_group else []
+            if decision.confidence_floor is not None and not data.get("stream"):
+                data["logprobs"] = True
+        metadata = data.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = data["metadata"] = {}
+        stamp = _stamp(decision, team, feature, call_id, end_user, bundle.version, policy.frontier_model)
+        timeouts = [d.timeout_s for d in bundle.deployments_in(policy.frontier_model) if d.timeout_s]
+        stamp["frontier_timeout_s"] = max(timeouts) if timeouts else FRONTIER_TIMEOUT_S
+        metadata[STAMP_KEY] = stamp
+        return data
+
+    async def async_pre_call_deployment_hook(
+        self, kwargs: dict[str, Any], call_type: Any
+    ) -> dict[str, Any] | None:
+        """Only the SLM attempt gets the aggressive timeout; the frontier fallback gets its own."""
+        metadata = kwargs.get("metadata") or {}
+        stamp = metadata.get(STAMP_KEY) if isinstance(metadata, dict) else None
+        if not isinstance(stamp, dict) or stamp.get("route") != "small":
+            return None
+        if metadata.get("model_group") == stamp["model_group"]:
+            kwargs["timeout"] = stamp["slm_timeout_s"]
+        else:
+            kwargs["timeout"] = stamp.get("frontier_timeout_s") or FRONTIER_TIMEOUT_S
+            kwargs.pop("logprobs", None)
+        return kwargs
+
+    async def async_post_call_success_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, response: Any
+    ) -> Any:
+        """Low confidence: replace an SLM answer under the policy's floor with the frontier model's answer."""
+        stamp = (data.get("metadata") or {}).get(STAMP_KEY)
+        if not isinstance(stamp, dict) or stamp.get("confidence_floor") is None or data.get("stream"):
+            return None
+        served_group = (getattr(response, "_hidden_params", None) or {}).get("model_group") or (
+            data.get("metadata") or {}
+        ).get("model_group")
+        if served_group != stamp["model_group"]:
+            return None  # already served by the fallback
+        confidence = confidence_of(response)
+        if confidence is None or confidence >= stamp["confidence_floor"]:
+            return None
+        from litellm.proxy.proxy_server import llm_router  # the proxy's own router: same topology and keys
+
+        if llm_router is None:
+            return None
+        escalated_stamp = {**stamp, "escalation": "low_confidence"}
+        request = {k: v for k, v in data.items() if k in _ESCALATION_PARAMS}  # the caller's request, not ours
+        try:
+            return await llm_router.acompletion(
+                model=stamp["frontier_group"],
+                metadata={STAMP_KEY: escalated_stamp},
+                timeout=stamp.get("frontier_timeout_s") or FRONTIER_TIMEOUT_S,
+                **request,
+            )
+        except Exception as exc:  # keep the SLM answer rather than fail a call that has one
+            self.runtime.note_error(f"low-confidence escalation failed: {type(exc).__name__}: {exc}")
+            return None
+
+    # -- spend records ---------------------------------------------------------------------------
+    def _record(
+        self, kwargs: dict[str, Any], response_obj: Any, status: str, start_time: Any, end_time: Any
+    ) -> None:
+        try:
+            runtime = self.runtime
+            record = build_record(
+                kwargs,
+                response_obj,
+                status=status,
+                bundle=runtime.bundle,
+                start_time=start_time,
+                end_time=end_time,
+            )
+            if record is None:
+                return
+            if status == "error" and not record.deployment and _is_final_proxy_failure(kwargs):
+                return  # the proxy's summary failure event repeats an attempt already recorded
+            seen_key = (record.call_id, record.attempt, record.status)
+            if seen_key in self._seen:
+                return
+            self._seen[seen_key] = None
+            if len(self._seen) > SEEN_ATTEMPTS:
+                self._seen.popitem(last=False)
+            runtime.shipper.enqueue(record.to_json())
+        except Exception as exc:  # a logging problem must never surface to the caller
+            log.exception("finops: could not record spend")
+            self.runtime.note_error(f"spend record failed: {type(exc).__name__}: {exc}")
+
+    async def async_log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self._record(kwargs, response_obj, "success", start_time, end_time)
+
+    async def async_log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self._record(kwargs, response_obj, "error", start_time, end_time)
+
+
+_ESCALATION_PARAMS = frozenset(
+    {
+        "messages",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+        "user",
+        "seed",
+        "tools",
+        "tool_choice",
+        "response_format",
+    }
+)
+
+
+def _is_final_proxy_failure(kwargs: dict[str, Any]) -> bool:
+    """LiteLLM logs one extra failure for the whole request after the router gave up."""
+    metadata = metadata_of(kwargs)
+    return not metadata.get("deployment") and bool(metadata.get("previous_models"))
+
+
+def _stamp(
+    decision: Decision,
+    team: str,
+    feature: str,
+    call_id: str,
+    end_user: str,
+    bundle_version: str,
+    frontier_group: str,
+) -> dict[str, Any]:
+    stamp = asdict(decision)
+    stamp.update(
+        team=team,
+        feature=feature,
+        call_id=call_id,
+        end_user=end_user,
+        bundle_version=bundle_version,
+        frontier_group=frontier_group,
+    )
+    return stamp

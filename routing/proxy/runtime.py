@@ -1,0 +1,276 @@
+"""The plugin's process-wide state: the applied bundle, the spool and shipper, the heartbeat.
+
+One `ProxyRuntime` per proxy process. The applied bundle is a single reference swapped under a
+lock after the new one is validated and persisted, so a request that already read it keeps a
+consistent view and the next one sees the new version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from routing.engine.bundle import Bundle, validate_bundle
+from routing.engine.decision import ScoreFn, ShareThreshold, length_score
+from routing.proxy.control_plane import ControlPlaneClient
+from routing.proxy.settings import ProxySettings
+from routing.proxy.shipper import SpendShipper
+from routing.proxy.spool import SPOOL_FILE, SpendSpool
+
+log = logging.getLogger("finops.runtime")
+
+BUNDLE_FILE = "bundle.json"  # last-known-good bundle in FINOPS_STATE_DIR
+MAX_ERRORS = 20
+
+
+class ProxyRuntime:
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        self.bundle: Bundle | None = None
+        self.shares: dict[str, ShareThreshold] = {}
+        self.errors: deque[str] = deque(maxlen=MAX_ERRORS)
+        self.restart_required = False
+        self.router_topology: str | None = None  # topology hash LiteLLM's router was last brought to
+        self.client = ControlPlaneClient(
+            settings.control_plane_url, settings.proxy_token, timeout_s=settings.ship_timeout_s
+        )
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.spool = SpendSpool(settings.state_dir / SPOOL_FILE)
+        self.shipper = SpendShipper(self.spool, self.client)
+        self._apply_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat_thread: threading.Thread | None = None
+        self._score_fn: ScoreFn | None = None
+        self.last_heartbeat_at: datetime | None = None
+        self.target_hash: str | None = None
+
+    # -- scoring -------------------------------------------------------------------------------
+    def score_fn(self) -> ScoreFn:
+        if self._score_fn is None:
+            try:
+                from routing.engine import (
+                    ComplexityScorer,  # lazy: the scorer is optional for routing to work
+                )
+
+                scorer = ComplexityScorer.default()
+                scorer.score([{"role": "user", "content": "warm up"}])
+                self._score_fn = lambda messages, tools: scorer.score(messages, tools=tools)
+            except Exception as exc:  # fall back so routing never stops on a scorer problem
+                self.note_error(
+                    f"complexity scorer unavailable, using length score: {type(exc).__name__}: {exc}"
+                )
+                self._score_fn = length_score
+        return self._score_fn
+
+    def note_error(self, message: str) -> None:
+        stamped = f"{datetime.now(UTC).isoformat(timespec='seconds')} {message}"
+        if not self.errors or not self.errors[-1].endswith(message):
+            self.errors.append(stamped)
+        log.warning("finops: %s", message)
+
+    # -- bundles -------------------------------------------------------------------------------
+    def apply_bundle(self, doc: Any, *, source: str) -> list[str]:
+        """Validate, persist, then swap in; return the errors (empty when applied)."""
+        errors = validate_bundle(doc)
+        if errors:
+            self.note_error(
+                f"rejected bundle from {source}: {errors[0]}"
+                + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+            )
+            return errors
+        bundle = Bundle.from_json(doc)
+        with self._apply_lock:
+            if self.bundle is not None and self.bundle.content_hash == bundle.content_hash:
+                return []
+            self._persist(doc)
+            self._configure_for(bundle)
+            self.bundle = bundle
+        log.info("finops: applied bundle %s (%s) from %s", bundle.version, bundle.content_hash[:12], source)
+        return []
+
+    def _persist(self, doc: dict[str, Any]) -> None:
+        target = self.settings.state_dir / BUNDLE_FILE
+        fd, tmp = tempfile.mkstemp(prefix=".bundle-", dir=str(self.settings.state_dir))
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(doc, handle, separators=(",", ":"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)  # atomic: a crash leaves the old or the new bundle, never half of one
+
+    def _configure_for(self, bundle: Bundle) -> None:
+        shipping = bundle.shipping
+        self.spool.max_records = shipping.max_spool_records
+        self.spool.full_policy = shipping.spool_full_policy
+        self.shipper.batch_size = shipping.batch_size
+        self.shipper.interval_s = shipping.interval_ms / 1000.0
+
+    def sync_router(self, bundle: Bundle, router: Any) -> None:
+        """Bring LiteLLM's router to the bundle's deployments; call only on the event loop.
+
+        `Router.set_model_list` is synchronous, so no other request runs while it rebuilds.
+        On the first call the router is compared to the bundle first, so a config built from
+        the same bundle is left alone.
+        """
+        from routing.proxy.bootstrap import model_list_for
+
+        target = bundle.topology_hash()
+        try:
+            if self.router_topology is None and _router_fingerprint(router.model_list) == _bundle_fingerprint(
+                bundle
+            ):
+                self.router_topology = target
+                return
+            router.set_model_list(model_list_for(bundle))
+            self.router_topology = target
+            self.restart_required = False
+            log.info("finops: router now serves the deployments of bundle %s", bundle.version)
+        except Exception as exc:  # keep serving the old topology; the heartbeat asks for a restart
+            self.router_topology = target  # do not retry on every request
+            self.restart_required = True
+            self.note_error(
+                f"could not apply the model topology live ({type(exc).__name__}: {exc}): restart the proxy"
+            )
+
+    def load_last_known_good(self) -> None:
+        for path, source in (
+            (self.settings.state_dir / BUNDLE_FILE, "last-known-good"),
+            (self.settings.bundle_file, "FINOPS_BUNDLE_FILE"),
+        ):
+            if path is None or not Path(path).exists():
+                continue
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    doc = json.load(handle)
+            except (OSError, ValueError) as exc:
+                self.note_error(f"cannot read {source} bundle {path}: {exc}")
+                continue
+            if not self.apply_bundle(doc, source=source):
+                return
+
+    def pull_bundle(self) -> bool:
+        """Fetch the control plane's current bundle; True when one was applied."""
+        if not self.client.configured:
+            return False
+        current = self.bundle.content_hash if self.bundle else None
+        reply = self.client.pull_bundle(current)
+        if reply.status == 304:
+            return False
+        if reply.status != 200:
+            self.note_error(f"bundle pull failed: HTTP {reply.status} {reply.error}".strip())
+            return False
+        errors = self.apply_bundle(reply.body, source="pull")
+        return not errors
+
+    # -- heartbeat -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        bundle = self.bundle
+        last_ship = self.shipper.last_ship_at
+        errors = list(self.errors)
+        if self.shipper.last_error:
+            errors.append(self.shipper.last_error)
+        dropped = self.spool.dropped()
+        if dropped:
+            errors.append(f"spool full: {dropped} spend records dropped ({self.spool.full_policy})")
+        return {
+            "applied_version": bundle.version if bundle else None,
+            "applied_hash": bundle.content_hash if bundle else None,
+            "spool_depth": self.spool.depth(),
+            "dead_letters": self.spool.dead_letter_count(),
+            "last_ship_at": last_ship.isoformat() if last_ship else None,
+            "errors": errors,
+            "restart_required": self.restart_required,
+            "plugin_version": self.settings.plugin_version,
+        }
+
+    def heartbeat_once(self) -> None:
+        if not self.client.configured:
+            return
+        reply = self.client.heartbeat(self.status())
+        if reply.status != 200:
+            self.note_error(f"heartbeat failed: HTTP {reply.status} {reply.error}".strip())
+            return
+        self.last_heartbeat_at = datetime.now(UTC)
+        body = reply.body if isinstance(reply.body, dict) else {}
+        self.target_hash = body.get("target_hash")
+        applied = self.bundle.content_hash if self.bundle else None
+        if self.target_hash and self.target_hash != applied:
+            self.pull_bundle()
+        if self.spool.depth():
+            self.shipper.ship_soon()  # the control plane is answering again: retry now, not after backoff
+
+    def _heartbeat_loop(self) -> None:
+        try:
+            self.pull_bundle()
+        except Exception as exc:
+            self.note_error(f"initial bundle pull crashed: {type(exc).__name__}: {exc}")
+        while not self._stop.wait(self.settings.heartbeat_s):
+            try:
+                self.heartbeat_once()
+            except Exception as exc:  # keep beating whatever one beat did
+                self.note_error(f"heartbeat crashed: {type(exc).__name__}: {exc}")
+
+    def start(self) -> None:
+        self.load_last_known_good()
+        if self.bundle is None:
+            self.note_error("no bundle yet: serving 503 until the control plane delivers one")
+        self.shipper.start()
+        if self._heartbeat_thread is None:
+            self._heartbeat_thread = threading.Thread(
+                target=self._heartbeat_loop, name="finops-heartbeat", daemon=True
+            )
+            self._heartbeat_thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.shipper.stop()
+
+    def wait_for_bundle(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.bundle is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.bundle is not None
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        return os.environ.get(value.removeprefix("os.environ/"), "")
+    return value
+
+
+def _router_fingerprint(model_list: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return sorted(
+        (
+            str(entry.get("model_name")),
+            str((entry.get("litellm_params") or {}).get("model")),
+            str((entry.get("litellm_params") or {}).get("api_base") or ""),
+        )
+        for entry in model_list or []
+    )
+
+
+def _bundle_fingerprint(bundle: Bundle) -> list[tuple[str, str, str]]:
+    return sorted((d.model_group, d.model, str(_resolve(d.api_base) or "")) for d in bundle.deployments)
+
+
+_runtime: ProxyRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> ProxyRuntime:
+    """The process's runtime, started on first use from the environment."""
+    global _runtime
+    if _runtime is None:
+        with _runtime_lock:
+            if _runtime is None:
+                runtime = ProxyRuntime(ProxySettings.from_env())
+                runtime.start()
+                _runtime = runtime
+    return _runtime

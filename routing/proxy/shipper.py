@@ -1,0 +1,146 @@
+"""Background shipper: moves spend records from the request path to the spool, and the spool to the control plane.
+
+Request handlers only `enqueue` (a lock-free queue put). One daemon thread writes queued records
+to the SQLite spool in small transactions, and ships the spool's oldest records in signed
+batches; records leave the spool only after a 2xx. Failures back off exponentially; a 400
+dead-letters the batch; a 413 splits it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from routing.proxy.control_plane import ControlPlaneClient, encode_batch_from_bodies
+from routing.proxy.spool import SpendSpool
+
+log = logging.getLogger("finops.shipper")
+
+MAX_BACKOFF_S = 30.0
+WRITE_EVERY_S = 0.05  # how long a record may sit in memory before it is on disk
+
+
+class SpendShipper:
+    def __init__(
+        self,
+        spool: SpendSpool,
+        client: ControlPlaneClient | None,
+        *,
+        batch_size: int = 200,
+        interval_s: float = 1.0,
+    ) -> None:
+        self.spool = spool
+        self.client = client
+        self.batch_size = batch_size
+        self.interval_s = interval_s
+        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backoff_s = 0.0
+        self._next_ship_at = 0.0
+        self.last_ship_at: datetime | None = None
+        self.last_error = ""
+        self.shipped = 0
+
+    # -- request path ------------------------------------------------------------------------
+    def enqueue(self, record: dict[str, Any]) -> None:
+        self._queue.put(record)
+
+    # -- background thread -------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="finops-shipper", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.write_queued()
+
+    def ship_soon(self) -> None:
+        """Ship on the next tick regardless of the interval (tests, shutdown, heartbeat nudges)."""
+        self._next_ship_at = 0.0
+        self._backoff_s = 0.0
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(WRITE_EVERY_S)
+            self._wake.clear()
+            try:
+                self.write_queued()
+                if time.monotonic() >= self._next_ship_at:
+                    self.ship_pending()
+            except Exception as exc:  # the shipper must outlive any one bad tick
+                self.last_error = f"shipper: {type(exc).__name__}: {exc}"
+                log.exception("finops shipper tick failed")
+                self._next_ship_at = time.monotonic() + 1.0
+
+    def write_queued(self) -> int:
+        rows: list[tuple[str, str]] = []
+        while True:
+            try:
+                record = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            rows.append(
+                (str(record["event_id"]), json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+            )
+        return self.spool.append(rows) if rows else 0
+
+    def ship_pending(self) -> None:
+        """Send batches until the spool is empty or the control plane stops accepting."""
+        if self.client is None or not self.client.configured:
+            self._next_ship_at = time.monotonic() + self.interval_s
+            return
+        while not self._stop.is_set():
+            batch = self.spool.peek(self.batch_size)
+            if not batch:
+                break
+            if not self._ship(batch):
+                self._backoff_s = min(MAX_BACKOFF_S, max(0.5, self._backoff_s * 2))
+                self._next_ship_at = time.monotonic() + self._backoff_s
+                return
+            self._backoff_s = 0.0
+            if len(batch) < self.batch_size:
+                break
+        self._next_ship_at = time.monotonic() + self.interval_s
+
+    def _ship(self, batch: list[tuple[int, str]]) -> bool:
+        """Ship one batch; True when every record in it was settled (delivered or dead-lettered)."""
+        assert self.client is not None
+        ids = [row_id for row_id, _ in batch]
+        reply = self.client.post_spend(body=encode_batch_from_bodies([body for _, body in batch]))
+        if 200 <= reply.status < 300:
+            self.spool.delete(ids)
+            self.shipped += len(ids)
+            self.last_ship_at = datetime.now(UTC)
+            self.last_error = ""
+            return True
+        if reply.status == 413 and len(batch) > 1:
+            half = len(batch) // 2
+            return self._ship(batch[:half]) and self._ship(batch[half:])
+        if reply.status in (400, 413):
+            # malformed (or a single record too large): retrying would fail forever
+            self.spool.dead_letter(ids, f"HTTP {reply.status}: {json.dumps(reply.body)[:1500]}")
+            self.last_error = (
+                f"ingest rejected {len(ids)} records with HTTP {reply.status}; moved to dead letters"
+            )
+            return True
+        if reply.status == 401:
+            self.last_error = (
+                "ingest answered 401: check FINOPS_PROXY_TOKEN matches this proxy in the control plane"
+            )
+        elif reply.status == 0:
+            self.last_error = f"control plane unreachable: {reply.error}"
+        else:
+            self.last_error = f"ingest answered HTTP {reply.status}"
+        return False

@@ -1,0 +1,123 @@
+"""The pre-call hook and record building, called directly (no proxy process)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi import HTTPException
+
+from routing.engine.bundle import example_bundle, with_content_hash
+from routing.proxy.plugin import IDENTITY_KEY, FinOpsRouter
+from routing.proxy.records import STAMP_KEY, build_record
+from routing.proxy.runtime import ProxyRuntime
+from routing.proxy.settings import ProxySettings
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> ProxyRuntime:
+    runtime = ProxyRuntime(ProxySettings(state_dir=tmp_path, control_plane_url="", proxy_token="t"))
+    doc = example_bundle()
+    doc["attribution"] = {"header": True, "metadata": False}
+    runtime.apply_bundle(with_content_hash(doc), source="test")
+    assert runtime.bundle is not None
+    runtime.router_topology = runtime.bundle.topology  # no LiteLLM router in these tests
+    return runtime
+
+
+def caller(team: str, feature: str, *features: str) -> Any:
+    return SimpleNamespace(
+        metadata={IDENTITY_KEY: {"team": team, "feature": feature, "features": list(features)}}
+    )
+
+
+def run_hook(runtime: ProxyRuntime, who: Any, **data: Any) -> dict[str, Any]:
+    data.setdefault("messages", [{"role": "user", "content": "hello"}])
+    data.setdefault("litellm_call_id", "call-1")
+    plugin = FinOpsRouter(lambda: runtime)
+    return asyncio.run(plugin.async_pre_call_hook(who, None, data, "acompletion"))
+
+
+def test_hook_rewrites_the_model_and_stamps_the_decision(runtime: ProxyRuntime) -> None:
+    data = run_hook(runtime, caller("support", "other"), user="end-user-9")
+    stamp = data["metadata"][STAMP_KEY]
+    assert data["model"] in ("slm", "frontier")
+    assert stamp["team"] == "support" and stamp["feature"] == "other" and stamp["end_user"] == "end-user-9"
+    assert stamp["bundle_version"] == "2026-11-27.1" and stamp["call_id"] == "call-1"
+    assert stamp["threshold"] == 0.5 and 0.0 <= stamp["score"] <= 1.0
+    if data["model"] == "slm":
+        assert data["timeout"] == 2.0 and data["fallbacks"] == ["frontier"]
+
+
+def test_hook_blocks_an_over_budget_feature_with_429(runtime: ProxyRuntime) -> None:
+    with pytest.raises(HTTPException) as blocked:
+        run_hook(runtime, caller("search", "doc-summary"))
+    assert blocked.value.status_code == 429 and "doc-summary" in str(blocked.value.detail)
+
+
+def test_header_attribution_only_to_features_the_key_may_use(runtime: ProxyRuntime) -> None:
+    headers = {"proxy_server_request": {"headers": {"x-finops-feature": "doc-qa"}}}
+    allowed = run_hook(runtime, caller("search", "doc-summary", "doc-qa"), **headers)
+    assert allowed["metadata"][STAMP_KEY]["feature"] == "doc-qa"
+    with pytest.raises(HTTPException):  # not in the key's features: stays on its own (blocked) feature
+        run_hook(runtime, caller("search", "doc-summary"), **headers)
+
+
+def test_record_from_litellm_kwargs(runtime: ProxyRuntime) -> None:
+    data = run_hook(runtime, caller("support", "other"))
+    stamp = data["metadata"][STAMP_KEY]
+    kwargs = {
+        "litellm_params": {
+            "metadata": {
+                STAMP_KEY: stamp,
+                "model_group": "frontier",
+                "deployment": "anthropic/claude-sonnet-4-5",
+                "previous_models": [{"exception_type": "Timeout"}],
+            }
+        },
+        "standard_logging_object": {
+            "prompt_tokens": 1000,
+            "completion_tokens": 100,
+            "response_cost": 0.0045,
+            "startTime": 1_800_000_000.0,
+            "endTime": 1_800_000_001.5,
+            "completionStartTime": 1_800_000_000.5,
+        },
+    }
+    record = build_record(kwargs, None, status="success", bundle=runtime.bundle)
+    assert record is not None
+    wire = record.to_json()
+    assert wire["cost_usd"] == "0.0045000000" and wire["input_tokens"] == 1000
+    if stamp["route"] == "small":
+        assert (record.attempt, record.fallback, record.fallback_reason) == (2, True, "timeout")
+    assert record.latency_ms == 1500.0
+    from routing.engine.spend import parse_spend_record
+
+    assert parse_spend_record(wire)[1] == []
+
+
+def test_records_without_a_stamp_are_skipped() -> None:
+    assert build_record({"litellm_params": {"metadata": {}}}, None, status="error", bundle=None) is None
+
+
+def test_hook_is_cheap(runtime: ProxyRuntime) -> None:
+    plugin = FinOpsRouter(lambda: runtime)
+    who = caller("support", "other")
+
+    async def many() -> float:
+        started = time.perf_counter()
+        for i in range(500):
+            data = {
+                "messages": [{"role": "user", "content": f"Summarise ticket {i} in one line."}],
+                "litellm_call_id": str(i),
+            }
+            await plugin.async_pre_call_hook(who, None, data, "acompletion")
+        return (time.perf_counter() - started) / 500 * 1000
+
+    per_call_ms = asyncio.run(many())
+    print(f"\npre-call hook: {per_call_ms:.3f} ms per call")
+    assert per_call_ms < 1.0

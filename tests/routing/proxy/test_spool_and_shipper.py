@@ -1,0 +1,176 @@
+"""Spool durability and bounds; the shipper's signed batches, retries, splits and dead letters."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from routing.devtools.harness import ControlPlaneDouble
+from routing.engine import signing
+from routing.proxy.control_plane import ControlPlaneClient
+from routing.proxy.shipper import SpendShipper
+from routing.proxy.spool import SpendSpool
+
+TOKEN = "proxy-token-unit"
+
+
+def record(i: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{i:032x}",
+        "call_id": f"call-{i}",
+        "attempt": 1,
+        "team": "team-a",
+        "feature": "feat",
+        "start_time": "2026-11-27T10:00:00+00:00",
+        "end_time": "2026-11-27T10:00:01+00:00",
+        "route": "small",
+        "model_group": "slm",
+        "deployment": "openai/llama",
+        "status": "success",
+        "schema": 1,
+        **extra,
+    }
+
+
+def rows(n: int, start: int = 0) -> list[tuple[str, str]]:
+    return [(record(i)["event_id"], json.dumps(record(i))) for i in range(start, start + n)]
+
+
+def test_spool_survives_reopening(tmp_path: Path) -> None:
+    spool = SpendSpool(tmp_path / "s.sqlite3")
+    assert spool.append(rows(5)) == 5
+    spool.close()
+    reopened = SpendSpool(tmp_path / "s.sqlite3")
+    assert reopened.depth() == 5
+    assert [json.loads(body)["call_id"] for _, body in reopened.peek(2)] == ["call-0", "call-1"]
+
+
+def test_spool_ignores_a_repeated_event_id(tmp_path: Path) -> None:
+    spool = SpendSpool(tmp_path / "s.sqlite3")
+    spool.append(rows(3))
+    assert spool.append(rows(3)) == 0 and spool.depth() == 3
+
+
+def test_full_spool_drops_oldest_and_counts(tmp_path: Path) -> None:
+    spool = SpendSpool(tmp_path / "s.sqlite3", max_records=10)
+    spool.append(rows(8))
+    spool.append(rows(5, start=8))
+    assert spool.depth() == 10 and spool.dropped() == 3
+    assert json.loads(spool.peek(1)[0][1])["call_id"] == "call-3"
+
+
+def test_full_spool_drop_newest_keeps_the_backlog(tmp_path: Path) -> None:
+    spool = SpendSpool(tmp_path / "s.sqlite3", max_records=10, full_policy="drop_newest")
+    spool.append(rows(8))
+    assert spool.append(rows(5, start=8)) == 2
+    assert spool.dropped() == 3 and json.loads(spool.peek(1)[0][1])["call_id"] == "call-0"
+
+
+def test_signature_covers_timestamp_and_body() -> None:
+    key = signing.signing_key(TOKEN)
+    body = b'{"records":[]}'
+    signature = signing.sign(key, "1700000000", body)
+    assert signing.verify(key, "1700000000", body, signature)
+    assert not signing.verify(key, "1700000001", body, signature)
+    assert not signing.verify(key, "1700000000", body + b" ", signature)
+
+
+def make_shipper(tmp_path: Path, url: str, **kwargs: Any) -> SpendShipper:
+    spool = SpendSpool(tmp_path / "s.sqlite3")
+    return SpendShipper(
+        spool, ControlPlaneClient(url, TOKEN, timeout_s=2), batch_size=kwargs.get("batch_size", 10)
+    )
+
+
+def test_shipper_delivers_signed_batches_and_empties_the_spool(tmp_path: Path) -> None:
+    double = ControlPlaneDouble(TOKEN).start()
+    try:
+        shipper = make_shipper(tmp_path, double.url)
+        for i in range(25):
+            shipper.enqueue(record(i))
+        shipper.write_queued()
+        shipper.ship_pending()
+        assert len(double.records) == 25 and double.batches == [10, 10, 5]
+        assert shipper.spool.depth() == 0 and shipper.last_ship_at is not None
+    finally:
+        double.stop()
+
+
+def test_shipper_keeps_records_while_the_control_plane_is_down_then_delivers_once(tmp_path: Path) -> None:
+    double = ControlPlaneDouble(TOKEN)  # not started: connection refused
+    shipper = make_shipper(tmp_path, double.url)
+    for i in range(12):
+        shipper.enqueue(record(i))
+    shipper.write_queued()
+    shipper.ship_pending()
+    assert shipper.spool.depth() == 12 and "unreachable" in shipper.last_error
+    double.start()
+    try:
+        shipper.ship_pending()
+        assert len(double.records) == 12 and double.duplicates == 0 and shipper.spool.depth() == 0
+    finally:
+        double.stop()
+
+
+def test_413_splits_the_batch(tmp_path: Path) -> None:
+    double = ControlPlaneDouble(TOKEN).start()
+    double.max_batch_records = 3
+    try:
+        shipper = make_shipper(tmp_path, double.url)
+        for i in range(10):
+            shipper.enqueue(record(i))
+        shipper.write_queued()
+        shipper.ship_pending()
+        assert len(double.records) == 10 and max(double.batches) <= 3
+    finally:
+        double.stop()
+
+
+def test_400_moves_the_batch_to_dead_letters(tmp_path: Path) -> None:
+    double = ControlPlaneDouble(TOKEN).start()
+    try:
+        shipper = make_shipper(tmp_path, double.url)
+        shipper.enqueue(record(1, attempt=0))  # invalid: attempts start at 1
+        shipper.write_queued()
+        shipper.ship_pending()
+        assert shipper.spool.depth() == 0 and shipper.spool.dead_letter_count() == 1
+        assert "dead letters" in shipper.last_error
+        shipper.enqueue(record(2))
+        shipper.write_queued()
+        shipper.ship_pending()
+        assert list(double.records) == [record(2)["event_id"]]
+    finally:
+        double.stop()
+
+
+def test_wrong_token_is_refused_and_kept(tmp_path: Path) -> None:
+    double = ControlPlaneDouble("another-token").start()
+    try:
+        shipper = make_shipper(tmp_path, double.url)
+        shipper.enqueue(record(1))
+        shipper.write_queued()
+        shipper.ship_pending()
+        assert shipper.spool.depth() == 1 and "401" in shipper.last_error
+    finally:
+        double.stop()
+
+
+def test_background_thread_ships_without_being_asked(tmp_path: Path) -> None:
+    double = ControlPlaneDouble(TOKEN).start()
+    shipper = make_shipper(tmp_path, double.url)
+    shipper.interval_s = 0.05
+    shipper.start()
+    try:
+        started = time.perf_counter()
+        for i in range(5):
+            shipper.enqueue(record(i))
+        assert (time.perf_counter() - started) < 0.01  # enqueue never waits on disk or network
+        deadline = time.monotonic() + 5
+        while len(double.records) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(double.records) == 5
+    finally:
+        shipper.stop()
+        double.stop()
