@@ -269,7 +269,9 @@ class ProxyProcess:
         return config_path
 
     def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "FINOPS_BUNDLE_FILE"}
+        # The control plane's DATABASE_URL would make LiteLLM try its own Prisma database and die.
+        dropped = {"FINOPS_BUNDLE_FILE", "DATABASE_URL", "DIRECT_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         env.update(
             {
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",
