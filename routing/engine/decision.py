@@ -175,6 +175,7 @@ def decide(
     sticky_key: str,
     score_fn: ScoreFn,
     shares: dict[str, ShareThreshold] | None = None,
+    request_key: str = "",
 ) -> Decision:
     """Route one call; raises `BudgetBlocked` when the feature must not spend more."""
     policy = bundle.policy_for(feature)
@@ -212,7 +213,9 @@ def decide(
     arm_name, experiment_id = "", ""
     tracker: ShareThreshold | None = None
     if experiment is not None:
-        arm = assign_arm(experiment, sticky_key)
+        # sticky_key is the end user (else the call); experiments split per request hash the call id instead
+        unit_key = request_key if experiment.sticky_by == "request" and request_key else sticky_key
+        arm = assign_arm(experiment, unit_key)
         threshold: float = arm.threshold
         arm_name, experiment_id = arm.name, experiment.id
     elif policy.threshold is not None:

@@ -89,6 +89,7 @@ class FinOpsRouter(CustomLogger):
                 feature=feature,
                 data=data,
                 sticky_key=end_user or call_id,
+                request_key=call_id,
                 score_fn=runtime.score_fn(),
                 shares=runtime.shares,
             )

@@ -164,3 +164,36 @@ def test_target_share_policy_routes_about_that_share_to_small() -> None:
 def test_length_score_is_bounded() -> None:
     assert length_score([{"role": "user", "content": "x" * 100000}]) == 1.0
     assert 0 <= length_score([]) < 0.01
+
+
+def test_request_unit_experiment_splits_one_end_user_across_arms() -> None:
+    def per_request(doc: dict[str, Any]) -> None:
+        for experiment in doc["experiments"]:
+            experiment["sticky_by"] = "request"
+
+    arms = {
+        decide(
+            bundle_with(per_request),
+            team="support",
+            feature="support-bot",
+            data={"messages": []},
+            sticky_key="alice",
+            request_key=f"call-{i}",
+            score_fn=fixed(0.55),
+        ).arm
+        for i in range(40)
+    }
+    user_arms = {
+        decide(
+            bundle_with(),
+            team="support",
+            feature="support-bot",
+            data={"messages": []},
+            sticky_key="alice",
+            request_key=f"call-{i}",
+            score_fn=fixed(0.55),
+        ).arm
+        for i in range(40)
+    }
+    assert arms == {"control", "lower"}  # one user, many requests: both arms
+    assert len(user_arms) == 1  # sticky by end user: always the same arm
