@@ -157,7 +157,9 @@ class Proxy(TimeStampedModel):
     applied_hash = models.CharField(max_length=80, blank=True)
     last_report = models.JSONField(default=dict, blank=True)
     push_credential = models.TextField(
-        blank=True, editable=False, help_text="The token, encrypted with a key derived from SECRET_KEY, to push bundles."
+        blank=True,
+        editable=False,
+        help_text="The token, encrypted with a key derived from SECRET_KEY, to push bundles.",
     )
     target_bundle = models.ForeignKey(
         "routing.Bundle",

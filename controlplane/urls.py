@@ -8,18 +8,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from controlplane import views
 from controlplane.api.urls import router
 
-PENDING = {
-    "overview": ("Overview", "Spend, savings and routing across the organisation."),
-    "routing": ("Routing", "Deployments, routing policies and feature keys."),
-    "experiments": ("Experiments", "A/B threshold experiments and what-if replay."),
-    "fleet": ("Fleet", "The LiteLLM proxies, their applied bundle versions and rollouts."),
-    "alerts": ("Alerts", "Fallback-rate, budget and spend alerts."),
-}
+PENDING: dict[str, tuple[str, str]] = {}
 
 urlpatterns = [
-    path(
-        "", views.section, {"title": PENDING["overview"][0], "lead": PENDING["overview"][1]}, name="overview"
-    ),
     path("teams/", views.team_list, name="team-list"),
     path("teams/<uuid:code>/", views.team_detail, name="team-detail"),
     path("features/", views.feature_list, name="feature-list"),
@@ -41,5 +32,4 @@ urlpatterns = [
 urlpatterns += [
     path(f"{name}/", views.section, {"title": title, "lead": lead}, name=name)
     for name, (title, lead) in PENDING.items()
-    if name != "overview"
 ]

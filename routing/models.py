@@ -42,10 +42,13 @@ class ModelDeployment(TimeStampedModel):
     )
     tier = models.CharField(max_length=16, choices=Tier.choices)
     litellm_model = models.CharField(
-        max_length=200, help_text="LiteLLM model string, e.g. openai/llama-3-8b-instruct or anthropic/claude-sonnet-4-5."
+        max_length=200,
+        help_text="LiteLLM model string, e.g. openai/llama-3-8b-instruct or anthropic/claude-sonnet-4-5.",
     )
     api_base = models.CharField(
-        max_length=300, blank=True, help_text="http(s) URL of an OpenAI-compatible server; empty for the provider's."
+        max_length=300,
+        blank=True,
+        help_text="http(s) URL of an OpenAI-compatible server; empty for the provider's.",
     )
     api_key_env = models.CharField(
         max_length=100,
@@ -95,7 +98,9 @@ class ModelDeployment(TimeStampedModel):
 
     class Meta:
         ordering = ["tier", "name"]
-        constraints = [models.CheckConstraint(condition=Q(tier__in=Tier.values), name="deployment_tier_valid")]
+        constraints = [
+            models.CheckConstraint(condition=Q(tier__in=Tier.values), name="deployment_tier_valid")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -110,9 +115,7 @@ class ModelDeployment(TimeStampedModel):
             errors["api_base"] = "Give an http:// or https:// URL, or leave it empty for the provider's own."
         if self.tier and self.is_active:
             others = ModelDeployment.objects.filter(is_active=True).exclude(pk=self.pk)
-            clash = [
-                d for d in others if d.group == self.group and d.tier != self.tier
-            ]
+            clash = [d for d in others if d.group == self.group and d.tier != self.tier]
             if clash:
                 errors["model_group"] = (
                     f"Model group {self.group!r} already serves {clash[0].tier}-tier deployment {clash[0].name!r}: "
@@ -190,7 +193,9 @@ class RoutingPolicy(TimeStampedModel):
         verbose_name_plural = "routing policies"
         constraints = [
             # a plain unique on a nullable column lets many NULLs through; coalescing makes "no feature" one value
-            models.UniqueConstraint(Coalesce("feature", Value(0)), name="one_policy_per_feature_and_one_default"),
+            models.UniqueConstraint(
+                Coalesce("feature", Value(0)), name="one_policy_per_feature_and_one_default"
+            ),
             models.CheckConstraint(
                 condition=Q(threshold__isnull=True) | Q(target_small_share__isnull=True),
                 name="policy_threshold_or_share",
@@ -226,7 +231,9 @@ class FeatureKey(TimeStampedModel):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="keys")
     name = models.CharField(max_length=100, help_text="What uses this key, e.g. production web app.")
-    prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise the key.")
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text="First characters, to recognise the key."
+    )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -356,3 +363,6 @@ class RolloutTarget(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+from routing.experiment_models import *  # noqa: E402,F403

@@ -1,3 +1,16 @@
 """Celery beat entries of the routing app: crontab schedules with an expiry (merged in settings)."""
 
-BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+from celery.schedules import crontab
+
+BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "routing-rollout-reap": {
+        "task": "routing.tasks.rollout_reap",
+        "schedule": crontab(minute="*/5"),
+        "options": {"expires": 240},
+    },
+}
+BEAT_SCHEDULE["routing-experiments-evaluate"] = {
+    "task": "routing.experiment_tasks.experiments_evaluate",
+    "schedule": crontab(minute="*"),  # guardrails: a harmful arm stops within a minute
+    "options": {"expires": 50},
+}

@@ -1,5 +1,33 @@
-"""API v1 endpoints of the routing app (included under /api/v1/ by controlplane/urls.py)."""
+"""API v1 endpoints of the routing app and the fleet (included under /api/v1/ by controlplane/urls.py)."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list = []
+from controlplane.fleet_api import FleetBundleView, FleetHeartbeatView
+from routing.api import views
+
+router = SimpleRouter()  # the controlplane DefaultRouter already serves the API root
+router.register("routing/deployments", views.DeploymentViewSet, basename="api-deployment")
+router.register("routing/policies", views.PolicyViewSet, basename="api-policy")
+router.register("routing/keys", views.FeatureKeyViewSet, basename="api-feature-key")
+router.register("fleet/bundles", views.BundleViewSet, basename="api-bundle")
+router.register("fleet/rollouts", views.RolloutViewSet, basename="api-rollout")
+router.register("fleet/proxies", views.ProxyViewSet, basename="api-proxy")
+
+urlpatterns = [
+    path("fleet/bundle", FleetBundleView.as_view(), name="api-fleet-bundle"),
+    path("fleet/heartbeat", FleetHeartbeatView.as_view(), name="api-fleet-heartbeat"),
+    *router.urls,
+]
+
+# Threshold experiments and end-user feedback (routing/api/experiment_views.py).
+from routing.api import experiment_views  # noqa: E402
+
+experiment_router = SimpleRouter()
+experiment_router.register(
+    "routing/experiments", experiment_views.ExperimentViewSet, basename="api-experiment"
+)
+urlpatterns += [
+    path("feedback", experiment_views.FeedbackView.as_view(), name="api-feedback"),
+    *experiment_router.urls,
+]

@@ -1,0 +1,175 @@
+"""Fleet services: registering proxies, their push credential, heartbeats, and derived health.
+
+A proxy authenticates to us with `Authorization: Bearer <token>`; we keep `token_hash` (lookup) and
+`signing_key` (spend signatures). To push bundles we must present the same token to the proxy's
+plugin, so we also keep it encrypted at rest (Fernet, key derived from SECRET_KEY with a
+purpose label): a database dump alone does not reveal it. Rotating SECRET_KEY makes pushes fail
+until the proxy's token is rotated; proxies still heal by pulling.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import secrets
+from enum import StrEnum
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from controlplane.models import AuditAction, Proxy
+from controlplane.services import _apply, audit_record, snapshot, stored_snapshot
+from routing.engine import signing
+
+PROXY_FIELDS = ("name", "base_url", "pool", "is_canary", "is_active")
+TOKEN_PREFIX = "fpx-"
+
+
+class ProxyHealth(StrEnum):
+    HEALTHY = "healthy"
+    STALE = "stale"  # heartbeats stopped recently
+    UNREACHABLE = "unreachable"  # no heartbeat for long, or never
+    DRIFTED = "drifted"  # beating, but running another bundle than its target
+
+
+def proxy_health(
+    *,
+    last_heartbeat_at: dt.datetime | None,
+    applied_hash: str,
+    target_hash: str | None,
+    now: dt.datetime,
+    stale_after_s: float | None = None,
+    unreachable_after_s: float | None = None,
+) -> ProxyHealth:
+    """Health from the last heartbeat time and applied vs target hash (pure: no database, no clock)."""
+    stale_after = stale_after_s if stale_after_s is not None else fleet_setting("FLEET_STALE_AFTER_S")
+    unreachable_after = (
+        unreachable_after_s if unreachable_after_s is not None else fleet_setting("FLEET_UNREACHABLE_AFTER_S")
+    )
+    if last_heartbeat_at is None:
+        return ProxyHealth.UNREACHABLE
+    age = (now - last_heartbeat_at).total_seconds()
+    if age > unreachable_after:
+        return ProxyHealth.UNREACHABLE
+    if age > stale_after:
+        return ProxyHealth.STALE
+    if target_hash and applied_hash != target_hash:
+        return ProxyHealth.DRIFTED
+    return ProxyHealth.HEALTHY
+
+
+FLEET_DEFAULTS: dict[str, float] = {
+    "FLEET_STALE_AFTER_S": 30.0,  # three missed 10 s heartbeats
+    "FLEET_UNREACHABLE_AFTER_S": 120.0,
+    "FLEET_CANARY_WINDOW_S": 3.0,  # how long the canary must stay healthy on the new bundle
+    "FLEET_PUSH_TIMEOUT_S": 5.0,
+    "FLEET_PUSH_ATTEMPTS": 3,
+    "FLEET_PUSH_BACKOFF_S": 0.5,  # doubled after every failed attempt
+}
+
+
+def fleet_setting(name: str) -> float:
+    return float(getattr(settings, name, FLEET_DEFAULTS[name]))
+
+
+# --- push credential -------------------------------------------------------------------------------
+
+
+def _fernet() -> Fernet:
+    digest = hashlib.sha256(b"finops-proxy-push-credential-v1:" + settings.SECRET_KEY.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def encrypt_token(token: str) -> str:
+    return _fernet().encrypt(token.encode()).decode()
+
+
+def decrypt_token(ciphertext: str) -> str | None:
+    """The proxy's token, or None when it cannot be decrypted (no credential, or SECRET_KEY changed)."""
+    if not ciphertext:
+        return None
+    try:
+        return _fernet().decrypt(ciphertext.encode()).decode()
+    except InvalidToken:
+        return None
+
+
+def _set_token(proxy: Proxy) -> str:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    proxy.token_hash = signing.token_hash(token)
+    proxy.signing_key = signing.signing_key(token)
+    proxy.push_credential = encrypt_token(token)
+    return token
+
+
+# --- services ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def proxy_create(*, actor: Any, **values: Any) -> tuple[Proxy, str]:
+    """Register a proxy; returns it and its token (shown once, stored only hashed and encrypted)."""
+    proxy = Proxy()
+    token = _set_token(proxy)
+    _apply(proxy, values)
+    audit_record(actor=actor, action=AuditAction.CREATE, obj=proxy, after=snapshot(proxy, PROXY_FIELDS))
+    return proxy, token
+
+
+@transaction.atomic
+def proxy_update(*, actor: Any, proxy: Proxy, **values: Any) -> Proxy:
+    before = stored_snapshot(proxy, PROXY_FIELDS)
+    _apply(proxy, values)
+    after = snapshot(proxy, PROXY_FIELDS)
+    if before != after:
+        audit_record(actor=actor, action=AuditAction.UPDATE, obj=proxy, before=before, after=after)
+    return proxy
+
+
+@transaction.atomic
+def proxy_rotate_token(*, actor: Any, proxy: Proxy) -> str:
+    token = _set_token(proxy)
+    proxy.save(update_fields=["token_hash", "signing_key", "push_credential", "updated_at"])
+    audit_record(actor=actor, action=AuditAction.UPDATE, obj=proxy, note="token rotated")
+    return token
+
+
+def proxy_by_token(token: str) -> Proxy | None:
+    if not token:
+        return None
+    return (
+        Proxy.objects.select_related("target_bundle")
+        .filter(token_hash=signing.token_hash(token), is_active=True)
+        .first()
+    )
+
+
+REPORT_FIELDS = (
+    "spool_depth",
+    "dead_letters",
+    "last_ship_at",
+    "errors",
+    "restart_required",
+    "plugin_version",
+)
+
+
+def proxy_heartbeat(*, proxy: Proxy, report: dict[str, Any]) -> Proxy:
+    """Record what the proxy says it runs (no audit: it is telemetry, not a change a user made)."""
+    errors = report.get("errors") or []
+    proxy.last_heartbeat_at = timezone.now()
+    proxy.applied_version = str(report.get("applied_version") or "")[:80]
+    proxy.applied_hash = str(report.get("applied_hash") or "")[:80]
+    proxy.last_report = {name: report.get(name) for name in REPORT_FIELDS if name in report} | {
+        "errors": [str(e)[:500] for e in errors[:20]] if isinstance(errors, list) else []
+    }
+    Proxy.objects.filter(pk=proxy.pk).update(
+        last_heartbeat_at=proxy.last_heartbeat_at,
+        applied_version=proxy.applied_version,
+        applied_hash=proxy.applied_hash,
+        last_report=proxy.last_report,
+    )
+    return proxy

@@ -1,0 +1,178 @@
+"""API shapes for routing and the fleet. Writes go through the audited services."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from controlplane.models import Feature, Proxy
+from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RolloutTarget, RoutingPolicy
+
+DEPLOYMENT_REF = {
+    "slug_field": "name",
+    "queryset": ModelDeployment.objects.all(),
+    "required": False,
+    "allow_null": True,
+}
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelDeployment
+        fields = [
+            "code",
+            "name",
+            "model_group",
+            "tier",
+            "litellm_model",
+            "api_base",
+            "api_key_env",
+            "timeout_s",
+            "context_window",
+            "supports_tools",
+            "supports_vision",
+            "supports_structured_output",
+            "supports_logprobs",
+            "input_price_per_mtok",
+            "output_price_per_mtok",
+            "monthly_hosting_usd",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["code", "created_at", "updated_at"]
+        validators: list = []
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    feature = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Feature.objects.all(), required=False, allow_null=True
+    )
+    small_deployment = serializers.SlugRelatedField(**DEPLOYMENT_REF)
+    frontier_deployment = serializers.SlugRelatedField(**DEPLOYMENT_REF)
+
+    class Meta:
+        model = RoutingPolicy
+        fields = [
+            "code",
+            "feature",
+            "small_deployment",
+            "frontier_deployment",
+            "threshold",
+            "target_small_share",
+            "slm_timeout_ms",
+            "confidence_floor",
+            "rule_tools",
+            "rule_images",
+            "rule_structured_output",
+            "rule_context",
+            "context_margin_tokens",
+            "over_budget",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["code", "created_at", "updated_at"]
+        validators: list = []
+
+
+class FeatureKeySerializer(serializers.ModelSerializer):
+    feature = serializers.SlugRelatedField(slug_field="slug", queryset=Feature.objects.all())
+    revoked = serializers.BooleanField(source="is_revoked", read_only=True)
+
+    class Meta:
+        model = FeatureKey
+        fields = ["code", "feature", "name", "prefix", "expires_at", "revoked", "revoked_at", "created_at"]
+        read_only_fields = ["code", "prefix", "revoked", "revoked_at", "created_at"]
+
+
+class BundleSerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Bundle
+        fields = ["code", "number", "version", "content_hash", "note", "created_by", "created_at"]
+        read_only_fields = fields
+
+
+class BundleDetailSerializer(BundleSerializer):
+    class Meta(BundleSerializer.Meta):
+        fields = [*BundleSerializer.Meta.fields, "document", "config_yaml"]
+        read_only_fields = fields
+
+
+class PublishSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=500)
+    pool = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+
+
+class RolloutRequestSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    pool = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+
+
+class RolloutTargetSerializer(serializers.ModelSerializer):
+    proxy = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = RolloutTarget
+        fields = ["proxy", "is_canary", "status", "attempts", "error", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    bundle = serializers.SlugRelatedField(slug_field="version", read_only=True)
+    previous_bundle = serializers.SlugRelatedField(slug_field="version", read_only=True)
+    targets = RolloutTargetSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Rollout
+        fields = [
+            "code",
+            "bundle",
+            "previous_bundle",
+            "kind",
+            "pool",
+            "status",
+            "error",
+            "note",
+            "started_at",
+            "finished_at",
+            "created_at",
+            "targets",
+        ]
+        read_only_fields = fields
+
+
+class ProxySerializer(serializers.ModelSerializer):
+    target_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Proxy
+        fields = [
+            "code",
+            "name",
+            "base_url",
+            "pool",
+            "is_canary",
+            "is_active",
+            "last_heartbeat_at",
+            "applied_version",
+            "applied_hash",
+            "target_version",
+            "last_report",
+            "created_at",
+        ]
+        read_only_fields = [
+            "code",
+            "last_heartbeat_at",
+            "applied_version",
+            "applied_hash",
+            "target_version",
+            "last_report",
+            "created_at",
+        ]
+
+    def get_target_version(self, proxy: Proxy) -> str | None:
+        from routing.selectors import proxy_target_bundle
+
+        target = proxy_target_bundle(proxy)
+        return target.version if target else None

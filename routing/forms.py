@@ -1,0 +1,156 @@
+"""Forms for deployments, routing policies, feature keys and publishing; each error says what to change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from routing.models import ModelDeployment, RoutingPolicy, Tier
+
+INHERIT = (("", "Inherit from default"), ("true", "Yes"), ("false", "No"))
+
+
+class DeploymentForm(forms.ModelForm):
+    class Meta:
+        model = ModelDeployment
+        fields = [
+            "name",
+            "model_group",
+            "tier",
+            "litellm_model",
+            "api_base",
+            "api_key_env",
+            "timeout_s",
+            "context_window",
+            "supports_tools",
+            "supports_vision",
+            "supports_structured_output",
+            "supports_logprobs",
+            "input_price_per_mtok",
+            "output_price_per_mtok",
+            "monthly_hosting_usd",
+            "is_active",
+        ]
+        labels = {
+            "api_key_env": "API key environment variable",
+            "input_price_per_mtok": "Input price (USD / 1M tokens)",
+            "output_price_per_mtok": "Output price (USD / 1M tokens)",
+            "monthly_hosting_usd": "Monthly hosting (USD)",
+            "timeout_s": "Timeout (s)",
+        }
+
+    def clean_api_key_env(self) -> str:
+        value = self.cleaned_data["api_key_env"].strip()
+        if value.startswith(("sk-", "sk_")) or len(value) > 60:
+            raise forms.ValidationError(
+                "This looks like a key, not a variable name: put the key in the proxy's environment "
+                "and give the variable's name here, e.g. ANTHROPIC_API_KEY."
+            )
+        return value.removeprefix("os.environ/")
+
+    def clean_litellm_model(self) -> str:
+        value = self.cleaned_data["litellm_model"].strip()
+        if "/" not in value:
+            raise forms.ValidationError(
+                "Prefix the provider as LiteLLM expects, e.g. openai/llama-3-8b-instruct or anthropic/claude-sonnet-4-5."
+            )
+        return value
+
+
+class PolicyForm(forms.ModelForm):
+    rule_tools = forms.NullBooleanField(
+        required=False, widget=forms.Select(choices=INHERIT), label="Tools → frontier"
+    )
+    rule_images = forms.NullBooleanField(
+        required=False, widget=forms.Select(choices=INHERIT), label="Images → frontier"
+    )
+    rule_structured_output = forms.NullBooleanField(
+        required=False, widget=forms.Select(choices=INHERIT), label="Structured output → frontier"
+    )
+    rule_context = forms.NullBooleanField(
+        required=False, widget=forms.Select(choices=INHERIT), label="Too long for SLM → frontier"
+    )
+
+    class Meta:
+        model = RoutingPolicy
+        fields = [
+            "feature",
+            "small_deployment",
+            "frontier_deployment",
+            "threshold",
+            "target_small_share",
+            "slm_timeout_ms",
+            "confidence_floor",
+            "rule_tools",
+            "rule_images",
+            "rule_structured_output",
+            "rule_context",
+            "context_margin_tokens",
+            "over_budget",
+        ]
+        labels = {"slm_timeout_ms": "SLM timeout (ms)", "over_budget": "Over budget"}
+
+    def __init__(self, *args: Any, features: Any = None, default: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        deployments = ModelDeployment.objects.filter(is_active=True)
+        self.fields["small_deployment"].queryset = deployments.filter(tier=Tier.SMALL)
+        self.fields["frontier_deployment"].queryset = deployments.filter(tier=Tier.FRONTIER)
+        self.is_default = default or (self.instance.pk is not None and self.instance.is_default)
+        if self.is_default or self.instance.pk is not None:
+            del self.fields["feature"]
+        else:
+            self.fields["feature"].queryset = (
+                features if features is not None else self.fields["feature"].queryset
+            )
+            self.fields["feature"].required = True
+            self.fields["feature"].help_text = "The feature this override applies to."
+        if self.is_default:
+            for name in ("rule_tools", "rule_images", "rule_structured_output", "rule_context"):
+                self.fields[name].widget = forms.Select(choices=(("true", "Yes"), ("false", "No")))
+            self.fields["over_budget"].choices = [c for c in self.fields["over_budget"].choices if c[0]]
+            self.fields["over_budget"].required = True
+        else:
+            self.fields["small_deployment"].empty_label = "Inherit from default"
+            self.fields["frontier_deployment"].empty_label = "Inherit from default"
+            self.fields["over_budget"].choices = [
+                ("", "Inherit from default"),
+                *[c for c in self.fields["over_budget"].choices if c[0]],
+            ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("threshold") is not None and data.get("target_small_share") is not None:
+            self.add_error(
+                "target_small_share", "Set either a threshold or a target small share, not both: clear one."
+            )
+        if self.is_default and data.get("threshold") is None and data.get("target_small_share") is None:
+            self.add_error(
+                "threshold", "The default policy needs a threshold (e.g. 0.5) or a target small share."
+            )
+        return data
+
+
+class FeatureKeyForm(forms.Form):
+    feature = forms.ModelChoiceField(
+        queryset=None, help_text="Calls made with the key count against this feature."
+    )  # type: ignore[arg-type]
+    name = forms.CharField(max_length=100, help_text="What uses the key, e.g. production web app.")
+    expires_at = forms.DateTimeField(
+        required=False,
+        help_text="Optional, UTC, e.g. 2027-06-30 00:00. Empty: never expires.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+
+    def __init__(self, *args: Any, features: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["feature"].queryset = features
+
+
+class PublishForm(forms.Form):
+    note = forms.CharField(
+        max_length=500,
+        required=True,
+        help_text="Why this version: shown in the bundle history and the audit log.",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. lower support-bot threshold to 0.55"}),
+    )
