@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
@@ -178,14 +179,16 @@ SILENCED_SYSTEM_CHECKS: list[str] = []
 # Redis when REDIS_URL/CELERY_BROKER_URL says so; embedded defaults need no server.
 REDIS_URL = env_str("REDIS_URL", "")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
-_BROKER_DIR = VAR_DIR / "broker"
+# Tests get a throwaway broker folder so queued-but-unconsumed tasks never pile up in ./var.
+_BROKER_DIR = Path(tempfile.mkdtemp(prefix="finops-broker-")) if TESTING else VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("in", "processed"):
+    for sub in ("in", "processed", "control"):
         (_BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_BROKER_DIR / "in"),
         "data_folder_out": str(_BROKER_DIR / "in"),
         "processed_folder": str(_BROKER_DIR / "processed"),
+        "control_folder": str(_BROKER_DIR / "control"),  # else kombu writes ./control in the working dir
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = None
