@@ -3,9 +3,8 @@
 A budget covers one calendar month in its team's timezone. Every minute `budgets_evaluate` recomputes
 each active budget's spend, state and month-end forecast into its BudgetStatus row. When the set of
 features the proxies must degrade or block changes, it publishes a bundle (actor: system) so the
-fleet enforces the change within a rollout. The proxy takes the over-budget action from the
-feature's routing policy, so before publishing the feature's policy override is set to the
-budget's action (through routing.services, audited). See docs/budgets.md.
+fleet enforces the change within a rollout. Each budget state carries the budget's action
+(block or degrade), which the proxy applies. See docs/budgets.md.
 """
 
 from __future__ import annotations
@@ -309,40 +308,20 @@ def budget_states_for_bundle() -> list[dict[str, Any]]:
             "spend_usd": _money_text(e.spend_usd),
             "limit_usd": _money_text(e.limit_usd),
             "period": e.period,
+            "action": str(e.action),
         }
         for e in enforcements()
     ]
 
 
-def _policy_action_sync(enforced: list[Enforcement]) -> list[str]:
-    """Make each enforced feature's routing policy carry its budget's action; returns what changed."""
-    from routing import services as routing_services
-    from routing.models import RoutingPolicy
-
-    default = RoutingPolicy.objects.filter(feature__isnull=True).first()
-    default_action = (default.over_budget if default else "") or BudgetAction.BLOCK
-    changed = []
-    for e in enforced:
-        override = RoutingPolicy.objects.filter(feature=e.feature_obj).first()
-        effective = (override.over_budget if override else "") or default_action
-        if effective == e.action:
-            continue
-        if override is None:
-            routing_services.policy_create(actor=None, feature=e.feature_obj, over_budget=e.action)
-        else:
-            routing_services.policy_update(actor=None, policy=override, over_budget=e.action)
-        changed.append(f"{e.feature} over budget → {e.action}")
-    return changed
-
-
-def _published_over() -> set[tuple[str, str]] | None:
+def _published_over() -> set[tuple[str, str, str]] | None:
     from routing.models import Bundle
 
     latest = Bundle.objects.order_by("-number").first()
     if latest is None:
         return None
     return {
-        (b.get("team"), b.get("feature"))
+        (b.get("team"), b.get("feature"), b.get("action", ""))
         for b in (latest.document or {}).get("budgets") or []
         if isinstance(b, dict) and b.get("state") == "over"
     }
@@ -362,15 +341,13 @@ def budgets_publish_if_changed(*, now: datetime) -> str | None:
                 "%s is not %r: budget states do not reach the proxies", PROVIDER_SETTING, PROVIDER_PATH
             )
         return None
-    wanted = {(e.team, e.feature) for e in enforced}
+    wanted = {(e.team, e.feature, str(e.action)) for e in enforced}
     with transaction.atomic():
-        policy_changes = _policy_action_sync(enforced)
-        if wanted == published and not policy_changes:
+        if wanted == published:
             return None
-        parts = [f"{t}/{f} over" for t, f in sorted(wanted - published)]
-        parts += [f"{t}/{f} back within budget" for t, f in sorted(published - wanted)]
-        parts += policy_changes
-        note = "budget state change: " + ", ".join(parts or ["policy actions"])
+        parts = [f"{t}/{f} over → {a}" for t, f, a in sorted(wanted - published)]
+        parts += [f"{t}/{f} back within budget" for t, f, a in sorted(published - wanted)]
+        note = "budget state change: " + ", ".join(parts)
         try:
             bundle = routing_services.bundle_publish(actor=None, note=note)
         except routing_services.BundleRejected as exc:

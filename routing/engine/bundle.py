@@ -135,6 +135,7 @@ class BudgetState:
     spend_usd: Decimal
     limit_usd: Decimal
     period: str = ""
+    action: str = ""  # block or degrade; empty: the feature policy's over_budget decides
 
 
 @dataclass(frozen=True)
@@ -508,11 +509,15 @@ def validate_bundle(doc: Any) -> list[str]:
     seen_budgets: set[tuple[Any, Any]] = set()
     for i, raw in enumerate(budgets):
         path = f"$.budgets[{i}]"
-        budget = c.obj(raw, path, {"team", "feature", "state", "spend_usd", "limit_usd", "period"})
+        budget = c.obj(raw, path, {"team", "feature", "state", "spend_usd", "limit_usd", "period", "action"})
         if budget is None:
             continue
         team = c.slug(budget.get("team"), f"{path}.team")
         feature = c.slug(budget.get("feature"), f"{path}.feature")
+        if budget.get("action", "") not in ("", *OVER_BUDGET_ACTIONS):
+            c.err(
+                f"{path}.action", f"must be 'block' or 'degrade' (or left out), got {budget.get('action')!r}"
+            )
         if budget.get("state") not in BUDGET_STATES:
             c.err(f"{path}.state", f"must be 'ok' or 'over', got {budget.get('state')!r}")
         c.money(budget.get("spend_usd"), f"{path}.spend_usd")
@@ -684,6 +689,7 @@ def _build(doc: dict[str, Any]) -> Bundle:
             spend_usd=Decimal(str(b["spend_usd"])),
             limit_usd=Decimal(str(b["limit_usd"])),
             period=b.get("period", ""),
+            action=b.get("action", ""),
         )
         for b in doc.get("budgets", [])
     }

@@ -29,7 +29,7 @@ class BudgetBlocked(Exception):
         when = f" for {period}" if period else ""
         super().__init__(
             f"feature '{feature}' (team '{team}') is over its budget{when}: spent ${spend_usd} of ${limit_usd}. "
-            "Raise the budget or switch its policy to 'degrade' in the control plane."
+            "Raise the budget or set its over-budget action to 'degrade' in the control plane."
         )
 
 
@@ -183,7 +183,7 @@ def decide(
     budget = bundle.budget_for(team, feature)
     degrade = False
     if budget is not None and budget.state == "over":
-        if policy.over_budget == "block":
+        if (budget.action or policy.over_budget) == "block":
             raise BudgetBlocked(team, feature, str(budget.spend_usd), str(budget.limit_usd), budget.period)
         degrade = True
 

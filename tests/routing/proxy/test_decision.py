@@ -197,3 +197,36 @@ def test_request_unit_experiment_splits_one_end_user_across_arms() -> None:
     }
     assert arms == {"control", "lower"}  # one user, many requests: both arms
     assert len(user_arms) == 1  # sticky by end user: always the same arm
+
+
+def test_budget_action_overrides_the_policy_over_budget() -> None:
+    def over(action: str) -> Any:
+        def change(doc: dict[str, Any]) -> None:
+            doc["budgets"] = [
+                {
+                    "team": "t",
+                    "feature": "other",
+                    "state": "over",
+                    "spend_usd": "12",
+                    "limit_usd": "10",
+                    "period": "2026-11",
+                    "action": action,
+                }
+            ]
+
+        return change
+
+    degraded = route(bundle_with(over("degrade")), score=0.9)
+    assert degraded.route == "small" and degraded.reason == "budget_degrade"
+    with pytest.raises(BudgetBlocked, match="spent \\$12 of \\$10"):
+        route(bundle_with(over("block")), score=0.1)
+
+
+def test_budget_action_must_be_known() -> None:
+    from routing.engine.bundle import validate_bundle
+
+    doc = example_bundle()
+    doc["budgets"] = [
+        {"team": "t", "feature": "f", "state": "over", "spend_usd": "1", "limit_usd": "1", "action": "shout"}
+    ]
+    assert any("$.budgets[0].action" in e and "'block' or 'degrade'" in e for e in validate_bundle(doc))

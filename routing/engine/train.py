@@ -1,0 +1,317 @@
+"""Fit the complexity scorer's weights on labeled prompts and write a versioned weights file.
+
+    python -m routing.engine.train --data FILE [--data FILE ...] --out routing/engine/weights/complexity-vN.json
+
+Each labeled row has `prompt` (or `messages`), a `benchmark` (its source), optionally a `subject`,
+and either booleans `weak_correct`/`strong_correct` or graded `weak_score`/`strong_score`.
+
+The label is the quality the strong model adds, rescaled to [0, 1]: (strong - weak + 1) / 2. A
+logistic fit on it ranks prompts by expected gain from the frontier model, which is what routing
+needs: a prompt both models fail is no reason to pay for the frontier model.
+
+How the fit is kept from learning the benchmark instead of complexity:
+- every source gets the same total weight, so a 14k-row benchmark cannot drown a small product set;
+- each weight's sign is fixed by what the signal means (a routine-task verb cannot raise the score);
+- an L2 penalty shrinks what the data does not support;
+- signals only see the ask itself, with exam scaffolding ("A.", "Answer:") removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from routing.engine.scorer import WEIGHTS_FORMAT
+from routing.engine.signals import SIGNAL_NAMES, extract_signals
+
+DEFAULT_L2 = 0.1
+DEFAULT_TARGET = "quality_gain"
+TARGETS = ("quality_gain", "weak_fails", "strong_gain")
+# Signals whose meaning says they can only lower the score; the others can only raise it, except
+# the free ones, where either direction is plausible.
+LOWERING_SIGNALS = frozenset({"routine_task_vocabulary", "output_format_vocabulary"})
+FREE_SIGNALS = frozenset({"system_tokens", "material_tokens"})
+
+
+# Hand-labelled product prompts (routine vs complex), as opposed to measured model outcomes.
+TASK_SOURCES = frozenset({"product"})
+# A source's total weight relative to each benchmark's; the product set is small and hand-labelled.
+DEFAULT_SOURCE_WEIGHTS = {"product": 0.2}
+# What kind of task an ask is: signals the benchmarks barely exercise, learned from task sources.
+TASK_TYPE_SIGNALS = frozenset(
+    {
+        "routine_task_vocabulary",
+        "output_format_vocabulary",
+        "analysis_vocabulary",
+        "design_vocabulary",
+        "reasoning_vocabulary",
+        "code_markers",
+        "code_vocabulary",
+        "constraint_vocabulary",
+        "asks",
+        "numbered_steps",
+        "multi_step_phrases",
+        "material_tokens",
+        "context_tokens",
+        "system_tokens",
+        "conversation_depth",
+        "tool_definitions",
+        "images",
+    }
+)
+
+
+def _weight_bounds(name: str) -> tuple[float | None, float | None]:
+    if name in FREE_SIGNALS:
+        return (None, None)
+    return (None, 0.0) if name in LOWERING_SIGNALS else (0.0, None)
+
+
+@dataclass(frozen=True)
+class LabeledPrompt:
+    """One prompt with how well the weak and the strong model did on it (1 = correct)."""
+
+    id: str
+    source: str
+    subject: str
+    messages: list[dict[str, Any]]
+    weak_score: float
+    strong_score: float
+    tools: list[Any] | None = None
+
+
+def _open_text(path: Path) -> Iterator[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        yield from lines
+
+
+def _score_field(row: dict[str, Any], graded: str, boolean: str) -> float:
+    if graded in row and row[graded] is not None:
+        return float(row[graded])
+    return 1.0 if row.get(boolean) else 0.0
+
+
+def load_labeled_prompts(path: str | Path) -> list[LabeledPrompt]:
+    prompts = []
+    for number, line in enumerate(_open_text(Path(path))):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "messages" in row:
+            messages = row["messages"]
+        else:
+            messages = [{"role": "user", "content": row.get("prompt", "")}]
+        prompts.append(
+            LabeledPrompt(
+                id=str(row.get("id", f"{Path(path).stem}-{number}")),
+                source=str(row.get("benchmark") or row.get("source") or Path(path).stem),
+                subject=str(row.get("subject") or row.get("benchmark") or row.get("source") or ""),
+                messages=messages,
+                weak_score=_score_field(row, "weak_score", "weak_correct"),
+                strong_score=_score_field(row, "strong_score", "strong_correct"),
+                tools=row.get("tools"),
+            )
+        )
+    return prompts
+
+
+def signal_matrix(prompts: Sequence[LabeledPrompt]) -> np.ndarray:
+    return np.array(
+        [
+            [signals[name] for name in SIGNAL_NAMES]
+            for signals in (extract_signals(p.messages, p.tools) for p in prompts)
+        ],
+        dtype=float,
+    )
+
+
+def target_labels(prompts: Sequence[LabeledPrompt], target: str = DEFAULT_TARGET) -> np.ndarray:
+    weak = np.array([p.weak_score for p in prompts])
+    strong = np.array([p.strong_score for p in prompts])
+    if target == "quality_gain":
+        return np.clip((strong - weak + 1.0) / 2.0, 0.0, 1.0)
+    if target == "weak_fails":
+        return 1.0 - weak
+    if target == "strong_gain":
+        return np.clip(strong - weak, 0.0, 1.0)
+    raise ValueError(f"unknown target {target!r}; choose from {TARGETS}")
+
+
+def source_balanced_weights(
+    sources: Sequence[str], source_weight: dict[str, float] | None = None
+) -> np.ndarray:
+    """Each source sums to its share (1 unless overridden); the whole averages to 1 per row."""
+    names, inverse, counts = np.unique(np.array(sources), return_inverse=True, return_counts=True)
+    source_weight = DEFAULT_SOURCE_WEIGHTS if source_weight is None else source_weight
+    share = np.array([source_weight.get(name, 1.0) for name in names])
+    per_row = share[inverse] / counts[inverse]
+    return per_row * len(sources) / per_row.sum()
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    """Standardisation and weights of a fitted logistic model over SIGNAL_NAMES."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    intercept: float
+
+    def logits(self, signals: np.ndarray) -> np.ndarray:
+        return ((signals - self.mean) / self.scale) @ self.weights + self.intercept
+
+
+def fit_logistic(
+    signals: np.ndarray,
+    labels: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    l2: float = DEFAULT_L2,
+    *,
+    frozen: LogisticFit | None = None,
+    free_signals: frozenset[str] = frozenset(SIGNAL_NAMES),
+) -> LogisticFit:
+    """L2-regularised, sign-constrained logistic regression on standardised signals (soft labels allowed).
+
+    With `frozen`, its standardisation is reused and only `free_signals` (and the intercept) move;
+    every other weight stays at the frozen fit's value.
+    """
+    n, d = signals.shape
+    sample_weight = np.ones(n) if sample_weight is None else sample_weight
+    if frozen is None:
+        mean = np.average(signals, axis=0, weights=sample_weight)
+        scale = np.sqrt(np.average((signals - mean) ** 2, axis=0, weights=sample_weight))
+        # A signal constant in the training data gets scale 1 and, by the penalty, weight 0.
+        scale = np.where(scale < 1e-9, 1.0, scale)
+    else:
+        mean, scale = frozen.mean, frozen.scale
+    x = (signals - mean) / scale
+    total = sample_weight.sum()
+
+    def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = params[:d], params[d]
+        z = x @ w + b
+        log_p = -np.logaddexp(0.0, -z)
+        log_not_p = -np.logaddexp(0.0, z)
+        loss = -np.sum(sample_weight * (labels * log_p + (1 - labels) * log_not_p)) / total
+        residual = sample_weight * (np.exp(log_p) - labels) / total
+        gradient = np.append(x.T @ residual + l2 * w, residual.sum())
+        return loss + 0.5 * l2 * float(w @ w), gradient
+
+    bounds = [
+        _weight_bounds(name)
+        if frozen is None or name in free_signals
+        else (frozen.weights[i], frozen.weights[i])
+        for i, name in enumerate(SIGNAL_NAMES)
+    ] + [(None, None)]
+    start = np.zeros(d + 1) if frozen is None else np.append(frozen.weights, frozen.intercept)
+    result = minimize(
+        loss_and_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 1000}
+    )
+    return LogisticFit(mean=mean, scale=scale, weights=result.x[:d], intercept=float(result.x[d]))
+
+
+def train(
+    prompts: Sequence[LabeledPrompt],
+    *,
+    target: str = DEFAULT_TARGET,
+    l2: float = DEFAULT_L2,
+    source_weight: dict[str, float] | None = None,
+    signals: np.ndarray | None = None,
+    task_sources: frozenset[str] = TASK_SOURCES,
+) -> LogisticFit:
+    """Fit on outcome-labelled sources, then let hand-labelled task sources set only task-type weights.
+
+    Benchmarks hold 15k measured outcomes but no product-style tasks (summarise, design, debug); a
+    hundred hand-written prompts should teach what those tasks mean, not overrule the benchmarks on
+    size, math or domain signals.
+    """
+    signals = signal_matrix(prompts) if signals is None else signals
+    sources = [p.source for p in prompts]
+    labels = target_labels(prompts, target)
+    weights = source_balanced_weights(sources, source_weight)
+    is_outcome = np.array([source not in task_sources for source in sources])
+    if is_outcome.all() or not is_outcome.any():
+        return fit_logistic(signals, labels, weights, l2)
+    outcome_weights = source_balanced_weights([s for s in sources if s not in task_sources], source_weight)
+    outcome_fit = fit_logistic(signals[is_outcome], labels[is_outcome], outcome_weights, l2)
+    return fit_logistic(signals, labels, weights, l2, frozen=outcome_fit, free_signals=TASK_TYPE_SIGNALS)
+
+
+def weights_document(
+    fit: LogisticFit, *, version: str, trained_on: str, target: str, l2: float
+) -> dict[str, Any]:
+    return {
+        "format": WEIGHTS_FORMAT,
+        "version": version,
+        "trained_on": trained_on,
+        "target": target,
+        "l2": l2,
+        "intercept": round(fit.intercept, 8),
+        "signals": {
+            name: {
+                "mean": round(float(fit.mean[i]), 8),
+                "scale": round(float(fit.scale[i]), 8),
+                "weight": round(float(fit.weights[i]), 8),
+            }
+            for i, name in enumerate(SIGNAL_NAMES)
+        },
+    }
+
+
+def _parse_source_weights(pairs: Sequence[str]) -> dict[str, float]:
+    parsed = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        parsed[name] = float(value)
+    return parsed
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", action="append", required=True, help="labeled JSONL(.gz); repeat to combine"
+    )
+    parser.add_argument(
+        "--out", required=True, help="weights file, e.g. routing/engine/weights/complexity-v2.json"
+    )
+    parser.add_argument("--target", choices=TARGETS, default=DEFAULT_TARGET)
+    parser.add_argument("--l2", type=float, default=DEFAULT_L2)
+    parser.add_argument(
+        "--source-weight",
+        action="append",
+        default=[],
+        metavar="SOURCE=W",
+        help=f"default {DEFAULT_SOURCE_WEIGHTS}",
+    )
+    parser.add_argument("--version", help="version stamped in the file (default: the file name's stem)")
+    args = parser.parse_args(argv)
+
+    prompts = [prompt for path in args.data for prompt in load_labeled_prompts(path)]
+    source_weight = {**DEFAULT_SOURCE_WEIGHTS, **_parse_source_weights(args.source_weight)}
+    fit = train(prompts, target=args.target, l2=args.l2, source_weight=source_weight)
+    sources = sorted({p.source for p in prompts})
+    counts = ", ".join(f"{name}={sum(p.source == name for p in prompts)}" for name in sources)
+    out = Path(args.out)
+    document = weights_document(
+        fit, version=args.version or out.stem, trained_on=counts, target=args.target, l2=args.l2
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out} ({len(prompts)} prompts: {counts})")
+    for i in np.argsort(-np.abs(fit.weights)):
+        print(f"  {SIGNAL_NAMES[i]:<26} {fit.weights[i]:+.3f}")
+
+
+if __name__ == "__main__":
+    main()

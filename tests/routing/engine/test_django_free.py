@@ -1,0 +1,45 @@
+"""The scorer must load and score in a process where Django cannot be imported (a proxy image)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class NoDjango(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "django" or name.startswith("django."):
+                raise ImportError(f"django cannot be imported here ({name})")
+
+    sys.meta_path.insert(0, NoDjango())
+    from routing.engine import ComplexityScorer
+    from routing.engine.calibration import threshold_for_small_share
+    import routing.engine.scorer, routing.engine.signals
+
+    score = ComplexityScorer.default().score([{"role": "user", "content": "Prove that 2 is prime."}])
+    assert 0.0 <= score <= 1.0
+    assert threshold_for_small_share([0.1, 0.9], 0.5) == 0.9
+    assert not any(name == "django" or name.startswith("django.") for name in sys.modules)
+    assert "numpy" not in sys.modules, "the hot path must not need numpy"
+    print("ok", score)
+    """
+)
+
+
+def test_scorer_works_without_django_or_numpy():
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok ")
