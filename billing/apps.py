@@ -4,3 +4,19 @@ from django.apps import AppConfig
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = "Billing"
+
+    def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+        from django.db.models.signals import post_delete, post_save
+
+        from billing import services
+        from controlplane.models import Feature, Team
+
+        connection_created.connect(services._stage_ready, dispatch_uid="billing-stage")
+        for model in (Team, Feature):
+            post_save.connect(
+                services.slug_cache_clear, sender=model, dispatch_uid=f"billing-slugs-save-{model.__name__}"
+            )
+            post_delete.connect(
+                services.slug_cache_clear, sender=model, dispatch_uid=f"billing-slugs-delete-{model.__name__}"
+            )

@@ -101,7 +101,9 @@ class SpendEvent(models.Model):
     class Meta:
         constraints = [
             # Partitioned tables need the partition key in every unique constraint (docs/spend.md).
-            models.UniqueConstraint(fields=["proxy", "event_id", "start_time"], name="spendevent_once_per_proxy"),
+            models.UniqueConstraint(
+                fields=["proxy", "event_id", "start_time"], name="spendevent_once_per_proxy"
+            ),
         ]
         indexes = [
             models.Index(fields=["batch"], name="spendevent_batch"),
@@ -122,7 +124,7 @@ class SpendRollupHourly(models.Model):
     """Spend per hour × team × feature × route × model × fallback reason × experiment arm; dashboards read this.
 
     requests: attempt rows with attempt = 1 (one per call); fallbacks: rows with fallback = true (the
-    plugin marks one attempt per call); baseline: on successful attempts only (one per served call).
+    plugin marks one attempt per call); baseline: one row per served request (see billing.rollups).
     """
 
     hour = models.DateTimeField()
@@ -189,3 +191,6 @@ class SpendRollupHourly(models.Model):
     @property
     def savings_usd(self):
         return self.baseline_cost_usd - self.cost_usd
+
+
+from billing.budget_models import *  # noqa

@@ -40,3 +40,20 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     team = None
     role = Role.VIEWER
+
+
+from routing.engine import signing  # noqa: E402
+
+
+class ProxyFactory(factory.django.DjangoModelFactory):
+    """A fleet proxy authenticated by a plaintext `token` (stored only as its hash and signing key)."""
+
+    class Meta:
+        model = "controlplane.Proxy"
+        exclude = ("token",)
+
+    token = factory.Sequence(lambda n: f"proxy-token-{n}-0123456789abcdef")
+    name = factory.Sequence(lambda n: f"proxy-{n}")
+    base_url = factory.Sequence(lambda n: f"http://127.0.0.1:{4000 + n}")
+    token_hash = factory.LazyAttribute(lambda p: signing.token_hash(p.token))
+    signing_key = factory.LazyAttribute(lambda p: signing.signing_key(p.token))

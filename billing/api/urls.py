@@ -1,5 +1,9 @@
 """API v1 endpoints of the billing app (included under /api/v1/ by controlplane/urls.py)."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from billing.api.views import ingest_spend_view
+
+urlpatterns = [
+    path("ingest/spend", ingest_spend_view, name="ingest-spend"),
+]

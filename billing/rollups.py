@@ -1,0 +1,140 @@
+"""The one aggregate that turns attempt rows into hourly rollup rows, shared by ingest, rebuild and seeding.
+
+Definitions (docs/spend.md): requests = rows with attempt = 1 (each call counted once, on its first
+attempt, whichever batch carries it); attempts = rows; errors = rows with status 'error';
+fallbacks = rows with fallback = true; cost = all attempts; baseline = successful attempts that
+are not a low-confidence escalation (exactly one row per served request: the counterfactual is one
+frontier call per request, and an escalated request keeps the estimate made on its SLM answer);
+latency buckets = every attempt's latency; score buckets = attempt-1 rows with a score.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import connection
+
+from billing.models import LATENCY_BOUNDS_MS, LATENCY_BUCKETS, SCORE_BUCKETS, SpendEvent, SpendRollupHourly
+
+ROLLUP = SpendRollupHourly._meta.db_table
+EVENTS = SpendEvent._meta.db_table
+# The one attempt row of a served request that carries its baseline (frontier-price) estimate.
+BASELINE_ROW = "status = 'success' AND fallback_reason <> 'low_confidence'"
+KEY = ["hour", "team_id", "feature_id", "route", "model", "fallback_reason", "experiment", "arm"]
+MEASURES = [
+    "requests",
+    "attempts",
+    "errors",
+    "fallbacks",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "baseline_cost_usd",
+    "latency_ms_sum",
+    *LATENCY_BUCKETS,
+    *SCORE_BUCKETS,
+]
+# Columns of an attempt row the aggregate reads (ingest's RETURNING list).
+SOURCE_COLUMNS = [
+    "start_time",
+    "team_id",
+    "feature_id",
+    "route",
+    "model_group",
+    "deployment",
+    "fallback_reason",
+    "experiment",
+    "arm",
+    "attempt",
+    "status",
+    "fallback",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "baseline_cost_usd",
+    "latency_ms",
+    "score",
+]
+
+
+def _hour_sql() -> str:
+    if connection.vendor == "postgresql":
+        return "date_trunc('hour', start_time)"
+    return "strftime('%%Y-%%m-%%d %%H:00:00', start_time)"
+
+
+def _count_if(condition: str) -> str:
+    return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
+
+
+def _measure_sql() -> list[str]:
+    exprs = [
+        _count_if("attempt = 1"),
+        "COUNT(*)",
+        _count_if("status = 'error'"),
+        _count_if("fallback"),
+        "SUM(input_tokens)",
+        "SUM(output_tokens)",
+        "SUM(cost_usd)",
+        f"SUM(CASE WHEN {BASELINE_ROW} THEN baseline_cost_usd ELSE 0 END)",
+        "SUM(latency_ms)",
+    ]
+    lower = 0
+    for upper in LATENCY_BOUNDS_MS:
+        exprs.append(_count_if(f"latency_ms >= {lower} AND latency_ms < {upper}"))
+        lower = upper
+    exprs.append(_count_if(f"latency_ms >= {lower}"))
+    for k in range(10):
+        high = f"AND score < {(k + 1) / 10:.1f}" if k < 9 else ""
+        exprs.append(_count_if(f"attempt = 1 AND score >= {k / 10:.1f} {high}"))
+    return exprs
+
+
+def upsert_sql(source: str, where: str = "") -> str:
+    """INSERT the aggregate of `source` (a table or CTE with SOURCE_COLUMNS) into the rollups, adding to existing rows.
+
+    Rows are inserted in key order so concurrent ingests lock rollup rows in the same order (no deadlock).
+    """
+    key_exprs = [
+        f"{_hour_sql()} AS hour",
+        "team_id",
+        "feature_id",
+        "route",
+        "CASE WHEN deployment <> '' THEN deployment ELSE model_group END AS model",
+        "fallback_reason",
+        "experiment",
+        "arm",
+    ]
+    positions = ", ".join(str(i + 1) for i in range(len(KEY)))
+    columns = ", ".join(KEY + MEASURES)
+    updates = ", ".join(f"{m} = {ROLLUP}.{m} + excluded.{m}" for m in MEASURES)
+    return (
+        f"INSERT INTO {ROLLUP} ({columns}) "
+        f"SELECT {', '.join(key_exprs + _measure_sql())} FROM {source} WHERE {where or '1 = 1'} "
+        f"GROUP BY {positions} ORDER BY {positions} "
+        f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}"
+    )
+
+
+def hour_floor(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def hour_ceil(moment: datetime) -> datetime:
+    floor = hour_floor(moment)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def rollups_recompute(*, start: datetime, end: datetime) -> int:
+    """Delete the rollup rows of the hours in [start, end) and recompute them from raw events.
+
+    The caller holds the transaction. On Postgres the rollup table is locked against concurrent ingest
+    (which would otherwise add to rows this deletes) until the caller commits. Returns rows written.
+    """
+    start, end = hour_floor(start), hour_ceil(end)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"LOCK TABLE {ROLLUP} IN SHARE ROW EXCLUSIVE MODE")
+        cursor.execute(f"DELETE FROM {ROLLUP} WHERE hour >= %s AND hour < %s", [start, end])
+        cursor.execute(upsert_sql(EVENTS, "start_time >= %s AND start_time < %s"), [start, end])
+        return cursor.rowcount

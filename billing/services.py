@@ -1,0 +1,502 @@
+"""Spend ingestion: authenticate a proxy's signed batch, validate it whole, store each attempt once, roll it up.
+
+Exactly once (docs/spend.md): the proxy re-sends until it gets a 2xx (at least once); here each
+record is inserted at most once thanks to the unique key (proxy, event_id, start_time) and
+`ON CONFLICT DO NOTHING`, and the rollups are incremented in the same transaction by exactly the
+rows that insert returned, so the raw table and the rollups never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+
+from billing import partitions, rollups
+from billing.models import IngestBatch, SpendEvent
+from controlplane.env import env_int
+from controlplane.models import Feature, Proxy, Team
+from routing.engine import signing
+from routing.engine.spend import FieldError, SpendRecord, parse_spend_batch
+
+try:  # orjson comes with the proxy extra and parses a 500-record batch several times faster
+    import orjson
+
+    _loads = orjson.loads
+except ImportError:  # pragma: no cover
+    _loads = json.loads
+
+log = logging.getLogger(__name__)
+
+STAGE = "billing_spend_stage"
+EVENT_COLUMNS = [
+    "batch_id",
+    "proxy_id",
+    "event_id",
+    "call_id",
+    "attempt",
+    "team_id",
+    "feature_id",
+    "start_time",
+    "end_time",
+    "first_token_time",
+    "latency_ms",
+    "route",
+    "model_group",
+    "deployment",
+    "status",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "baseline_cost_usd",
+    "error_class",
+    "fallback",
+    "fallback_reason",
+    "score",
+    "threshold",
+    "confidence",
+    "decision_reason",
+    "bundle_version",
+    "experiment",
+    "arm",
+    "end_user",
+    "stream",
+]
+# Postgres types of EVENT_COLUMNS, for binary COPY.
+EVENT_TYPES = [
+    "int8", "int8", "varchar", "varchar", "int2", "int8", "int8", "timestamptz", "timestamptz", "timestamptz",
+    "int4", "varchar", "varchar", "varchar", "varchar", "int4", "int4", "numeric", "numeric", "varchar", "bool",
+    "varchar", "float8", "float8", "float8", "varchar", "varchar", "varchar", "varchar", "varchar", "bool",
+]  # fmt: skip
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def _setting(name: str, default: int) -> int:
+    value = getattr(settings, name, None)
+    return int(value) if value is not None else env_int(name, default)
+
+
+def ingest_limits() -> dict[str, int]:
+    """Size limits and clock tolerance of the ingest endpoint (settings or environment variables)."""
+    return {
+        "max_bytes": _setting("FINOPS_INGEST_MAX_BYTES", 2_000_000),
+        "max_records": _setting("FINOPS_INGEST_MAX_RECORDS", 5000),
+        "clock_skew_s": _setting("FINOPS_INGEST_CLOCK_SKEW_S", 300),
+    }
+
+
+class IngestRejected(Exception):
+    """A batch refused whole; `status` is the HTTP answer, `errors` say which field and how to fix it."""
+
+    def __init__(self, status: int, errors: list[FieldError]) -> None:
+        super().__init__(errors[0].message if errors else str(status))
+        self.status = status
+        self.errors = errors
+
+    @classmethod
+    def one(cls, status: int, field: str, message: str) -> IngestRejected:
+        return cls(status, [FieldError(field, message)])
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    batch_id: int | None
+    accepted: int
+    duplicates: int
+
+
+def proxy_authenticate(
+    *, authorization: str, timestamp: str, signature: str, body: bytes, now: float
+) -> Proxy:
+    """The proxy that signed this request, or IngestRejected(401) saying what is wrong."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise IngestRejected.one(
+            401, "Authorization", "missing proxy token: send 'Authorization: Bearer <proxy token>'"
+        )
+    proxy = Proxy.objects.filter(token_hash=signing.token_hash(token.strip())).first()
+    if proxy is None:
+        raise IngestRejected.one(
+            401, "Authorization", "unknown proxy token: register the proxy in the fleet and use its token"
+        )
+    if not proxy.is_active:
+        raise IngestRejected.one(401, "Authorization", f"proxy {proxy.name!r} is deactivated in the fleet")
+    skew = ingest_limits()["clock_skew_s"]
+    try:
+        sent = int(timestamp)
+    except (TypeError, ValueError):
+        raise IngestRejected.one(
+            401, signing.TIMESTAMP_HEADER, "missing or not an integer: send the unix time in seconds"
+        ) from None
+    if sent < now - skew:
+        raise IngestRejected.one(
+            401,
+            signing.TIMESTAMP_HEADER,
+            f"stale timestamp: {int(now - sent)} s old, at most {skew} s allowed (replay, or the proxy clock is behind)",
+        )
+    if sent > now + skew:
+        raise IngestRejected.one(
+            401,
+            signing.TIMESTAMP_HEADER,
+            f"timestamp is {int(sent - now)} s in the future, at most {skew} s allowed: fix the proxy clock",
+        )
+    if not signing.verify(proxy.signing_key, timestamp, body, signature):
+        raise IngestRejected.one(
+            401,
+            signing.SIGNATURE_HEADER,
+            "bad signature: sign '<timestamp>.<raw body>' with HMAC-SHA256 of the proxy's signing key",
+        )
+    return proxy
+
+
+def spend_batch_parse(*, body: bytes) -> list[SpendRecord]:
+    """Decode and validate a batch body whole, or raise IngestRejected (400 malformed, 413 too many records)."""
+    limits = ingest_limits()
+    try:
+        raw: Any = _loads(body)
+    except ValueError as exc:
+        raise IngestRejected.one(400, "body", f"is not valid JSON: {exc}") from None
+    items = raw.get("records") if isinstance(raw, dict) else None
+    if isinstance(items, list) and len(items) > limits["max_records"]:
+        raise IngestRejected.one(
+            413,
+            "records",
+            f"holds {len(items)} records: send at most {limits['max_records']} a batch",
+        )
+    records, errors = parse_spend_batch(raw, max_records=limits["max_records"])
+    if errors:
+        raise IngestRejected(400, errors)
+    return records
+
+
+SLUG_CACHE_S = 30.0
+_slug_cache: dict[type, tuple[float, dict[str, int]]] = {}
+
+
+def slug_cache_clear(**_: Any) -> None:
+    """Forget cached slug → id maps (connected to Team/Feature saves and deletes in apps.py)."""
+    _slug_cache.clear()
+
+
+def _slug_ids(model: type[Team] | type[Feature], slugs: set[str]) -> dict[str, int]:
+    """Ids of these slugs, cached per process for SLUG_CACHE_S; a slug not in the cache is always looked up."""
+    at, known = _slug_cache.get(model, (0.0, {}))
+    if time.monotonic() - at > SLUG_CACHE_S:
+        at, known = time.monotonic(), {}
+    missing = slugs - known.keys()
+    if missing:
+        known = {**known, **dict(model.objects.filter(slug__in=missing).values_list("slug", "id"))}
+    _slug_cache[model] = (at, known)
+    return known
+
+
+def _check_records(records: Sequence[SpendRecord], *, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
+    """Map team/feature slugs to ids; refuse unknown slugs and times outside what we can store exactly once."""
+    teams = _slug_ids(Team, {r.team for r in records})
+    features = _slug_ids(Feature, {r.feature for r in records})
+    cutoff = partitions.retention_cutoff(now)
+    errors = []
+    for index, record in enumerate(records):
+        if record.team not in teams:
+            errors.append(
+                FieldError(
+                    "team", f"unknown team {record.team!r}: create it in the control plane first", index
+                )
+            )
+        if record.feature not in features:
+            errors.append(
+                FieldError(
+                    "feature",
+                    f"unknown feature {record.feature!r}: create it in the control plane first",
+                    index,
+                )
+            )
+        if record.start_time < cutoff:
+            errors.append(
+                FieldError(
+                    "start_time",
+                    f"is before {cutoff:%Y-%m-%d}, outside the raw retention window "
+                    f"(FINOPS_RAW_RETENTION_MONTHS={partitions.raw_retention_months()})",
+                    index,
+                )
+            )
+        elif record.start_time > now + FUTURE_TOLERANCE:
+            errors.append(
+                FieldError("start_time", "is more than a day in the future: fix the proxy clock", index)
+            )
+    if errors:
+        raise IngestRejected(400, errors)
+    return teams, features
+
+
+def event_row(
+    record: SpendRecord, *, batch_id: int | None, proxy_id: int | None, team_id: int, feature_id: int
+) -> tuple:
+    return (
+        batch_id,
+        proxy_id,
+        record.event_id,
+        record.call_id,
+        record.attempt,
+        team_id,
+        feature_id,
+        record.start_time,
+        record.end_time,
+        record.first_token_time,
+        round(record.latency_ms),
+        record.route,
+        record.model_group,
+        record.deployment,
+        record.status,
+        record.input_tokens,
+        record.output_tokens,
+        record.cost_usd,
+        record.baseline_cost_usd,
+        record.error_class,
+        record.fallback,
+        record.fallback_reason,
+        record.score,
+        record.threshold,
+        record.confidence,
+        record.decision_reason,
+        record.bundle_version,
+        record.experiment,
+        record.arm,
+        record.end_user,
+        record.stream,
+    )
+
+
+def _pg_ingest_sql() -> str:
+    cols = ", ".join(EVENT_COLUMNS)
+    returning = ", ".join(rollups.SOURCE_COLUMNS)
+    return (
+        f"WITH src AS (DELETE FROM {STAGE} RETURNING *), "
+        f"ins AS (INSERT INTO {rollups.EVENTS} ({cols}) SELECT {cols} FROM src "
+        f'ORDER BY proxy_id, event_id COLLATE "C", start_time '  # one lock order for every batch: no deadlock
+        f"ON CONFLICT (proxy_id, event_id, start_time) DO NOTHING RETURNING {returning}), "
+        f"up AS ({rollups.upsert_sql('ins')} RETURNING 1) "
+        f"SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)"
+    )
+
+
+def copy_rows(cursor: Any, table: str, rows: Sequence[tuple]) -> None:
+    """Binary COPY of EVENT_COLUMNS rows into a table over the psycopg 3 protocol."""
+    with cursor.copy(f"COPY {table} ({', '.join(EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(EVENT_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _stage_ready(**kwargs: Any) -> None:
+    """A new database connection has no staging table yet (connected to connection_created in apps.py)."""
+    kwargs["connection"].finops_stage_ready = False
+
+
+def _stage_ensure() -> None:
+    """The per-connection staging table; created once per connection when done outside a transaction."""
+    if getattr(connection, "finops_stage_ready", False):
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} AS "
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {rollups.EVENTS} WITH NO DATA"
+        )
+    # Created in autocommit it survives any later rollback; inside a transaction a rollback would drop it.
+    connection.finops_stage_ready = not connection.in_atomic_block
+
+
+def _insert_postgres(rows: list[tuple]) -> int:
+    _stage_ensure()
+    with connection.cursor() as cursor:
+        copy_rows(cursor, STAGE, rows)
+        cursor.execute(_pg_ingest_sql())
+        inserted, _ = cursor.fetchone()
+    return int(inserted)
+
+
+def _insert_portable(rows: list[tuple], *, batch_id: int) -> int:
+    """SQLite (writers serialized by the IMMEDIATE transaction): skip known keys, bulk insert, roll up by batch."""
+    proxy_id = rows[0][1]
+    keys = {(row[2], row[7]) for row in rows}
+    existing = set(
+        SpendEvent.objects.filter(proxy_id=proxy_id, event_id__in={k[0] for k in keys}).values_list(
+            "event_id", "start_time"
+        )
+    )
+    fresh, seen = [], set(existing)
+    for row in rows:
+        key = (row[2], row[7])
+        if key not in seen:
+            seen.add(key)
+            fresh.append(SpendEvent(**dict(zip(EVENT_COLUMNS, row, strict=True))))
+    SpendEvent.objects.bulk_create(fresh, batch_size=500, ignore_conflicts=True)
+    with connection.cursor() as cursor:
+        cursor.execute(rollups.upsert_sql(rollups.EVENTS, "batch_id = %s"), [batch_id])
+    return len(fresh)
+
+
+def _is_retryable(exc: OperationalError) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) in ("40P01", "40001")  # deadlock, serialization
+
+
+def spend_batch_ingest(
+    *, proxy: Proxy | None, records: Sequence[SpendRecord], source: str = "proxy"
+) -> IngestResult:
+    """Store a validated batch once and update the rollups in the same transaction; mirror it to Datadog on commit."""
+    now = timezone.now()
+    teams, features = _check_records(records, now=now)  # slugs and times, before any write
+    if not records:
+        return IngestResult(None, 0, 0)
+    partitions.partitions_ensure({r.start_time for r in records})
+    if connection.vendor == "postgresql":
+        _stage_ensure()
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                batch = IngestBatch.objects.create(
+                    proxy=proxy, received_at=now, records=len(records), source=source
+                )
+                proxy_id = proxy.pk if proxy else None
+                rows = [
+                    event_row(
+                        r,
+                        batch_id=batch.pk,
+                        proxy_id=proxy_id,
+                        team_id=teams[r.team],
+                        feature_id=features[r.feature],
+                    )
+                    for r in records
+                ]
+                if connection.vendor == "postgresql":
+                    inserted = _insert_postgres(rows)
+                else:
+                    inserted = _insert_portable(rows, batch_id=batch.pk)
+                batch.accepted, batch.duplicates = inserted, len(records) - inserted
+                IngestBatch.objects.filter(pk=batch.pk).update(
+                    accepted=batch.accepted, duplicates=batch.duplicates
+                )
+                if inserted and settings.DATADOG_ENABLED and source == "proxy":
+                    transaction.on_commit(lambda batch_id=batch.pk: _queue_mirror(batch_id))
+            return IngestResult(batch.pk, batch.accepted, batch.duplicates)
+        except OperationalError as exc:
+            if attempt == 2 or not _is_retryable(exc):
+                raise
+            log.warning("spend ingest retried after %s", exc)
+    raise AssertionError("unreachable")
+
+
+def _queue_mirror(batch_id: int) -> None:
+    from billing.tasks import spend_batch_mirror
+
+    try:
+        spend_batch_mirror.delay(batch_id)
+    except Exception:  # a broker outage must not fail an ingest that already committed
+        log.exception("could not queue the Datadog mirror of spend batch %s", batch_id)
+
+
+def spend_request_ingest(
+    *, authorization: str, timestamp: str, signature: str, body: bytes, now: float | None = None
+) -> IngestResult:
+    """The whole ingest request: authenticate, validate, store. Raises IngestRejected with the HTTP status."""
+    limits = ingest_limits()
+    if len(body) > limits["max_bytes"]:
+        raise IngestRejected.one(
+            413, "body", f"is {len(body)} bytes: send at most {limits['max_bytes']} bytes a batch (split it)"
+        )
+    proxy = proxy_authenticate(
+        authorization=authorization,
+        timestamp=timestamp,
+        signature=signature,
+        body=body,
+        now=time.time() if now is None else now,
+    )
+    records = spend_batch_parse(body=body)
+    return spend_batch_ingest(proxy=proxy, records=records)
+
+
+def rollups_rebuild(*, start: datetime, end: datetime) -> dict[str, Any]:
+    """Recompute the hourly rollups of [start, end) from raw events in one transaction.
+
+    Hours whose raw partitions retention already dropped are left alone (their rollups are all that is left).
+    """
+    if end <= start:
+        raise ValueError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
+    cutoff = partitions.retention_cutoff()
+    clamped = max(start, cutoff)
+    if clamped >= end:
+        return {"start": start, "end": end, "rows": 0, "skipped_before": cutoff}
+    with transaction.atomic():
+        rows = rollups.rollups_recompute(start=clamped, end=end)
+    return {
+        "start": rollups.hour_floor(clamped),
+        "end": rollups.hour_ceil(end),
+        "rows": rows,
+        "skipped_before": cutoff if clamped > start else None,
+    }
+
+
+def spend_seed(
+    *, events: int, days: float, end: datetime | None = None, seed: int = 7, chunk: int = 50_000
+) -> dict:
+    """Write about `events` synthetic attempts over the last `days` for the existing features, then their rollups.
+
+    COPY straight into the events table on Postgres (fresh random event ids cannot collide), bulk_create on
+    SQLite; rollups come from the same aggregate as rollups_rebuild, over the seeded range.
+    """
+    from billing.synthetic import synthetic_records
+
+    features = list(Feature.objects.select_related("team").values_list("team__slug", "slug"))
+    if not features:
+        raise ValueError("no features to seed spend for: run `python manage.py seed_demo` first")
+    end = end or timezone.now()
+    start = max(end - timedelta(days=days), partitions.retention_cutoff(end))
+    teams = _slug_ids(Team, {t for t, _ in features})
+    feature_ids = _slug_ids(Feature, {f for _, f in features})
+    partitions.partitions_ensure(partitions.month_start(start, k) for k in range(int(days // 28) + 3))
+    written = 0
+    with transaction.atomic():
+        batch = IngestBatch.objects.create(received_at=end, source="seed")
+        rows: list[tuple] = []
+
+        def flush() -> None:
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    copy_rows(cursor, rollups.EVENTS, rows)
+            else:
+                SpendEvent.objects.bulk_create(
+                    [SpendEvent(**dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows],
+                    batch_size=1000,
+                )
+            rows.clear()
+
+        for record in synthetic_records(events=events, start=start, end=end, features=features, seed=seed):
+            rows.append(
+                event_row(
+                    record,
+                    batch_id=batch.pk,
+                    proxy_id=None,
+                    team_id=teams[record.team],
+                    feature_id=feature_ids[record.feature],
+                )
+            )
+            written += 1
+            if len(rows) >= chunk:
+                flush()
+        if rows:
+            flush()
+        IngestBatch.objects.filter(pk=batch.pk).update(records=written, accepted=written)
+        rollup_rows = rollups.rollups_recompute(start=start, end=end + timedelta(minutes=5))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # fresh statistics, or the planner guesses from an empty table
+            cursor.execute(f"ANALYZE {rollups.EVENTS}")
+            cursor.execute(f"ANALYZE {rollups.ROLLUP}")
+    return {"events": written, "start": start, "end": end, "rollup_rows": rollup_rows, "batch_id": batch.pk}

@@ -1,0 +1,226 @@
+"""The spend ingest endpoint: authentication, validation, limits, idempotency and concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+
+from billing.models import IngestBatch, SpendEvent, SpendRollupHourly
+from routing.engine import signing
+from tests.billing.conftest import PROXY_TOKEN, batch_body, make_record, post_batch, signed_headers
+from tests.factories import ProxyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_accepts_a_signed_batch_and_rolls_it_up(client, proxy, feature):
+    records = [make_record() for _ in range(3)]
+    response = post_batch(client, records)
+    assert response.status_code == 200, response.content
+    assert response.json() == {"accepted": 3, "duplicates": 0}
+    assert SpendEvent.objects.filter(proxy=proxy).count() == 3
+    rollup = SpendRollupHourly.objects.get()
+    assert (rollup.requests, rollup.attempts, rollup.feature_id) == (3, 3, feature.pk)
+    batch = IngestBatch.objects.get()
+    assert (batch.accepted, batch.duplicates, batch.proxy_id) == (3, 0, proxy.pk)
+
+
+def test_duplicate_batch_is_counted_once(client, proxy, feature):
+    body = batch_body([make_record(), make_record()])
+    assert post_batch(client, body=body).json() == {"accepted": 2, "duplicates": 0}
+    again = post_batch(client, body=body)
+    assert again.status_code == 200
+    assert again.json() == {"accepted": 0, "duplicates": 2}
+    assert SpendEvent.objects.count() == 2
+    assert SpendRollupHourly.objects.get().requests == 2
+
+
+def test_duplicates_inside_one_batch_and_partial_overlap(client, proxy, feature):
+    first, second = make_record(), make_record()
+    post_batch(client, [first])
+    response = post_batch(client, [first, second, second])
+    assert response.json() == {"accepted": 1, "duplicates": 2}
+    assert SpendRollupHourly.objects.get().attempts == 2
+
+
+def test_bad_signature_is_401(client, proxy, feature):
+    body = batch_body([make_record()])
+    headers = signed_headers(body)
+    headers[signing.SIGNATURE_HEADER] = "v1=" + "0" * 64
+    response = post_batch(client, body=body, headers=headers)
+    assert response.status_code == 401
+    error = response.json()["errors"][0]
+    assert error["field"] == signing.SIGNATURE_HEADER
+    assert error["message"].startswith("bad signature")
+    assert not SpendEvent.objects.exists()
+
+
+def test_body_changed_after_signing_is_401(client, proxy, feature):
+    body = batch_body([make_record()])
+    headers = signed_headers(body)
+    response = post_batch(
+        client, body=body.replace(b'"input_tokens":100', b'"input_tokens":1'), headers=headers
+    )
+    assert response.status_code == 401
+    assert "bad signature" in response.json()["errors"][0]["message"]
+
+
+def test_unknown_token_is_401(client, proxy, feature):
+    response = post_batch(client, [make_record()], token="not-a-registered-token")
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["message"].startswith("unknown proxy token")
+
+
+def test_missing_token_is_401(client, proxy, feature):
+    body = batch_body([make_record()])
+    headers = signed_headers(body)
+    del headers["Authorization"]
+    response = post_batch(client, body=body, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["field"] == "Authorization"
+
+
+def test_deactivated_proxy_is_401(client, feature):
+    ProxyFactory(token="retired-token-123", is_active=False, name="retired")
+    response = post_batch(client, [make_record()], token="retired-token-123")
+    assert response.status_code == 401
+    assert "deactivated" in response.json()["errors"][0]["message"]
+
+
+def test_stale_timestamp_replay_is_401(client, proxy, feature):
+    body = batch_body([make_record()])
+    assert post_batch(client, body=body, timestamp=int(time.time()) - 200).status_code == 200
+    replay = post_batch(client, body=body, timestamp=int(time.time()) - 301)
+    assert replay.status_code == 401
+    error = replay.json()["errors"][0]
+    assert error["field"] == signing.TIMESTAMP_HEADER
+    assert error["message"].startswith("stale timestamp")
+    assert "at most 300 s" in error["message"]
+
+
+def test_future_timestamp_is_401(client, proxy, feature):
+    response = post_batch(client, [make_record()], timestamp=int(time.time()) + 400)
+    assert response.status_code == 401
+    assert "in the future" in response.json()["errors"][0]["message"]
+
+
+def test_malformed_record_rejects_the_whole_batch(client, proxy, feature):
+    bad = make_record().to_json()
+    bad["cost_usd"] = 0.5  # a float: money must be a decimal string
+    response = post_batch(client, [make_record(), bad])
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {
+            "index": 1,
+            "field": "cost_usd",
+            "message": 'must be a decimal string in USD such as "0.0012" (not a float)',
+        }
+    ]
+    assert not SpendEvent.objects.exists()
+
+
+def test_not_json_is_400(client, proxy, feature):
+    response = post_batch(client, body=b"{not json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "body"
+
+
+def test_unknown_feature_slug_rejects_the_batch(client, proxy, feature):
+    response = post_batch(client, [make_record(), make_record(feature="no-such-feature")])
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {
+            "index": 1,
+            "field": "feature",
+            "message": "unknown feature 'no-such-feature': create it in the control plane first",
+        }
+    ]
+    assert not SpendEvent.objects.exists()
+
+
+def test_record_older_than_raw_retention_is_400(client, proxy, feature, settings):
+    settings.FINOPS_RAW_RETENTION_MONTHS = 2
+    old = make_record(start_time=datetime.now(UTC) - timedelta(days=100))
+    response = post_batch(client, [old])
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["field"] == "start_time"
+    assert "FINOPS_RAW_RETENTION_MONTHS=2" in error["message"]
+
+
+def test_oversize_body_is_413_with_the_limit(client, proxy, feature, settings):
+    settings.FINOPS_INGEST_MAX_BYTES = 2000
+    response = post_batch(client, [make_record() for _ in range(5)])
+    assert response.status_code == 413
+    assert "at most 2000 bytes" in response.json()["errors"][0]["message"]
+    assert not SpendEvent.objects.exists()
+
+
+def test_too_many_records_is_413_with_the_limit(client, proxy, feature, settings):
+    settings.FINOPS_INGEST_MAX_RECORDS = 3
+    response = post_batch(client, [make_record() for _ in range(4)])
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["message"] == "holds 4 records: send at most 3 a batch"
+
+
+def test_get_is_405(client):
+    assert client.get("/api/v1/ingest/spend").status_code == 405
+
+
+def test_endpoint_is_in_the_openapi_schema(client, users):
+    client.force_login(users["admin"])
+    schema = client.get("/api/schema/?format=json").json()
+    operation = schema["paths"]["/api/v1/ingest/spend"]["post"]
+    assert operation["operationId"] == "ingest_spend"
+    assert set(operation["responses"]) == {"200", "400", "401", "413"}
+
+
+@pytest.mark.skipif(
+    not settings.DATABASE_IS_POSTGRES, reason="needs Postgres: concurrent writers and ON CONFLICT"
+)
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_overlapping_batches_store_each_record_once(team, feature, settings):
+    settings.DATADOG_ENABLED = False  # keep the shared broker out of it
+    ProxyFactory(token=PROXY_TOKEN, name="proxy-a")
+    records = [make_record(attempt=1) for _ in range(120)]
+    # four overlapping batches, each posted by two threads at once: 120 distinct records in all
+    batches = [batch_body(records[i : i + 60]) for i in range(0, 120, 20)]
+    statuses: list[tuple[int, dict]] = []
+    lock = threading.Lock()
+
+    def ship(body: bytes) -> None:
+        try:
+            response = post_batch(Client(), body=body)
+            with lock:
+                statuses.append((response.status_code, response.json()))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ship, args=(body,)) for body in batches for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(status == 200 for status, _ in statuses), statuses
+    assert sum(reply["accepted"] for _, reply in statuses) == 120
+    assert (
+        sum(reply["accepted"] + reply["duplicates"] for _, reply in statuses)
+        == sum(len(records[i : i + 60]) for i in range(0, 120, 20)) * 2
+    )
+    assert SpendEvent.objects.count() == 120
+    rollup_requests = sum(SpendRollupHourly.objects.values_list("requests", flat=True))
+    assert rollup_requests == 120
+    cost = sum(SpendRollupHourly.objects.values_list("cost_usd", flat=True))
+    assert cost == sum(r.cost_usd for r in records)
+    incremental = list(SpendRollupHourly.objects.order_by("hour", "model").values())
+    start = min(r.start_time for r in records) - timedelta(hours=1)
+    call_command("rebuild_rollups", "--start", start.isoformat(), "--end", datetime.now(UTC).isoformat())
+    rebuilt = list(SpendRollupHourly.objects.order_by("hour", "model").values())
+    assert [{**r, "id": 0} for r in rebuilt] == [{**r, "id": 0} for r in incremental]
