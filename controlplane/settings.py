@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from controlplane.env import env_bool, env_int, env_list, env_secret, env_str
+from controlplane.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 os.environ.setdefault(
     "LITELLM_LOCAL_MODEL_COST_MAP", "True"
@@ -116,7 +116,12 @@ def database_from_url(url: str) -> dict[str, object]:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path.lstrip("/") if parsed.netloc == "." else (path or str(VAR_DIR / "finops.sqlite3")),
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # WAL lets the demo's web, worker and beat read while one of them writes; busy timeout 20 s
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+            },
         }
     raise ImproperlyConfigured(
         f"DATABASE_URL scheme {parsed.scheme!r} is not supported: use postgres:// or sqlite:///"
@@ -252,6 +257,27 @@ SPECTACULAR_SETTINGS = {
 DATADOG_AGENT_HOST = env_str("DATADOG_AGENT_HOST", "127.0.0.1")
 DATADOG_AGENT_PORT = env_int("DATADOG_AGENT_PORT", 8125)
 DATADOG_ENABLED = env_bool("DATADOG_ENABLED", True)
+
+# Spend ingestion (billing)
+FINOPS_INGEST_MAX_BYTES = env_int("FINOPS_INGEST_MAX_BYTES", 2_000_000)
+FINOPS_INGEST_MAX_RECORDS = env_int("FINOPS_INGEST_MAX_RECORDS", 5000)
+FINOPS_INGEST_CLOCK_SKEW_S = env_int("FINOPS_INGEST_CLOCK_SKEW_S", 300)
+FINOPS_RAW_RETENTION_MONTHS = env_int("FINOPS_RAW_RETENTION_MONTHS", 13)
+
+# Fleet rollouts and proxy health
+FLEET_STALE_AFTER_S = env_float("FLEET_STALE_AFTER_S", 30.0)
+FLEET_UNREACHABLE_AFTER_S = env_float("FLEET_UNREACHABLE_AFTER_S", 120.0)
+FLEET_CANARY_WINDOW_S = env_float("FLEET_CANARY_WINDOW_S", 3.0)
+FLEET_PUSH_TIMEOUT_S = env_float("FLEET_PUSH_TIMEOUT_S", 5.0)
+FLEET_PUSH_ATTEMPTS = env_int("FLEET_PUSH_ATTEMPTS", 3)
+FLEET_PUSH_BACKOFF_S = env_float("FLEET_PUSH_BACKOFF_S", 0.5)
+
+# Alerts (defaults; per-feature overrides live on the feature's alert settings)
+ALERT_FALLBACK_THRESHOLD = env_str("ALERT_FALLBACK_THRESHOLD", "0.20")
+ALERT_FALLBACK_WINDOW_MINUTES = env_int("ALERT_FALLBACK_WINDOW_MINUTES", 15)
+ALERT_FALLBACK_MIN_REQUESTS = env_int("ALERT_FALLBACK_MIN_REQUESTS", 50)
+ALERT_ANOMALY_BASELINE_HOURS = env_int("ALERT_ANOMALY_BASELINE_HOURS", 48)
+ALERT_ANOMALY_K = env_str("ALERT_ANOMALY_K", "5")
 
 LOGGING = {
     "version": 1,
