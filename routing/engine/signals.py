@@ -3,13 +3,16 @@
 Every signal is a float; the scorer weighs them with learned weights. Only a bounded window of the
 newest ask is analysed (its head and tail), so the cost stays flat however long the prompt is,
 while the token estimate still sees the full length. The analysis is one pass over lines and one
-over words with set lookups, because per-pattern regex scans cost too much on the hot path.
+over words with set lookups, because per-pattern regex scans cost too much on the hot path; fixed
+substrings are counted on the window's UTF-8 bytes, which bytes.count scans far faster than str.count
+scans text holding non-ASCII characters.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -73,19 +76,24 @@ def _words(*forms: str) -> frozenset[str]:
 # Words are ASCII letter runs: bytes.translate + split do in C what a word regex does slowly.
 _NON_LETTER_BYTES = bytes(byte for byte in range(128) if not chr(byte).isalpha())
 _NON_LETTERS_TO_SPACE = bytes.maketrans(_NON_LETTER_BYTES, b" " * len(_NON_LETTER_BYTES))
+# Bytes of non-ASCII characters are dropped from words, as an ASCII encoding with "ignore" would.
+_NON_ASCII_BYTES = bytes(range(128, 256))
 # "$" counts as LaTeX only when no amount follows: "$5" is money, not math.
 _LATEX = re.compile(r"\\(?:frac|sum|int|sqrt|lim|cdot|partial|alpha|beta|theta)\b|\$(?!\s?\d)")
-_MATH_CHARACTERS = frozenset("=+*/^<>≤≥≠∑∫√π∞±×÷")
-_DIGITS = frozenset("0123456789")
+_MATH_CHARACTER = re.compile("[=+*/^<>≤≥≠∑∫√π∞±×÷]")
+_DIGIT = re.compile(rb"[0-9]")
+_LONG_WORD = re.compile(rb"[A-Za-z]{9,}")
+_FULLWIDTH_QUESTION = "？".encode()
 _CODE_LINE_STARTS = frozenset(
     ("def", "class", "import", "from", "return", "const", "let", "var", "public", "private", "fn", "func")
     + ("select", "#include", "async", "await")
 )
-_CODE_FRAGMENTS = ("```", "()", "=>", "->", "::", "Traceback", "Exception", "Error:", "};")
-_SENTENCE_ENDS = (". ", "? ", "! ", ".\n", "?\n", "!\n", "。", "？", "！")
+_CODE_FRAGMENT_TEXTS = ("```", "()", "=>", "->", "::", "Traceback", "Exception", "Error:", "};")
+_CODE_FRAGMENTS = tuple(fragment.encode() for fragment in _CODE_FRAGMENT_TEXTS)
+_SENTENCE_ENDS = tuple(end.encode() for end in (". ", "? ", "! ", ".\n", "?\n", "!\n", "。", "？", "！"))
 _ANSWER_CUES = frozenset({"answer:", "correct answer:", "choices:", "options:"})
 _OPTION_LETTERS = frozenset("ABCDEFGHIJabcdefghij")
-_STEP_BY_STEP = ("step by step", "step-by-step")
+_STEP_BY_STEP = (b"step by step", b"step-by-step")
 _SEQUENCE_STARTS = frozenset({"first", "firstly"})
 _SEQUENCE_WORDS = frozenset({"then", "next", "finally", "afterwards", "subsequently", "lastly"})
 _ASK_VERBS = _words(
@@ -137,11 +145,14 @@ _DOMAIN_WORDS = _words(
     "regression bayesian stochastic gradient neural transformer cryptographic theorem topology",
     "philosophy epistemology ontology utilitarian kant moral ethical",
 )
-_ROUTINE_TASK_WORDS = _words(
-    "summarize summarise summary summarizing summarising tldr translate translation translated",
-    "extract extraction reformat format formatting convert rewrite rephrase paraphrase proofread",
-    "spelling grammar typo typos classify categorize categorise tag label sentiment shorten condense",
-    "bullet bullets title headline capitalize alphabetize sort lowercase uppercase",
+# Imperatives (and the objects of "fix the typos") that open a routine request.
+_ROUTINE_REQUEST_BYTES = frozenset(
+    word.encode()
+    for word in _words(
+        "summarize summarise tldr translate extract reformat format convert rewrite rephrase paraphrase",
+        "proofread spelling grammar typo typos classify categorize categorise tag label shorten condense",
+        "capitalize alphabetize sort lowercase uppercase",
+    )
 )
 _OUTPUT_FORMAT_WORDS = _words(
     "json yaml csv xml table markdown html bullet bullets list columns column fields field keys",
@@ -168,7 +179,6 @@ _VOCABULARIES: tuple[tuple[str, frozenset[str]], ...] = (
     ("analysis_vocabulary", _ANALYSIS_WORDS),
     ("design_vocabulary", _DESIGN_WORDS),
     ("domain_vocabulary", _DOMAIN_WORDS),
-    ("routine_task_vocabulary", _ROUTINE_TASK_WORDS),
     ("output_format_vocabulary", _OUTPUT_FORMAT_WORDS),
     ("constraint_vocabulary", _CONSTRAINT_WORDS),
     ("negation", _NEGATION_WORDS),
@@ -200,6 +210,9 @@ _SIZE_SIGNALS = (
     "question_density",
 )
 _COUNTED_CATEGORIES = (*(name for name, _ in _VOCABULARIES), "asks")
+# A routine task is one the ask opens or closes with ("Translate to Spanish: ...", "... Summarise this."):
+# the same words inside an exam question ("which summary of the passage ...") are no such request.
+_ROUTINE_LEAD_WORDS = 3
 for _word in _ASK_VERBS:
     _WORD_CATEGORIES[_word.encode()] = (*_WORD_CATEGORIES.get(_word.encode(), ()), "asks")
 
@@ -332,49 +345,64 @@ def _conversation(messages: object) -> list[tuple[str, str, int]]:
     return turns
 
 
+def _routine_requests(lowered: bytes) -> int:
+    """Routine-task words among the first words of the first and the last line."""
+    first_break = lowered.find(b"\n")
+    lines = [lowered if first_break < 0 else lowered[:first_break]]
+    if first_break >= 0:
+        lines.append(lowered[lowered.rfind(b"\n") + 1 :])
+    return sum(
+        word in _ROUTINE_REQUEST_BYTES
+        for line in lines
+        for word in line.translate(_NON_LETTERS_TO_SPACE, _NON_ASCII_BYTES).split(None, _ROUTINE_LEAD_WORDS)[
+            :_ROUTINE_LEAD_WORDS
+        ]
+    )
+
+
 def _text_signals(window: str, system_window: str) -> dict[str, float]:
     """Signals read from the analysed window of the ask (and the head of the system prompt)."""
     cleaned, numbered_steps, code_lines = _analysed_lines(window)
-    lowered = cleaned.lower()
-    category_counts = dict.fromkeys(_COUNTED_CATEGORIES, 0)
-    letters_only = cleaned.encode("ascii", "ignore").translate(_NON_LETTERS_TO_SPACE)
+    # Counting runs on the UTF-8 bytes: a substring's count is the same, and bytes.count is much
+    # faster than str.count on text with non-ASCII characters. ASCII phrases need only ASCII lowering.
+    encoded = cleaned.encode("utf-8", "surrogatepass")
+    lowered = encoded.lower()
+    letters_only = encoded.translate(_NON_LETTERS_TO_SPACE, _NON_ASCII_BYTES)
     words = letters_only.split()
-    # Per-word work stays in C (map, filter); only vocabulary hits reach Python code.
-    word_lengths = list(map(len, words))
-    letters = sum(word_lengths)
-    long_words = sum(1 for length in word_lengths if length >= 9)
+    # Per-word work stays in C (map, filter, Counter); only distinct vocabulary hits reach Python code.
+    letters = len(letters_only) - letters_only.count(b" ")
+    long_words = len(_LONG_WORD.findall(letters_only))
     capitalised = sum(map(bytes.istitle, words))
-    for word in filter(_WORD_CATEGORIES.__contains__, letters_only.lower().split()):
+    category_counts = dict.fromkeys(_COUNTED_CATEGORIES, 0)
+    for word, hits in Counter(filter(_WORD_CATEGORIES.__contains__, letters_only.lower().split())).items():
         for category in _WORD_CATEGORIES[word]:
-            category_counts[category] += 1
+            category_counts[category] += hits
     # Phrases that letter-run words split apart.
-    category_counts["routine_task_vocabulary"] += lowered.count("tl;dr")
-    category_counts["analysis_vocabulary"] += lowered.count("trade-off")
+    routine_requests = lowered.count(b"tl;dr") + _routine_requests(lowered)
+    category_counts["analysis_vocabulary"] += lowered.count(b"trade-off")
     sequence_starts = category_counts.pop("sequence_starts")
     sequence_words = category_counts.pop("sequence_words")
-    multi_step = sum(lowered.count(phrase) for phrase in _STEP_BY_STEP) + min(sequence_starts, sequence_words)
+    multi_step = sum(map(lowered.count, _STEP_BY_STEP)) + min(sequence_starts, sequence_words)
 
-    characters = set(cleaned)
-    math_symbols = not characters.isdisjoint(_MATH_CHARACTERS) or (
-        ("\\" in characters or "$" in characters) and _LATEX.search(cleaned) is not None
+    math_symbols = _MATH_CHARACTER.search(cleaned) is not None or (
+        (b"\\" in encoded or b"$" in encoded) and _LATEX.search(cleaned) is not None
     )
-    code_markers = code_lines + sum(cleaned.count(fragment) for fragment in _CODE_FRAGMENTS)
-    if system_window:
-        code_markers += sum(system_window.count(fragment) for fragment in _CODE_FRAGMENTS)
+    has_code = code_lines > 0 or any(fragment in encoded for fragment in _CODE_FRAGMENTS)
+    if system_window and not has_code:
+        has_code = any(fragment in system_window for fragment in _CODE_FRAGMENT_TEXTS)
     word_count = len(words)
-    sentences = sum(cleaned.count(end) for end in _SENTENCE_ENDS) + (
-        1 if cleaned.rstrip()[-1:] in ".?!" else 0
-    )
-    sentences = sentences or (1 if cleaned.strip() else 0)
-    questions = cleaned.count("?") + cleaned.count("？")
+    sentences = sum(map(encoded.count, _SENTENCE_ENDS)) + (1 if encoded.rstrip()[-1:] in b".?!" else 0)
+    sentences = sentences or (1 if encoded.strip() else 0)
+    questions = encoded.count(b"?") + encoded.count(_FULLWIDTH_QUESTION)
 
     signals = {
+        "routine_task_vocabulary": _log(min(routine_requests, _VOCABULARY_CAP)),
         "ask_words": _log(min(word_count, ASK_WORDS_CAP)),
         "word_length": (letters / word_count) if word_count else 0.0,
         "long_word_share": (long_words / word_count) if word_count else 0.0,
-        "numbers": _log(1 if not characters.isdisjoint(_DIGITS) else 0),
+        "numbers": _log(1 if _DIGIT.search(encoded) is not None else 0),
         "math_symbols": _log(1 if math_symbols else 0),
-        "code_markers": _log(min(code_markers, 1)),
+        "code_markers": _log(1 if has_code else 0),
         "questions": _log(questions),
         "question_density": min(questions / sentences, 3.0) if sentences else 0.0,
         "numbered_steps": _log(numbered_steps),
@@ -383,7 +411,7 @@ def _text_signals(window: str, system_window: str) -> dict[str, float]:
         "named_entities": _log(capitalised),
         "long_words": _log(long_words),
         "clauses": _log(
-            category_counts.pop("clauses") + cleaned.count(",") + cleaned.count(";") + cleaned.count(":")
+            category_counts.pop("clauses") + encoded.count(b",") + encoded.count(b";") + encoded.count(b":")
         ),
         "asks": _log(category_counts.pop("asks") + questions),
     }

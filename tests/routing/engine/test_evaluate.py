@@ -110,3 +110,45 @@ def load_labeled_prompts_from_texts(texts):
         )
         for i, text in enumerate(texts)
     ]
+
+
+def _product_rows(count: int = 20) -> list[dict]:
+    """Hand-labelled task prompts: routine requests gain nothing from the strong model, designs do."""
+    rows = []
+    for i in range(count):
+        routine = i % 2 == 0
+        prompt = (
+            f"Summarise this note {i} in one line."
+            if routine
+            else f"Design a sharded job queue {i}: first list the failure modes, then plan the rollout step by step."
+        )
+        rows.append(
+            {
+                "id": f"p-{i}",
+                "benchmark": "product",
+                "prompt": prompt,
+                "weak_correct": True,
+                "strong_correct": True,
+                "weak_score": 1.0 if routine else 0.0,
+            }
+        )
+    return rows
+
+
+def test_product_prompts_move_only_task_type_weights(tmp_path):
+    from routing.engine.signals import SIGNAL_NAMES
+    from routing.engine.train import TASK_TYPE_SIGNALS
+
+    bench_path, product_path = tmp_path / "bench.jsonl.gz", tmp_path / "product.jsonl.gz"
+    _write_rows(bench_path, _tiny_rows())
+    _write_rows(product_path, _product_rows())
+    benchmarks = load_labeled_prompts(bench_path)
+    both = benchmarks + load_labeled_prompts(product_path)
+    outcome_only = train(benchmarks)
+    with_product = train(both)
+    for i, name in enumerate(SIGNAL_NAMES):
+        if name not in TASK_TYPE_SIGNALS:
+            assert with_product.weights[i] == outcome_only.weights[i], name
+    routine = SIGNAL_NAMES.index("routine_task_vocabulary")
+    # Routine requests gain nothing from the strong model in the product prompts: the weight drops further.
+    assert with_product.weights[routine] < outcome_only.weights[routine] <= 0.0

@@ -188,3 +188,25 @@ def test_weights_from_a_file_change_the_score(tmp_path):
     constant = ComplexityScorer.from_file(path)
     assert constant.version == "complexity-test"
     assert abs(constant.score(_ask("anything")) - 0.9933071) < 1e-6
+
+
+def test_routine_request_counts_only_when_the_ask_opens_or_closes_with_it():
+    def routine(text):
+        return extract_signals(_ask(text))["routine_task_vocabulary"]
+
+    assert routine("Translate to Spanish: your order has shipped.") > 0
+    assert routine("Here is the release note.\nPlease summarise it") > 0
+    # An exam question that mentions a summary asks for no routine task.
+    assert routine("Which summary of the passage best states its claim?\nA. One\nB. Two") == 0
+
+
+def test_bench_keeps_each_request_fastest_timing():
+    import random
+
+    from routing.engine.bench import realistic_mix, time_scoring
+
+    requests = realistic_mix(20, random.Random(1))
+    single = time_scoring(SCORER, requests, "cpu", passes=1)
+    best_of_three = time_scoring(SCORER, requests, "cpu", passes=3)
+    assert len(single) == len(best_of_three) == 20
+    assert best_of_three == sorted(best_of_three) and best_of_three[0] > 0
