@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from controlplane import views
 from controlplane.api.urls import router
+from controlplane.auth_views import ThrottledLoginView
 
 PENDING: dict[str, tuple[str, str]] = {}
 
@@ -18,7 +19,7 @@ urlpatterns = [
     path("audit/", views.audit_list, name="audit-list"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(router.urls)),
     path("api/v1/", include("routing.api.urls")),

@@ -14,6 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
+from billing.dashboard_views import feature_sections
 from controlplane import services
 from controlplane.filtersets import AuditEntryFilterSet
 from controlplane.forms import FeatureForm, TeamForm
@@ -133,7 +134,10 @@ def feature_detail(request: HttpRequest, code: str) -> HttpResponse:
         return render(
             request, "controlplane/_feature_form.html", {"form": form, "feature": feature}, status=422
         )
-    context = {"feature": feature, "form": form, "may_edit": may_edit}
+    sections = feature_sections(request, feature)  # spend and routing dashboards (billing)
+    if isinstance(sections, HttpResponse):
+        return sections
+    context = {"feature": feature, "form": form, "may_edit": may_edit, **sections}
     return render(request, "controlplane/feature_detail.html", context)
 
 

@@ -1,0 +1,473 @@
+"""Plotly figures for the dashboards, as pure functions: plain lists/dicts in, a figure dict out (no ORM).
+
+Every figure is readable without colour: bars carry fill patterns and direct value labels, lines carry
+marker symbols and labels, and the legend names each series. A function returns None when it has no
+data, so the template shows the empty state instead of a blank chart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+PATTERNS = ["", "/", "x", ".", "\\", "+", "-", "|"]
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon"]
+COLOURS = ["#2b59c3", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d6a9f", "#5c6b73", "#c05746"]
+FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13}
+
+
+def _layout(title: str, **extra: Any) -> dict[str, Any]:
+    layout: dict[str, Any] = {
+        "title": {"text": title, "x": 0, "xanchor": "left"},
+        "font": FONT,
+        "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
+        "legend": {"orientation": "h", "y": -0.2},
+        "plot_bgcolor": "#fff",
+        "paper_bgcolor": "#fff",
+        "height": 340,
+    }
+    layout.update(extra)
+    return layout
+
+
+def _usd(value: Decimal | float | int) -> float:
+    """Money to a float for plotting only (the table and CSV show the Decimal)."""
+    return float(value)
+
+
+def usd_label(value: Decimal | float | int) -> str:
+    amount = float(value)
+    sign, amount = ("−" if amount < 0 else ""), abs(amount)
+    if amount >= 1000:
+        text = f"{amount:,.0f}"
+    elif amount >= 1 or amount == 0:
+        text = f"{amount:,.2f}"
+    else:
+        text = f"{amount:.4f}"
+    return f"{sign}${text}"
+
+
+def pct_label(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _day(value: Any) -> str:
+    return value.isoformat()[:10] if hasattr(value, "isoformat") else str(value)
+
+
+def daily_spend_by_model(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Stacked bars: spend per UTC day, one patterned series per served model, with day totals on top."""
+    if not rows:
+        return None
+    days = sorted({_day(r["day"]) for r in rows})
+    models = sorted({r["model"] for r in rows})
+    cost: dict[tuple[str, str], float] = {}
+    for r in rows:
+        key = (_day(r["day"]), r["model"])
+        cost[key] = cost.get(key, 0.0) + _usd(r["cost_usd"])
+    data = []
+    for i, model in enumerate(models):
+        values = [cost.get((day, model), 0.0) for day in days]
+        data.append(
+            {
+                "type": "bar",
+                "name": model,
+                "x": days,
+                "y": values,
+                "marker": {
+                    "color": COLOURS[i % len(COLOURS)],
+                    "pattern": {"shape": PATTERNS[i % len(PATTERNS)]},
+                },
+                "hovertemplate": f"{model}<br>%{{x}}: $%{{y:,.2f}}<extra></extra>",
+            }
+        )
+    totals = [sum(cost.get((day, m), 0.0) for m in models) for day in days]
+    data.append(
+        {
+            "type": "scatter",
+            "mode": "text",
+            "name": "day total",
+            "x": days,
+            "y": totals,
+            "text": [usd_label(t) for t in totals],
+            "textposition": "top center",
+            "showlegend": False,
+            "hoverinfo": "skip",
+        }
+    )
+    return {
+        "data": data,
+        "layout": _layout("Daily spend by served model (USD)", barmode="stack", yaxis={"title": "USD"}),
+    }
+
+
+def spend_bars(
+    rows: Sequence[Mapping[str, Any]], *, label_key: str, title: str, limit: int = 15
+) -> dict[str, Any] | None:
+    """Horizontal bars of cost per label (team or feature), most expensive on top, each bar labelled with its amount."""
+    rows = [r for r in rows if r["cost_usd"]][:limit]
+    if not rows:
+        return None
+    labels = [str(r[label_key]) for r in rows][::-1]
+    values = [_usd(r["cost_usd"]) for r in rows][::-1]
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "name": "spend",
+                "x": values,
+                "y": labels,
+                "text": [usd_label(v) for v in values],
+                "textposition": "outside",
+                "cliponaxis": False,
+                "marker": {"color": COLOURS[0], "pattern": {"shape": "/"}},
+                "hovertemplate": "%{y}: $%{x:,.2f}<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            title,
+            height=max(220, 60 + 34 * len(rows)),
+            margin={"l": 140, "r": 20, "t": 50, "b": 40},
+            showlegend=False,
+            xaxis={"title": "USD"},
+        ),
+    }
+
+
+def rate_trend(
+    points: Sequence[Mapping[str, Any]], *, title: str = "Fallback rate per day"
+) -> dict[str, Any] | None:
+    """A line with markers and a percentage label on each point (days with requests only)."""
+    points = [p for p in points if p["requests"]]
+    if not points:
+        return None
+    x = [_day(p["at"]) for p in points]
+    y = [p["fallback_rate"] * 100 for p in points]
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers+text",
+                "name": "fallback rate",
+                "x": x,
+                "y": y,
+                "text": [f"{v:.1f}%" for v in y],
+                "textposition": "top center",
+                "marker": {"symbol": "circle", "size": 7, "color": COLOURS[1]},
+                "line": {"color": COLOURS[1]},
+                "customdata": [[p["fallbacks"], p["requests"]] for p in points],
+                "hovertemplate": "%{x}: %{y:.1f}% (%{customdata[0]} of %{customdata[1]})<extra></extra>",
+            }
+        ],
+        "layout": _layout(title, showlegend=False, yaxis={"title": "% of requests", "rangemode": "tozero"}),
+    }
+
+
+def burn_down(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Cumulative month-to-date spend, the dashed forecast path with its shaded band, and the budget line if set."""
+    days = data["days"]
+    if not days:
+        return None
+    x = [_day(d["day"]) for d in days]
+    y = [_usd(d["cost_usd"]) for d in days]
+    series = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": "spent so far",
+            "x": x,
+            "y": y,
+            "marker": {"symbol": "circle", "color": COLOURS[0]},
+            "line": {"color": COLOURS[0]},
+        },
+    ]
+    projection = data.get("projection") or []
+    if projection:
+        px = [x[-1]] + [_day(p["day"]) for p in projection]
+        py = [y[-1]] + [_usd(p["cost_usd"]) for p in projection]
+        series.append(
+            {
+                "type": "scatter",
+                "mode": "lines+text",
+                "name": "forecast",
+                "x": px,
+                "y": py,
+                "text": [""] * (len(px) - 1) + [f"forecast {usd_label(data['projected_month_end'])}"],
+                "textposition": "top left",
+                "line": {"dash": "dash", "color": COLOURS[2]},
+            }
+        )
+    band = data.get("band")
+    if band:  # low/high per forecast day
+        series.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "forecast band (90%)",
+                "x": [_day(b["day"]) for b in band] + [_day(b["day"]) for b in reversed(band)],
+                "y": [_usd(b["high"]) for b in band] + [_usd(b["low"]) for b in reversed(band)],
+                "fill": "toself",
+                "line": {"width": 0},
+                "fillcolor": "rgba(237,174,73,0.25)",
+            }
+        )
+    shapes, annotations = [], []
+    if data.get("budget_usd") is not None:
+        budget = _usd(data["budget_usd"])
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": budget,
+                "y1": budget,
+                "line": {"dash": "dot"},
+            }
+        )
+        annotations.append(
+            {
+                "xref": "paper",
+                "x": 0,
+                "y": budget,
+                "text": f"budget {usd_label(budget)}",
+                "showarrow": False,
+                "yshift": 10,
+            }
+        )
+    return {
+        "data": series,
+        "layout": _layout(
+            "Month-to-date spend and month-end forecast (USD)",
+            shapes=shapes,
+            annotations=annotations,
+            yaxis={"title": "USD", "rangemode": "tozero"},
+            xaxis={"range": [_day(data["month_start"]), _day(data["month_end"])]},
+        ),
+    }
+
+
+def daily_volume_split(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Requests per day stacked by route (small vs frontier), patterned, with the day's total on top."""
+    if not any(d["requests"] for d in daily):
+        return None
+    x = [_day(d["day"]) for d in daily]
+    data = []
+    for i, (key, name) in enumerate((("small_requests", "small model"), ("frontier_requests", "frontier"))):
+        data.append(
+            {
+                "type": "bar",
+                "name": name,
+                "x": x,
+                "y": [d[key] for d in daily],
+                "marker": {"color": COLOURS[i + 3], "pattern": {"shape": PATTERNS[i * 2]}},
+            }
+        )
+    data.append(
+        {
+            "type": "scatter",
+            "mode": "text",
+            "name": "total",
+            "x": x,
+            "y": [d["requests"] for d in daily],
+            "text": [f"{d['requests']:,}" for d in daily],
+            "textposition": "top center",
+            "showlegend": False,
+            "hoverinfo": "skip",
+        }
+    )
+    return {
+        "data": data,
+        "layout": _layout("Requests per day by route", barmode="stack", yaxis={"title": "requests"}),
+    }
+
+
+def cost_per_request(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    points = [d for d in daily if d["requests"]]
+    if not points:
+        return None
+    y = [_usd(d["cost_per_request"]) for d in points]
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "cost per request",
+                "x": [_day(d["day"]) for d in points],
+                "y": y,
+                "marker": {"symbol": "square", "color": COLOURS[0]},
+                "hovertemplate": "%{x}: $%{y:.5f}<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            "Cost per request (USD)", showlegend=False, yaxis={"title": "USD", "rangemode": "tozero"}
+        ),
+    }
+
+
+def fallback_reasons(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Bars of fallback rate per reason, labelled with the rate and the count."""
+    if not rows:
+        return None
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "name": "fallback rate",
+                "x": [r["reason"] for r in rows],
+                "y": [r["rate"] * 100 for r in rows],
+                "text": [f"{r['rate'] * 100:.1f}% ({r['fallbacks']:,})" for r in rows],
+                "textposition": "outside",
+                "cliponaxis": False,
+                "marker": {"color": COLOURS[1], "pattern": {"shape": "x"}},
+            }
+        ],
+        "layout": _layout("Fallback rate by reason", showlegend=False, yaxis={"title": "% of requests"}),
+    }
+
+
+def latency_by_model(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Grouped bars p50 and p95 per model (ms), patterned and labelled."""
+    rows = [r for r in rows if r.get("count")]
+    if not rows:
+        return None
+    models = [r["model"] for r in rows]
+    data = []
+    for i, key in enumerate(("p50", "p95")):
+        values = [round(r[key] or 0) for r in rows]
+        data.append(
+            {
+                "type": "bar",
+                "name": key,
+                "x": models,
+                "y": values,
+                "text": [f"{key} {v:,} ms" for v in values],
+                "textposition": "outside",
+                "cliponaxis": False,
+                "marker": {"color": COLOURS[i * 3], "pattern": {"shape": PATTERNS[i * 2 + 1]}},
+            }
+        )
+    return {"data": data, "layout": _layout("Latency per model (ms)", barmode="group", yaxis={"title": "ms"})}
+
+
+def score_histogram(counts: Sequence[int], *, threshold: float | None, title: str) -> dict[str, Any] | None:
+    """Requests per score decile, bars below the threshold patterned differently from those above, threshold marked."""
+    if not sum(counts):
+        return None
+    x = [(k + 0.5) / len(counts) for k in range(len(counts))]
+    below = [threshold is None or (k + 1) / len(counts) <= threshold for k in range(len(counts))]
+    groups = (
+        ((True, "requests", "", COLOURS[3]),)
+        if threshold is None
+        else ((True, "at or below threshold", "", COLOURS[3]), (False, "above threshold", "/", COLOURS[1]))
+    )
+    data = []
+    for flag, name, pattern, colour in groups:
+        data.append(
+            {
+                "type": "bar",
+                "name": name,
+                "x": [xi for xi, b in zip(x, below, strict=True) if b == flag],
+                "y": [c for c, b in zip(counts, below, strict=True) if b == flag],
+                "text": [f"{c:,}" for c, b in zip(counts, below, strict=True) if b == flag],
+                "textposition": "outside",
+                "cliponaxis": False,
+                "width": 0.095,
+                "marker": {"color": colour, "pattern": {"shape": pattern}},
+            }
+        )
+    shapes, annotations = [], []
+    if threshold is not None:
+        shapes.append(
+            {
+                "type": "line",
+                "x0": threshold,
+                "x1": threshold,
+                "yref": "paper",
+                "y0": 0,
+                "y1": 1,
+                "line": {"dash": "dash", "width": 2},
+            }
+        )
+        annotations.append(
+            {
+                "x": threshold,
+                "yref": "paper",
+                "y": 1,
+                "text": f"threshold {threshold:.2f}",
+                "showarrow": False,
+                "yshift": 8,
+            }
+        )
+    else:
+        title = f"{title} (no routing policy, so no threshold to mark)"
+    return {
+        "data": data,
+        "layout": _layout(
+            title,
+            shapes=shapes,
+            annotations=annotations,
+            height=280,
+            xaxis={"title": "complexity score", "range": [0, 1], "dtick": 0.1},
+            yaxis={"title": "requests"},
+        ),
+    }
+
+
+def small_share_bars(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    rows = [r for r in rows if r["requests"]]
+    if not rows:
+        return None
+    values = [r["small_share"] * 100 for r in rows]
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "name": "small-model share",
+                "x": [r["feature_slug"] for r in rows],
+                "y": values,
+                "text": [f"{v:.1f}%" for v in values],
+                "textposition": "outside",
+                "cliponaxis": False,
+                "marker": {"color": COLOURS[3], "pattern": {"shape": "."}},
+            }
+        ],
+        "layout": _layout(
+            "Small-model share of requests", showlegend=False, yaxis={"title": "%", "range": [0, 100]}
+        ),
+    }
+
+
+def fallback_reasons_by_feature(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Stacked bars: fallback rate per feature, one patterned segment per reason."""
+    reasons = sorted({r["reason"] for row in rows for r in row["reasons"]})
+    if not reasons:
+        return None
+    x = [row["feature_slug"] for row in rows]
+    data = []
+    for i, reason in enumerate(reasons):
+        values = [
+            next((r["rate"] * 100 for r in row["reasons"] if r["reason"] == reason), 0.0) for row in rows
+        ]
+        data.append(
+            {
+                "type": "bar",
+                "name": reason,
+                "x": x,
+                "y": values,
+                "text": [f"{v:.1f}%" if v else "" for v in values],
+                "textposition": "inside",
+                "marker": {
+                    "color": COLOURS[i % len(COLOURS)],
+                    "pattern": {"shape": PATTERNS[i % len(PATTERNS)]},
+                },
+            }
+        )
+    return {
+        "data": data,
+        "layout": _layout(
+            "Fallback rate by reason, per feature", barmode="stack", yaxis={"title": "% of requests"}
+        ),
+    }

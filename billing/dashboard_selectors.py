@@ -1,0 +1,622 @@
+"""Dashboard reads beyond billing.selectors: filters, overview, feature and routing-analytics figures.
+
+Everything here reads the hourly rollups (never raw events) and returns plain dicts and lists that
+billing.charts turns into figures. Money stays Decimal; rates are floats in [0, 1].
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.db.models import Q, Sum
+from django.db.models.functions import TruncDate
+
+from billing import selectors
+from billing.models import LATENCY_BUCKETS, SCORE_BUCKETS
+from controlplane.models import Feature, Team
+from controlplane.permissions import is_org_wide, visible_features, visible_teams
+
+ZERO = Decimal("0")
+CENTS = Decimal("0.01")
+MAX_RANGE_DAYS = 400
+MOVERS = 5
+
+
+# Filters -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DashboardFilters:
+    """The date range (inclusive days, UTC), team and feature a dashboard shows, parsed from the query string."""
+
+    start: date
+    end: date
+    team: Team | None = None
+    feature: Feature | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    # what the user may see: None means everything (an org-wide role)
+    visible_team_ids: list[int] | None = None
+    teams: list[Team] = field(default_factory=list)
+    features: list[Feature] = field(default_factory=list)
+
+    @property
+    def start_at(self) -> datetime:
+        return datetime.combine(self.start, time.min, tzinfo=UTC)
+
+    @property
+    def end_at(self) -> datetime:
+        """Exclusive end: midnight after the last day."""
+        return datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=UTC)
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def scope(self) -> dict[str, list[int] | None]:
+        """The teams/features arguments every selector takes."""
+        teams = self.visible_team_ids
+        if self.team is not None:
+            teams = [self.team.pk]
+        features = [self.feature.pk] if self.feature is not None else None
+        return {"teams": teams, "features": features}
+
+    @property
+    def is_scoped(self) -> bool:
+        scope = self.scope()
+        return scope["teams"] is not None or scope["features"] is not None
+
+    def params(self, **overrides: Any) -> dict[str, str]:
+        values = {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "team": self.team.slug if self.team else "",
+            "feature": self.feature.slug if self.feature else "",
+        }
+        values.update({k: str(v) for k, v in overrides.items()})
+        return {k: v for k, v in values.items() if v}
+
+    def query(self, **overrides: Any) -> str:
+        return urlencode(self.params(**overrides))
+
+
+def _parse_day(raw: str, name: str, errors: dict[str, str]) -> date | None:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors[name] = f"{name}: {raw!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-01."
+        return None
+
+
+def dashboard_filters(
+    params: Mapping[str, str], *, user: Any, today: date, default_start: date | None = None
+) -> DashboardFilters:
+    """Parse start/end/team/feature; bad values fall back to the defaults and are reported in `errors`."""
+    errors: dict[str, str] = {}
+    start_default = default_start or today.replace(day=1)
+    start = _parse_day(params["start"], "start", errors) if params.get("start") else None
+    end = _parse_day(params["end"], "end", errors) if params.get("end") else None
+    start, end = start or start_default, end or today
+    if start > end:
+        errors["start"] = f"start: {start} is after end {end}; pick a start on or before the end."
+        start, end = start_default, today
+    if (end - start).days >= MAX_RANGE_DAYS:
+        errors["start"] = f"start: the range may span at most {MAX_RANGE_DAYS} days; pick a later start."
+        start = end - timedelta(days=MAX_RANGE_DAYS - 1)
+    teams = list(visible_teams(user))
+    features = list(visible_features(user))
+    team = feature = None
+    if params.get("team"):
+        team = next((t for t in teams if t.slug == params["team"]), None)
+        if team is None:
+            errors["team"] = f"team: no team {params['team']!r} you can see; pick one from the list."
+    if params.get("feature"):
+        feature = next((f for f in features if f.slug == params["feature"]), None)
+        if feature is None:
+            errors["feature"] = (
+                f"feature: no feature {params['feature']!r} you can see; pick one from the list."
+            )
+        elif team is not None and feature.team_id != team.pk:
+            errors["feature"] = (
+                f"feature: {feature.slug} belongs to team {feature.team.slug}, not {team.slug}."
+            )
+            feature = None
+    return DashboardFilters(
+        start=start,
+        end=end,
+        team=team,
+        feature=feature,
+        errors=errors,
+        visible_team_ids=None if is_org_wide(user) else [t.pk for t in teams],
+        teams=teams,
+        features=features,
+    )
+
+
+# Money helpers ---------------------------------------------------------------------------------------------------
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(value or 0).quantize(Decimal("0.0000000001"))
+
+
+def hosting_cost_for_range(*, monthly_total: Decimal, start: date, end: date) -> Decimal:
+    """Fixed monthly hosting prorated day by day over [start, end] (each day is 1/len(its month) of a month)."""
+    total = ZERO
+    day = start
+    while day <= end:
+        month_days = calendar.monthrange(day.year, day.month)[1]
+        last = min(end, day.replace(day=month_days))
+        total += monthly_total * Decimal((last - day).days + 1) / Decimal(month_days)
+        day = last + timedelta(days=1)
+    return total.quantize(CENTS)
+
+
+def small_model_monthly_hosting() -> Decimal:
+    """Sum of the active small-tier deployments' monthly hosting cost (routing.models.ModelDeployment)."""
+    from routing.models import ModelDeployment, Tier
+
+    total = (
+        ModelDeployment.objects.filter(is_active=True, tier=Tier.SMALL)
+        .aggregate(total=Sum("monthly_hosting_usd"))
+        .get("total")
+    )
+    return Decimal(total or 0)
+
+
+def open_alerts(*, user: Any, filters: DashboardFilters) -> int:
+    """Unresolved alerts (issue 7's billing.alerts) the user may see, narrowed to the team/feature filters."""
+    from billing.alerts import alerts_visible
+    from billing.budget_models import AlertStatus
+
+    qs = alerts_visible(user).exclude(status=AlertStatus.RESOLVED)
+    if filters.team is not None:
+        qs = qs.filter(team=filters.team)
+    if filters.feature is not None:
+        qs = qs.filter(feature=filters.feature)
+    return qs.count()
+
+
+# One grouped read per page ------------------------------------------------------------------------------------------
+# Each page reads the rollups once, grouped by the dimensions it shows (a few hundred to a few thousand rows),
+# and folds every figure from that in Python: one scan of the rollups instead of one per chart.
+
+CUBE_SUMS = ["requests", "attempts", "fallbacks", "cost_usd", "baseline_cost_usd"]
+
+
+def spend_cube(
+    *, start: datetime, end: datetime, keys: Iterable[str], sums: Iterable[str] = CUBE_SUMS, **scope: Any
+) -> list[dict[str, Any]]:
+    """Rollup sums in [start, end) grouped by UTC `day` and the given rollup columns; money as Decimal."""
+    keys, sums = list(keys), list(sums)
+    rows = (
+        selectors.rollups_in(start=start, end=end, **scope)
+        .annotate(day=TruncDate("hour"))
+        .values("day", *keys)
+        .annotate(**{f"s_{name}": Sum(name) for name in sums})
+        .order_by()
+    )
+    out = []
+    for r in rows:
+        cell = {"day": r["day"], **{k: r[k] for k in keys}}
+        for name in sums:
+            value = r[f"s_{name}"]
+            cell[name] = _money(value) if name.endswith("_usd") else int(value or 0)
+        out.append(cell)
+    return out
+
+
+def spend_cube_over(
+    windows: Iterable[tuple[date, date]],
+    *,
+    keys: Iterable[str],
+    sums: Iterable[str] = CUBE_SUMS,
+    **scope: Any,
+) -> list[dict[str, Any]]:
+    """spend_cube over the union of inclusive day windows: overlapping or adjacent ones are read once, a
+    distant one (a past range next to this month) separately, so no read spans the gap between them."""
+    merged: list[list[date]] = []
+    for first, last in sorted(windows):
+        if merged and first <= merged[-1][1] + timedelta(days=1):
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    keys, sums = list(keys), list(sums)
+    cells: list[dict[str, Any]] = []
+    for first, last in merged:
+        cells += spend_cube(
+            start=datetime.combine(first, time.min, tzinfo=UTC),
+            end=datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
+            keys=keys,
+            sums=sums,
+            **scope,
+        )
+    return cells
+
+
+def _fold(cells: Iterable[Mapping[str, Any]], key: Any, names: Iterable[str]) -> dict[Any, dict[str, Any]]:
+    """Sum `names` of the cells per key(cell)."""
+    names = list(names)
+    out: dict[Any, dict[str, Any]] = {}
+    for cell in cells:
+        k = key(cell)
+        acc = out.get(k)
+        if acc is None:
+            acc = out[k] = {n: (ZERO if n.endswith("_usd") else 0) for n in names}
+        for n in names:
+            acc[n] += cell[n]
+    return out
+
+
+def _derive(row: dict[str, Any]) -> dict[str, Any]:
+    row["savings_usd"] = row["baseline_cost_usd"] - row["cost_usd"]
+    row["fallback_rate"] = row["fallbacks"] / row["requests"] if row["requests"] else 0.0
+    return row
+
+
+def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> dict[str, Any]:
+    """Month-to-date spend per UTC day and issue 7's weekday-aware month-end forecast (billing.forecast)."""
+    from billing.forecast import month_end_forecast
+
+    month_start = now.date().replace(day=1)
+    month_end = month_start.replace(day=calendar.monthrange(now.year, now.month)[1])
+    today = now.date()
+    month_days = {d: v for d, v in per_day.items() if month_start <= d <= today}
+    series, day = [], month_start
+    while day < today:
+        series.append((day, month_days.get(day, ZERO)))
+        day += timedelta(days=1)
+    forecast = month_end_forecast(
+        series, as_of=today, period_end=month_end, spent_today=month_days.get(today, ZERO)
+    )
+    return {
+        "month_start": month_start,
+        "month_end": month_end,
+        "today": today,
+        "per_day": month_days,
+        "month_to_date": sum(month_days.values(), ZERO),
+        "forecast": forecast,
+    }
+
+
+# Overview ----------------------------------------------------------------------------------------------------------
+
+
+def movers(
+    per_feature_day: Mapping[tuple[int, date], Decimal],
+    *,
+    last_day: date,
+    names: Mapping[int, Feature],
+    limit: int = MOVERS,
+) -> list[dict[str, Any]]:
+    """Features whose spend changed most between the 7 days up to `last_day` and the 7 days before those."""
+    week_start, prior_start = last_day - timedelta(days=6), last_day - timedelta(days=13)
+    weeks: dict[int, list[Decimal]] = {}
+    for (feature_id, day), cost in per_feature_day.items():
+        if prior_start <= day <= last_day:
+            pair = weeks.setdefault(feature_id, [ZERO, ZERO])
+            pair[0 if day >= week_start else 1] += cost
+    out = []
+    for feature_id, (this, last) in weeks.items():
+        feature = names.get(feature_id)
+        change = this - last
+        out.append(
+            {
+                "feature_id": feature_id,
+                "feature_slug": feature.slug if feature else str(feature_id),
+                "feature_name": feature.name if feature else str(feature_id),
+                "this_week": this,
+                "last_week": last,
+                "change": change,
+                "change_pct": float(change / last) if last else None,
+            }
+        )
+    out.sort(key=lambda m: (-abs(m["change"]), m["feature_slug"]))
+    return out[:limit]
+
+
+def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str, Any]:
+    """Every figure of the overview page for the filters, from one grouped read of the rollups."""
+    scope = filters.scope()
+    today = now.date()
+    movers_end = min(filters.end, today)
+    # the range, this month (forecast) and the two weeks the movers compare, each day read once
+    cells = spend_cube_over(
+        [
+            (filters.start, filters.end),
+            (today.replace(day=1), today),
+            (movers_end - timedelta(days=13), movers_end),
+        ],
+        keys=["team_id", "feature_id", "model", "route"],
+        **scope,
+    )
+    in_range = [c for c in cells if filters.start <= c["day"] <= filters.end]
+    features = {f.pk: f for f in filters.features}
+    teams = {t.pk: t for t in filters.teams}
+
+    empty = {n: (ZERO if n.endswith("_usd") else 0) for n in CUBE_SUMS}
+    summary = _derive(_fold(in_range, lambda c: 0, CUBE_SUMS).get(0) or empty)
+    summary["small_requests"] = sum(c["requests"] for c in in_range if c["route"] == "small")
+    summary["small_share"] = summary["small_requests"] / summary["requests"] if summary["requests"] else 0.0
+
+    by_feature = []
+    for (team_id, feature_id), row in _fold(
+        in_range, lambda c: (c["team_id"], c["feature_id"]), CUBE_SUMS
+    ).items():
+        feature = features.get(feature_id)
+        row.update(
+            feature_id=feature_id,
+            feature__slug=feature.slug if feature else str(feature_id),
+            feature__name=feature.name if feature else str(feature_id),
+            team_id=team_id,
+            team__slug=teams[team_id].slug if team_id in teams else str(team_id),
+        )
+        by_feature.append(_derive(row))
+    by_feature.sort(key=lambda r: (-r["cost_usd"], r["feature__slug"]))
+
+    by_team = []
+    for team_id, row in _fold(in_range, lambda c: c["team_id"], CUBE_SUMS).items():
+        team = teams.get(team_id)
+        row.update(
+            team_id=team_id,
+            team_slug=team.slug if team else str(team_id),
+            team_name=team.name if team else str(team_id),
+        )
+        by_team.append(_derive(row))
+    by_team.sort(key=lambda r: (-r["cost_usd"], r["team_slug"]))
+
+    daily_by_model = [
+        _derive({"day": day, "model": model, "route": route, **row})
+        for (day, model, route), row in sorted(
+            _fold(in_range, lambda c: (c["day"], c["model"], c["route"]), CUBE_SUMS).items()
+        )
+    ]
+    fallback_trend = [
+        {
+            "at": day,
+            "requests": row["requests"],
+            "fallbacks": row["fallbacks"],
+            "fallback_rate": row["fallbacks"] / row["requests"] if row["requests"] else 0.0,
+        }
+        for day, row in sorted(_fold(in_range, lambda c: c["day"], ["requests", "fallbacks"]).items())
+    ]
+    per_day = {day: row["cost_usd"] for day, row in _fold(cells, lambda c: c["day"], ["cost_usd"]).items()}
+    month = month_forecast(now=now, per_day=per_day)
+    forecast = month["forecast"]
+    per_feature_day = {
+        key: row["cost_usd"]
+        for key, row in _fold(cells, lambda c: (c["feature_id"], c["day"]), ["cost_usd"]).items()
+    }
+
+    monthly_hosting = small_model_monthly_hosting()
+    hosting = hosting_cost_for_range(monthly_total=monthly_hosting, start=filters.start, end=filters.end)
+    if hosting and filters.is_scoped:
+        # shared hosting is charged to each scope by its share of the small model's requests
+        org_small = selectors.rollups_in(start=filters.start_at, end=filters.end_at).aggregate(
+            n=Sum("requests", filter=Q(route="small"))
+        )["n"]
+        share = summary["small_requests"] / org_small if org_small else 0.0
+        hosting = (hosting * Decimal(str(share))).quantize(CENTS)
+    net_savings = summary["savings_usd"] - hosting
+    baseline = summary["baseline_cost_usd"]
+    return {
+        "summary": summary,
+        "month_to_date": month["month_to_date"],
+        "projected_month_end": forecast.projection,
+        "projected_low": forecast.low,
+        "projected_high": forecast.high,
+        "projection_model": forecast.model,
+        "hosting_usd": hosting,
+        "monthly_hosting_usd": monthly_hosting,
+        "gross_savings_usd": summary["savings_usd"],
+        "net_savings_usd": net_savings,
+        "net_savings_pct": float(net_savings / baseline) if baseline else None,
+        "by_feature": by_feature,
+        "by_team": by_team,
+        "daily_by_model": daily_by_model,
+        "fallback_trend": fallback_trend,
+        "movers": movers(per_feature_day, last_day=movers_end, names=features),
+        "open_alerts": open_alerts(user=user, filters=filters),
+    }
+
+
+# Feature page ---------------------------------------------------------------------------------------------------
+
+FEATURE_SUMS = [*CUBE_SUMS, *LATENCY_BUCKETS]
+
+
+def _latency_rows(cells: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for model, row in sorted(_fold(cells, lambda c: c["model"], LATENCY_BUCKETS).items()):
+        counts = [row[name] for name in LATENCY_BUCKETS]
+        rows.append(
+            {
+                "model": model,
+                "p50": selectors.percentile_from_buckets(counts, 0.5),
+                "p95": selectors.percentile_from_buckets(counts, 0.95),
+                "count": sum(counts),
+            }
+        )
+    return rows
+
+
+def _reasons(cells: Iterable[Mapping[str, Any]], requests: int) -> list[dict[str, Any]]:
+    folded = _fold((c for c in cells if c["fallback_reason"]), lambda c: c["fallback_reason"], ["fallbacks"])
+    out = [
+        {
+            "reason": reason,
+            "fallbacks": row["fallbacks"],
+            "rate": row["fallbacks"] / requests if requests else 0.0,
+        }
+        for reason, row in folded.items()
+        if row["fallbacks"]
+    ]
+    out.sort(key=lambda r: (-r["fallbacks"], r["reason"]))
+    return out
+
+
+def burn_down(*, month: Mapping[str, Any], budget_usd: Decimal | None) -> dict[str, Any]:
+    """Cumulative spend per day of the current UTC month, the forecast path to month end with its band, the budget."""
+    forecast = month["forecast"]
+    cumulative, running, day = [], ZERO, month["month_start"]
+    while day <= month["today"]:
+        running += month["per_day"].get(day, ZERO)
+        cumulative.append({"day": day, "cost_usd": running})
+        day += timedelta(days=1)
+    # the forecast replaces today's partial spend with a whole day's estimate, then adds the days after
+    projection, total = [], running - month["per_day"].get(month["today"], ZERO)
+    for day, amount in forecast.path:
+        if day >= month["today"]:
+            total += amount
+            projection.append({"day": day, "cost_usd": total})
+    band = []
+    if forecast.low is not None and forecast.high is not None and projection:
+        # the interval is known at month end; draw it widening with the square root of days ahead
+        spread_low, spread_high = forecast.projection - forecast.low, forecast.high - forecast.projection
+        for k, point in enumerate(projection, start=1):
+            share = Decimal(str(math.sqrt(k / len(projection))))
+            band.append(
+                {
+                    "day": point["day"],
+                    "low": max(running, point["cost_usd"] - spread_low * share),
+                    "high": point["cost_usd"] + spread_high * share,
+                }
+            )
+    return {
+        "days": cumulative,
+        "projection": projection,
+        "band": band,
+        "month_to_date": running,
+        "projected_month_end": forecast.projection,
+        "projected_low": forecast.low,
+        "projected_high": forecast.high,
+        "month_start": month["month_start"],
+        "month_end": month["month_end"],
+        "budget_usd": budget_usd,
+    }
+
+
+def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) -> dict[str, Any]:
+    """The feature page's figures from one grouped read (range and this month) of the feature's rollups."""
+    from billing.budgets import budget_for_feature
+
+    today = now.date()
+    cells = spend_cube_over(
+        [(filters.start, filters.end), (today.replace(day=1), today)],
+        keys=["route", "model", "fallback_reason"],
+        sums=FEATURE_SUMS,
+        features=[feature.pk],
+    )
+    in_range = [c for c in cells if filters.start <= c["day"] <= filters.end]
+    daily = []
+    for day, row in sorted(_fold(in_range, lambda c: c["day"], CUBE_SUMS).items()):
+        small = sum(c["requests"] for c in in_range if c["day"] == day and c["route"] == "small")
+        daily.append(
+            {
+                "day": day,
+                "requests": row["requests"],
+                "small_requests": small,
+                "frontier_requests": row["requests"] - small,
+                "fallbacks": row["fallbacks"],
+                "cost_usd": row["cost_usd"],
+                "baseline_cost_usd": row["baseline_cost_usd"],
+                "cost_per_request": (row["cost_usd"] / row["requests"]) if row["requests"] else None,
+            }
+        )
+    requests = sum(d["requests"] for d in daily)
+    cost = sum((d["cost_usd"] for d in daily), ZERO)
+    small = sum(d["small_requests"] for d in daily)
+    per_day = {day: row["cost_usd"] for day, row in _fold(cells, lambda c: c["day"], ["cost_usd"]).items()}
+    budget = budget_for_feature(feature)
+    return {
+        "daily": daily,
+        "requests": requests,
+        "cost_usd": cost,
+        "cost_per_request": (cost / requests) if requests else None,
+        "small_requests": small,
+        "frontier_requests": requests - small,
+        "small_share": small / requests if requests else 0.0,
+        "fallbacks": _reasons(in_range, requests),
+        "latency": _latency_rows(in_range),
+        "burn_down": burn_down(
+            month=month_forecast(now=now, per_day=per_day),
+            budget_usd=budget.amount_usd if budget is not None and budget.is_active else None,
+        ),
+    }
+
+
+# Routing analytics ------------------------------------------------------------------------------------------------
+
+
+def feature_thresholds(feature_ids: Iterable[int]) -> dict[int | None, float | None]:
+    """Threshold of each feature's routing policy; key None holds the default policy's."""
+    from routing.models import RoutingPolicy
+
+    ids = list(feature_ids)
+    out: dict[int | None, float | None] = {}
+    for feature_id, threshold in RoutingPolicy.objects.filter(
+        Q(feature_id__in=ids) | Q(feature__isnull=True)
+    ).values_list("feature_id", "threshold"):
+        out[feature_id] = float(threshold) if threshold is not None else None
+    return out
+
+
+def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
+    """Per feature: score histogram with its threshold, small-model share, fallback rate by reason; latency per model."""
+    sums = ["requests", "fallbacks", *SCORE_BUCKETS, *LATENCY_BUCKETS]
+    rows = (
+        selectors.rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
+        .values("feature_id", "route", "model", "fallback_reason")
+        .annotate(**{f"s_{name}": Sum(name) for name in sums})
+        .order_by()
+    )
+    cells = [
+        {
+            "feature_id": r["feature_id"],
+            "route": r["route"],
+            "model": r["model"],
+            "fallback_reason": r["fallback_reason"],
+            **{name: int(r[f"s_{name}"] or 0) for name in sums},
+        }
+        for r in rows
+    ]
+    names = {f.pk: f for f in filters.features}
+    per_feature = _fold(cells, lambda c: c["feature_id"], ["requests", *SCORE_BUCKETS])
+    thresholds = feature_thresholds(per_feature)
+    features = []
+    for feature_id in sorted(per_feature, key=lambda i: names[i].slug if i in names else str(i)):
+        total = per_feature[feature_id]
+        mine = [c for c in cells if c["feature_id"] == feature_id]
+        requests = total["requests"]
+        small = sum(c["requests"] for c in mine if c["route"] == "small")
+        reasons = _reasons(mine, requests)
+        fallbacks = sum(r["fallbacks"] for r in reasons)
+        feature = names.get(feature_id)
+        features.append(
+            {
+                "feature_id": feature_id,
+                "feature_slug": feature.slug if feature else str(feature_id),
+                "feature_name": feature.name if feature else str(feature_id),
+                "feature_code": feature.code if feature else None,
+                "requests": requests,
+                "small_requests": small,
+                "small_share": small / requests if requests else 0.0,
+                "fallbacks": fallbacks,
+                "fallback_rate": fallbacks / requests if requests else 0.0,
+                "reasons": reasons,
+                "score_histogram": [total[name] for name in SCORE_BUCKETS],
+                "threshold": thresholds.get(feature_id, thresholds.get(None)),
+            }
+        )
+    return {
+        "features": features,
+        "latency": _latency_rows(cells),
+        # the rollups keep score buckets on first attempts only, without the fallback that followed
+        "fallback_by_score_available": False,
+    }

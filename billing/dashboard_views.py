@@ -1,0 +1,299 @@
+"""Dashboard pages: overview (VP), the feature page's spend sections (PM), routing analytics (MLOps), exports.
+
+One URL serves each page, its htmx fragment (filters swap the body, the URL carries them) and, with
+`?format=csv&table=<name>`, any of its tables as CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from billing import charts, dashboard_selectors, exports
+from controlplane.models import Feature
+
+Table = tuple[Sequence[str], Callable[[dict[str, Any]], list[Sequence[Any]]]]
+
+
+def _wants_fragment(request: HttpRequest) -> bool:
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
+
+
+def _csv_or_none(
+    request: HttpRequest, page: str, tables: dict[str, Table], data: dict[str, Any]
+) -> HttpResponse | None:
+    if request.GET.get("format") != "csv":
+        return None
+    name = request.GET.get("table", "")
+    if name not in tables:
+        return HttpResponse(
+            f"table: unknown table {name!r}; use one of {', '.join(sorted(tables))}.",
+            status=400,
+            content_type="text/plain",
+        )
+    header, rows = tables[name]
+    return exports.csv_response(f"{page}-{name}.csv", header, rows(data))
+
+
+def _status(request: HttpRequest, filters: dashboard_selectors.DashboardFilters) -> int:
+    """400 for bad filters, except to htmx, which swaps only 2xx answers and must show the message."""
+    return 400 if filters.errors and not _wants_fragment(request) else 200
+
+
+def _filters(request: HttpRequest, **kw: Any) -> dashboard_selectors.DashboardFilters:
+    return dashboard_selectors.dashboard_filters(
+        request.GET, user=request.user, today=timezone.now().date(), **kw
+    )
+
+
+# Overview ---------------------------------------------------------------------------------------------------------
+
+OVERVIEW_TABLES: dict[str, Table] = {
+    "teams": (
+        ["team", "requests", "cost_usd", "baseline_cost_usd", "savings_usd", "fallback_rate"],
+        lambda d: [
+            [
+                r["team_slug"],
+                r["requests"],
+                r["cost_usd"],
+                r["baseline_cost_usd"],
+                r["savings_usd"],
+                r["fallback_rate"],
+            ]
+            for r in d["by_team"]
+        ],
+    ),
+    "features": (
+        ["feature", "team", "requests", "cost_usd", "baseline_cost_usd", "savings_usd", "fallback_rate"],
+        lambda d: [
+            [
+                r["feature__slug"],
+                r["team__slug"],
+                r["requests"],
+                r["cost_usd"],
+                r["baseline_cost_usd"],
+                r["savings_usd"],
+                r["fallback_rate"],
+            ]
+            for r in d["by_feature"]
+        ],
+    ),
+    "daily": (
+        ["day", "model", "route", "requests", "attempts", "cost_usd", "baseline_cost_usd"],
+        lambda d: [
+            [
+                r["day"],
+                r["model"],
+                r["route"],
+                r["requests"],
+                r["attempts"],
+                r["cost_usd"],
+                r["baseline_cost_usd"],
+            ]
+            for r in d["daily_by_model"]
+        ],
+    ),
+    "fallbacks": (
+        ["day", "requests", "fallbacks", "fallback_rate"],
+        lambda d: [[p["at"], p["requests"], p["fallbacks"], p["fallback_rate"]] for p in d["fallback_trend"]],
+    ),
+    "movers": (
+        ["feature", "this_week_usd", "last_week_usd", "change_usd", "change_pct"],
+        lambda d: [
+            [m["feature_slug"], m["this_week"], m["last_week"], m["change"], m["change_pct"]]
+            for m in d["movers"]
+        ],
+    ),
+}
+
+
+@login_required
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    filters = _filters(request)
+    data = dashboard_selectors.overview(filters=filters, user=request.user, now=timezone.now())
+    csv = _csv_or_none(request, "overview", OVERVIEW_TABLES, data)
+    if csv is not None:
+        return csv
+    context = {
+        "filters": filters,
+        "data": data,
+        "charts": {
+            "daily": charts.daily_spend_by_model(data["daily_by_model"]),
+            "teams": charts.spend_bars(data["by_team"], label_key="team_name", title="Spend by team (USD)"),
+            "features": charts.spend_bars(
+                data["by_feature"], label_key="feature__slug", title="Spend by feature (USD)"
+            ),
+            "fallbacks": charts.rate_trend(data["fallback_trend"]),
+        },
+        "has_traffic": bool(data["summary"]["requests"] or data["month_to_date"]),
+    }
+    template = "billing/_overview_body.html" if _wants_fragment(request) else "billing/overview.html"
+    return render(request, template, context, status=_status(request, filters))
+
+
+# Feature page (called from controlplane.views.feature_detail) --------------------------------------------------------
+
+FEATURE_TABLES: dict[str, Table] = {
+    "daily": (
+        [
+            "day",
+            "requests",
+            "small_requests",
+            "frontier_requests",
+            "fallbacks",
+            "cost_usd",
+            "cost_per_request_usd",
+        ],
+        lambda d: [
+            [
+                r["day"],
+                r["requests"],
+                r["small_requests"],
+                r["frontier_requests"],
+                r["fallbacks"],
+                r["cost_usd"],
+                r["cost_per_request"],
+            ]
+            for r in d["daily"]
+        ],
+    ),
+    "fallbacks": (
+        ["reason", "fallbacks", "rate"],
+        lambda d: [[r["reason"], r["fallbacks"], r["rate"]] for r in d["fallbacks"]],
+    ),
+    "latency": (
+        ["model", "p50_ms", "p95_ms", "attempts"],
+        lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
+    ),
+}
+
+
+def _budget_panel_url(feature: Feature) -> str | None:
+    """Issue 7's budget panel fragment, if that URL exists yet."""
+    for name in ("feature-budget-panel", "budget-panel", "feature-budget"):
+        try:
+            return reverse(name, args=[feature.code])
+        except NoReverseMatch:
+            continue
+    return None
+
+
+def feature_sections(request: HttpRequest, feature: Feature) -> dict[str, Any] | HttpResponse:
+    """Context for the feature page's spend sections, or a response (CSV, or the htmx fragment)."""
+    now = timezone.now()
+    filters = _filters(request, default_start=(now - timedelta(days=29)).date())
+    data = dashboard_selectors.feature_page(feature=feature, filters=filters, now=now)
+    csv = _csv_or_none(request, f"feature-{feature.slug}", FEATURE_TABLES, data)
+    if csv is not None:
+        return csv
+    context = {
+        "filters": filters,
+        "spend": data,
+        "budget_panel_url": _budget_panel_url(feature),
+        "spend_charts": {
+            "burn_down": charts.burn_down(data["burn_down"]),
+            "volume": charts.daily_volume_split(data["daily"]),
+            "cost_per_request": charts.cost_per_request(data["daily"]),
+            "fallbacks": charts.fallback_reasons(data["fallbacks"]),
+            "latency": charts.latency_by_model(data["latency"]),
+        },
+    }
+    if _wants_fragment(request):
+        return render(request, "billing/_feature_sections.html", {"feature": feature, **context})
+    return context
+
+
+# Routing analytics -------------------------------------------------------------------------------------------------
+
+ROUTING_TABLES: dict[str, Table] = {
+    "features": (
+        ["feature", "requests", "small_requests", "small_share", "fallbacks", "fallback_rate", "threshold"],
+        lambda d: [
+            [
+                f["feature_slug"],
+                f["requests"],
+                f["small_requests"],
+                f["small_share"],
+                f["fallbacks"],
+                f["fallback_rate"],
+                f["threshold"],
+            ]
+            for f in d["features"]
+        ],
+    ),
+    "reasons": (
+        ["feature", "reason", "fallbacks", "rate"],
+        lambda d: [
+            [f["feature_slug"], r["reason"], r["fallbacks"], r["rate"]]
+            for f in d["features"]
+            for r in f["reasons"]
+        ],
+    ),
+    "scores": (
+        ["feature", *[f"score_{k / 10:.1f}_{(k + 1) / 10:.1f}" for k in range(10)]],
+        lambda d: [[f["feature_slug"], *f["score_histogram"]] for f in d["features"]],
+    ),
+    "latency": (
+        ["model", "p50_ms", "p95_ms", "attempts"],
+        lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
+    ),
+}
+
+
+@login_required
+@require_GET
+def routing_analytics(request: HttpRequest) -> HttpResponse:
+    filters = _filters(request)
+    data = dashboard_selectors.routing_analytics(filters=filters)
+    csv = _csv_or_none(request, "routing-analytics", ROUTING_TABLES, data)
+    if csv is not None:
+        return csv
+    for f in data["features"]:
+        f["chart"] = charts.score_histogram(
+            f["score_histogram"], threshold=f["threshold"], title=f"{f['feature_slug']}: complexity scores"
+        )
+    context = {
+        "filters": filters,
+        "data": data,
+        "charts": {
+            "small_share": charts.small_share_bars(data["features"]),
+            "reasons": charts.fallback_reasons_by_feature(data["features"]),
+            "latency": charts.latency_by_model(data["latency"]),
+        },
+    }
+    template = (
+        "billing/_routing_analytics_body.html"
+        if _wants_fragment(request)
+        else "billing/routing_analytics.html"
+    )
+    return render(request, template, context, status=_status(request, filters))
+
+
+# FOCUS export --------------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def focus_export(request: HttpRequest) -> HttpResponse:
+    """FOCUS 1.2 CSV of every attempt in the date range (and team/feature filters) the user may see."""
+    filters = _filters(request)
+    if filters.errors:
+        return HttpResponse(" ".join(filters.errors.values()), status=400, content_type="text/plain")
+    scope = filters.scope()
+    return exports.focus_response(
+        start=filters.start_at,
+        end=filters.end_at,
+        team_ids=scope["teams"],
+        feature_ids=scope["features"],
+        filename=f"focus-{filters.start}-{filters.end}.csv",
+    )

@@ -1,0 +1,33 @@
+// Render every plotly figure embedded by templates/billing/_chart.html (JSON from json_script, no eval).
+// Runs on page load, on every htmx swap (htmx.onLoad) and after a history restore.
+(function () {
+  "use strict";
+  var config = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+
+  function render(figureEl) {
+    var plot = figureEl.querySelector(".chart-plot");
+    var source = figureEl.querySelector('script[type="application/json"]');
+    if (!plot || !source || !window.Plotly) return;
+    var figure = JSON.parse(source.textContent);
+    plot.innerHTML = "";  // a restored history snapshot holds a dead copy of the old SVG
+    window.Plotly.newPlot(plot, figure.data, figure.layout, config);
+  }
+
+  function renderAll(root) {
+    var scope = root && root.querySelectorAll ? root : document;
+    if (scope.matches && scope.matches(".js-chart")) render(scope);
+    scope.querySelectorAll(".js-chart").forEach(render);
+  }
+
+  function start() {
+    if (window.htmx) {
+      window.htmx.onLoad(renderAll);
+      document.body.addEventListener("htmx:historyRestore", function () { renderAll(document); });
+    } else {
+      renderAll(document);
+    }
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
