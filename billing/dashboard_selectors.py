@@ -19,7 +19,7 @@ from django.db.models import Q, Sum
 from django.db.models.functions import TruncDate
 
 from billing import selectors
-from billing.models import LATENCY_BUCKETS, SCORE_BUCKETS
+from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS
 from controlplane.models import Feature, Team
 from controlplane.permissions import is_org_wide, visible_features, visible_teams
 
@@ -569,7 +569,7 @@ def feature_thresholds(feature_ids: Iterable[int]) -> dict[int | None, float | N
 
 def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
     """Per feature: score histogram with its threshold, small-model share, fallback rate by reason; latency per model."""
-    sums = ["requests", "fallbacks", *SCORE_BUCKETS, *LATENCY_BUCKETS]
+    sums = ["requests", "fallbacks", *SCORE_BUCKETS, *FALLBACK_SCORE_BUCKETS, *LATENCY_BUCKETS]
     rows = (
         selectors.rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
         .values("feature_id", "route", "model", "fallback_reason")
@@ -587,7 +587,9 @@ def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
         for r in rows
     ]
     names = {f.pk: f for f in filters.features}
-    per_feature = _fold(cells, lambda c: c["feature_id"], ["requests", *SCORE_BUCKETS])
+    per_feature = _fold(
+        cells, lambda c: c["feature_id"], ["requests", *SCORE_BUCKETS, *FALLBACK_SCORE_BUCKETS]
+    )
     thresholds = feature_thresholds(per_feature)
     features = []
     for feature_id in sorted(per_feature, key=lambda i: names[i].slug if i in names else str(i)):
@@ -611,12 +613,18 @@ def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
                 "fallback_rate": fallbacks / requests if requests else 0.0,
                 "reasons": reasons,
                 "score_histogram": [total[name] for name in SCORE_BUCKETS],
+                "fallback_by_score": [
+                    {
+                        "bucket": f"{k / 10:.1f}–{(k + 1) / 10:.1f}",
+                        "requests": total[requests_name],
+                        "fallbacks": total[fallback_name],
+                        "rate": total[fallback_name] / total[requests_name] if total[requests_name] else None,
+                    }
+                    for k, (requests_name, fallback_name) in enumerate(
+                        zip(SCORE_BUCKETS, FALLBACK_SCORE_BUCKETS, strict=True)
+                    )
+                ],
                 "threshold": thresholds.get(feature_id, thresholds.get(None)),
             }
         )
-    return {
-        "features": features,
-        "latency": _latency_rows(cells),
-        # the rollups keep score buckets on first attempts only, without the fallback that followed
-        "fallback_by_score_available": False,
-    }
+    return {"features": features, "latency": _latency_rows(cells)}

@@ -175,6 +175,20 @@ FEATURE_TABLES: dict[str, Table] = {
         ["model", "p50_ms", "p95_ms", "attempts"],
         lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
     ),
+    "fallback_by_score": (
+        ["feature", "score_bucket", "requests", "fallbacks", "fallback_rate"],
+        lambda d: [
+            [
+                f["feature_slug"],
+                b["bucket"],
+                b["requests"],
+                b["fallbacks"],
+                "" if b["rate"] is None else b["rate"],
+            ]
+            for f in d["features"]
+            for b in f["fallback_by_score"]
+        ],
+    ),
 }
 
 
@@ -246,6 +260,20 @@ ROUTING_TABLES: dict[str, Table] = {
     "latency": (
         ["model", "p50_ms", "p95_ms", "attempts"],
         lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
+    ),
+    "fallback_by_score": (
+        ["feature", "score_bucket", "requests", "fallbacks", "fallback_rate"],
+        lambda d: [
+            [
+                f["feature_slug"],
+                b["bucket"],
+                b["requests"],
+                b["fallbacks"],
+                "" if b["rate"] is None else b["rate"],
+            ]
+            for f in d["features"]
+            for b in f["fallback_by_score"]
+        ],
     ),
 }
 

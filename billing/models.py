@@ -16,6 +16,8 @@ LATENCY_BOUNDS_MS: tuple[int, ...] = (
 )  # fmt: skip
 LATENCY_BUCKETS = [f"lat_b{i:02d}" for i in range(len(LATENCY_BOUNDS_MS) + 1)]
 SCORE_BUCKETS = [f"score_b{i}" for i in range(10)]  # ten equal buckets over [0, 1]; 1.0 falls in the last
+# Fallback attempts by the score of their call (every attempt carries the call's decision stamp).
+FALLBACK_SCORE_BUCKETS = [f"fallback_score_b{i}" for i in range(10)]
 
 
 class IngestBatch(models.Model):
@@ -174,6 +176,16 @@ class SpendRollupHourly(models.Model):
     score_b7 = models.BigIntegerField(default=0)
     score_b8 = models.BigIntegerField(default=0)
     score_b9 = models.BigIntegerField(default=0)
+    fallback_score_b0 = models.BigIntegerField(default=0)
+    fallback_score_b1 = models.BigIntegerField(default=0)
+    fallback_score_b2 = models.BigIntegerField(default=0)
+    fallback_score_b3 = models.BigIntegerField(default=0)
+    fallback_score_b4 = models.BigIntegerField(default=0)
+    fallback_score_b5 = models.BigIntegerField(default=0)
+    fallback_score_b6 = models.BigIntegerField(default=0)
+    fallback_score_b7 = models.BigIntegerField(default=0)
+    fallback_score_b8 = models.BigIntegerField(default=0)
+    fallback_score_b9 = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["hour"]

@@ -5,7 +5,9 @@ attempt, whichever batch carries it); attempts = rows; errors = rows with status
 fallbacks = rows with fallback = true; cost = all attempts; baseline = successful attempts that
 are not a low-confidence escalation (exactly one row per served request: the counterfactual is one
 frontier call per request, and an escalated request keeps the estimate made on its SLM answer);
-latency buckets = every attempt's latency; score buckets = attempt-1 rows with a score.
+latency buckets = every attempt's latency; score buckets = attempt-1 rows with a score; fallback score
+buckets = fallback rows by the score of their call (so fallback rate by score bucket = fallback_score_bk /
+score_bk).
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from datetime import datetime, timedelta
 
 from django.db import connection
 
-from billing.models import LATENCY_BOUNDS_MS, LATENCY_BUCKETS, SCORE_BUCKETS, SpendEvent, SpendRollupHourly
+from billing.models import (
+    FALLBACK_SCORE_BUCKETS,
+    LATENCY_BOUNDS_MS,
+    LATENCY_BUCKETS,
+    SCORE_BUCKETS,
+    SpendEvent,
+    SpendRollupHourly,
+)
 
 ROLLUP = SpendRollupHourly._meta.db_table
 EVENTS = SpendEvent._meta.db_table
@@ -33,6 +42,7 @@ MEASURES = [
     "latency_ms_sum",
     *LATENCY_BUCKETS,
     *SCORE_BUCKETS,
+    *FALLBACK_SCORE_BUCKETS,
 ]
 # Columns of an attempt row the aggregate reads (ingest's RETURNING list).
 SOURCE_COLUMNS = [
@@ -87,6 +97,9 @@ def _measure_sql() -> list[str]:
     for k in range(10):
         high = f"AND score < {(k + 1) / 10:.1f}" if k < 9 else ""
         exprs.append(_count_if(f"attempt = 1 AND score >= {k / 10:.1f} {high}"))
+    for k in range(10):
+        high = f"AND score < {(k + 1) / 10:.1f}" if k < 9 else ""
+        exprs.append(_count_if(f"fallback AND score >= {k / 10:.1f} {high}"))
     return exprs
 
 

@@ -281,7 +281,7 @@ def test_unknown_csv_table_names_the_choices(client, seeded):
     )
 
 
-@pytest.mark.parametrize("table", ["features", "reasons", "scores", "latency"])
+@pytest.mark.parametrize("table", ["features", "reasons", "scores", "latency", "fallback_by_score"])
 def test_routing_analytics_tables_export(client, seeded, table):
     _login(client, "vp")
     assert _csv(client.get(reverse("routing-analytics"), {"format": "csv", "table": table}))
@@ -400,7 +400,15 @@ def test_routing_analytics_marks_each_features_threshold(client, seeded):
     )
     assert sum(rows["ticket-summary"]["score_histogram"]) == raw_first.count()
     assert rows["ticket-summary"]["small_requests"] == raw_first.filter(route="small").count()
-    assert "Fallback rate by score bucket is not shown" in html.unescape(response.content.decode())
+    # fallback rate by score bucket, from rollups, equals the raw count (fallback rows by their call's score)
+    raw_all = SpendEvent.objects.filter(feature=feature, start_time__gte=datetime(2026, 11, 1, tzinfo=UTC))
+    buckets = rows["ticket-summary"]["fallback_by_score"]
+    for k, bucket in enumerate(buckets):
+        scored = {"score__gte": k / 10} | ({"score__lt": (k + 1) / 10} if k < 9 else {})
+        assert bucket["requests"] == raw_first.filter(**scored).count()
+        assert bucket["fallbacks"] == raw_all.filter(fallback=True, **scored).count()
+    assert sum(b["fallbacks"] for b in buckets) > 0  # the seeded traffic has fallbacks to split
+    assert "Fallback rate by score bucket" in html.unescape(response.content.decode())
 
 
 # Query counts: no N+1 ---------------------------------------------------------------------------------------------
