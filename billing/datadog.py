@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from datetime import timedelta
 from decimal import Decimal
 
 from datadog.dogstatsd import DogStatsd
@@ -126,3 +127,18 @@ def spend_batch_mirror(*, batch_id: int) -> int:
     finally:
         statsd.close_socket()
     return sent
+
+
+def spend_mirror_backlog(*, older_than_s: int = 120, limit: int = 500) -> list[int]:
+    """Ids of batches never mirrored (their task was lost, e.g. the broker was down at ingest), oldest first.
+
+    Only batches older than `older_than_s` count, so a batch whose task is merely queued is left to it.
+    """
+    if not settings.DATADOG_ENABLED:
+        return []
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    return list(
+        IngestBatch.objects.filter(mirrored_at__isnull=True, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )

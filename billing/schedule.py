@@ -9,6 +9,11 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": crontab(minute=17, hour="*/6"),
         "options": {"expires": 3600},
     },
+    "billing-spend-mirror-catch-up": {
+        "task": "billing.tasks.spend_mirror_catch_up",
+        "schedule": crontab(minute="*/2"),  # batches whose mirror task was lost reach Datadog within minutes
+        "options": {"expires": 110},
+    },
     "billing-alerts-evaluate": {
         "task": "billing.alert_tasks.alerts_evaluate",
         "schedule": crontab(minute="*"),  # budgets and alerts every minute (docs/alerts.md)

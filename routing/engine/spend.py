@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -20,6 +20,7 @@ STATUSES = ("success", "error")
 FALLBACK_REASONS = ("", "timeout", "error", "low_confidence", "budget")
 MONEY_PLACES = Decimal("0.0000000001")  # 10 decimal places: sub-micro-dollar token prices add up
 MAX_MONEY = Decimal("1000000")
+MAX_ATTEMPT_DURATION = timedelta(hours=24)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -233,6 +234,8 @@ def parse_spend_record(raw: Any) -> tuple[SpendRecord | None, list[FieldError]]:
     start, end = values["start_time"], values["end_time"]
     if start is not None and end is not None and end < start:
         r.err("end_time", "is before start_time: send the attempt's real start and end")
+    elif start is not None and end is not None and end - start > MAX_ATTEMPT_DURATION:
+        r.err("end_time", "is more than 24 hours after start_time: no attempt lasts that long; send its real end")
     if values["fallback"] and not values["fallback_reason"]:
         r.err(
             "fallback_reason", "is required when fallback is true: timeout, error, low_confidence or budget"

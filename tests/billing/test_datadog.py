@@ -136,3 +136,23 @@ def test_duplicate_only_batch_queues_nothing(
     with django_capture_on_commit_callbacks() as callbacks:
         assert post_batch(client, records).json() == {"accepted": 0, "duplicates": 1}
     assert callbacks == []
+
+
+def test_batches_whose_mirror_task_was_lost_are_caught_up_once(client, proxy, feature, agent):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # the broker was down at ingest: the on-commit callback never ran, so nothing was mirrored
+    assert post_batch(client, [make_record(latency_ms=120)]).status_code == 200
+    batch = IngestBatch.objects.get()
+    assert batch.mirrored_at is None
+    assert tasks.spend_mirror_catch_up() == 0  # a fresh batch is left to its own queued task
+    IngestBatch.objects.filter(pk=batch.pk).update(received_at=timezone.now() - timedelta(minutes=5))
+
+    sent = tasks.spend_mirror_catch_up()
+    lines = received(agent)
+    assert sent > 0 and any(name == "finops.spend.requests" for name, *_ in lines)
+    batch.refresh_from_db()
+    assert batch.mirrored_at is not None
+    assert tasks.spend_mirror_catch_up() == 0 and received(agent) == []  # never sent twice

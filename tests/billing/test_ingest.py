@@ -224,3 +224,21 @@ def test_concurrent_overlapping_batches_store_each_record_once(team, feature, se
     call_command("rebuild_rollups", "--start", start.isoformat(), "--end", datetime.now(UTC).isoformat())
     rebuilt = list(SpendRollupHourly.objects.order_by("hour", "model").values())
     assert [{**r, "id": 0} for r in rebuilt] == [{**r, "id": 0} for r in incremental]
+
+
+def test_an_attempt_longer_than_a_day_is_a_400_naming_end_time(client, proxy, feature):
+    from datetime import timedelta
+
+    bad = make_record().to_json()
+    start = datetime.fromisoformat(bad["start_time"])
+    bad["end_time"] = (start + timedelta(days=30)).isoformat()  # would overflow the latency column
+    response = post_batch(client, [bad])
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {
+            "index": 0,
+            "field": "end_time",
+            "message": "is more than 24 hours after start_time: no attempt lasts that long; send its real end",
+        }
+    ]
+    assert not SpendEvent.objects.exists()
