@@ -81,6 +81,11 @@ def confidence_of(response: Any) -> float | None:
     return math.exp(sum(values) / len(values))
 
 
+COOLDOWN_ERROR = (
+    "RouterRateLimitError"  # what LiteLLM raises when every deployment of a group is cooling down
+)
+
+
 def fallback_reason_of(exception_type: str) -> str:
     return "timeout" if "timeout" in exception_type.lower() else "error"
 
@@ -111,8 +116,15 @@ def build_record(
         deployment = str(payload.get("model") or "") if metadata.get("model_group") else ""
 
     escalation = stamp.get("escalation", "")
+    exception = kwargs.get("exception")
+    error_class = str((payload.get("error_information") or {}).get("error_class") or "")
+    # LiteLLM refused the decided group without calling it (cooled down): still that group's attempt 1
+    skipped = status == "error" and COOLDOWN_ERROR in (type(exception).__name__, error_class)
     if escalation:
         attempt, fallback, reason = 2, True, escalation
+    elif skipped:
+        attempt, fallback, reason = 1, False, ""
+        model_group, deployment = stamp["model_group"], ""
     elif model_group and model_group != stamp["model_group"]:
         previous = metadata.get("previous_models") or []
         last = previous[-1] if previous and isinstance(previous[-1], dict) else {}

@@ -121,3 +121,27 @@ def test_hook_is_cheap(runtime: ProxyRuntime) -> None:
     per_call_ms = asyncio.run(many())
     print(f"\npre-call hook: {per_call_ms:.3f} ms per call")
     assert per_call_ms < 1.0
+
+
+def test_a_cooled_down_small_model_is_recorded_as_the_failed_first_attempt(runtime: ProxyRuntime) -> None:
+    from litellm.types.router import RouterRateLimitError
+
+    data = run_hook(runtime, caller("support", "other"))
+    stamp = dict(data["metadata"][STAMP_KEY], route="small", model_group="small")
+    skipped = {
+        # LiteLLM logs the refusal under the group it fell back to
+        "litellm_params": {"metadata": {STAMP_KEY: stamp, "model_group": "frontier"}},
+        "exception": RouterRateLimitError(
+            model="small", cooldown_time=5, enable_pre_call_checks=False, cooldown_list=[]
+        ),
+        "standard_logging_object": {"startTime": 1_800_000_000.0, "endTime": 1_800_000_000.001},
+    }
+    record = build_record(skipped, None, status="error", bundle=runtime.bundle)
+    assert record is not None
+    assert (record.attempt, record.model_group, record.fallback, record.status) == (
+        1,
+        "small",
+        False,
+        "error",
+    )
+    assert record.error_class == "RouterRateLimitError"
