@@ -235,7 +235,10 @@ def parse_spend_record(raw: Any) -> tuple[SpendRecord | None, list[FieldError]]:
     if start is not None and end is not None and end < start:
         r.err("end_time", "is before start_time: send the attempt's real start and end")
     elif start is not None and end is not None and end - start > MAX_ATTEMPT_DURATION:
-        r.err("end_time", "is more than 24 hours after start_time: no attempt lasts that long; send its real end")
+        r.err(
+            "end_time",
+            "is more than 24 hours after start_time: no attempt lasts that long; send its real end",
+        )
     if values["fallback"] and not values["fallback_reason"]:
         r.err(
             "fallback_reason", "is required when fallback is true: timeout, error, low_confidence or budget"
