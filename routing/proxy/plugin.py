@@ -7,17 +7,20 @@ LiteLLM calls the logging methods by keyword (`kwargs=`, `response_obj=`, `start
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import asdict
+from decimal import Decimal
 from typing import Any
 
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
 from routing.engine.decision import BudgetBlocked, Decision, decide
-from routing.proxy.records import STAMP_KEY, build_record, confidence_of, metadata_of
+from routing.proxy.records import COOLDOWN_ERROR, STAMP_KEY, build_record, confidence_of, metadata_of
 from routing.proxy.runtime import ProxyRuntime
 
 log = logging.getLogger("finops.plugin")
@@ -176,6 +179,8 @@ class FinOpsRouter(CustomLogger):
                 return
             if status == "error" and not record.deployment and _is_final_proxy_failure(kwargs):
                 return  # the proxy's summary failure event repeats an attempt already recorded
+            if record.attempt == 2 and record.fallback and _skipped_by_cooldown(kwargs):
+                self._record_skipped_first_attempt(record, kwargs, runtime)
             seen_key = (record.call_id, record.attempt, record.status)
             if seen_key in self._seen:
                 return
@@ -186,6 +191,35 @@ class FinOpsRouter(CustomLogger):
         except Exception as exc:  # a logging problem must never surface to the caller
             log.exception("finops: could not record spend")
             self.runtime.note_error(f"spend record failed: {type(exc).__name__}: {exc}")
+
+    def _record_skipped_first_attempt(
+        self, fallback: Any, kwargs: dict[str, Any], runtime: ProxyRuntime
+    ) -> None:
+        """LiteLLM logs no failure when it skips a cooled-down group: record that refused first attempt ourselves."""
+        key = (fallback.call_id, 1, "error")
+        if key in self._seen or (fallback.call_id, 1, "success") in self._seen:
+            return
+        self._seen[key] = None
+        stamp = metadata_of(kwargs).get(STAMP_KEY) or {}
+        first = dataclasses.replace(
+            fallback,
+            event_id=uuid.uuid4().hex,
+            attempt=1,
+            model_group=str(stamp.get("model_group") or fallback.model_group),
+            deployment="",
+            status="error",
+            error_class=COOLDOWN_ERROR,
+            input_tokens=0,
+            output_tokens=0,
+            cost_usd=Decimal("0"),
+            baseline_cost_usd=Decimal("0"),
+            first_token_time=None,
+            end_time=fallback.start_time,
+            fallback=False,
+            fallback_reason="",
+            confidence=None,
+        )
+        runtime.shipper.enqueue(first.to_json())
 
     async def async_log_success_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
@@ -243,3 +277,11 @@ def _stamp(
         frontier_group=frontier_group,
     )
     return stamp
+
+
+def _skipped_by_cooldown(kwargs: dict[str, Any]) -> bool:
+    """Did LiteLLM refuse the previous group without calling it (every deployment cooling down)?"""
+    previous = metadata_of(kwargs).get("previous_models") or []
+    last = previous[-1] if previous and isinstance(previous[-1], dict) else {}
+    text = f"{last.get('exception_type', '')} {last.get('exception_string', '')}"
+    return COOLDOWN_ERROR in text or "No deployments available" in text

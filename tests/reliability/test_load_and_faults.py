@@ -239,12 +239,6 @@ def test_redis_down_ingest_still_works(fleet):
     assert IngestBatch.objects.count() > before
 
 
-@pytest.mark.xfail(
-    reason="known plugin bug (reported to the lead): while the SLM is cooled down, routing/proxy records the "
-    "skipped SLM as attempt 2 (error RouterRateLimitError, model_group=frontier) instead of attempt 1, so "
-    "such calls have two attempt-2 rows and no attempt 1 and the rollups' `requests` undercount them",
-    strict=False,
-)
 def test_each_call_has_one_row_per_attempt_number_starting_at_1(fleet):
     """Over everything the load and fault tests above stored: attempts numbered 1 (decided) and 2 (fallback)."""
     from billing.models import SpendEvent

@@ -178,6 +178,15 @@ def test_repeatedly_failing_slm_is_skipped(fleet: Fleet) -> None:
     )
     assert fleet.requests_to("slm-dead") == seen_by_slm  # the SLM never saw them
     assert skip < 0.1 or skip - direct < 0.1  # skipping costs under 100 ms
+    # every call, skipped or not, is one failed attempt 1 on the SLM group and one attempt-2 fallback
+    records = records_of(fleet, "dead", 12)
+    by_call: dict[str, list[tuple[int, str, str]]] = {}
+    for r in records:
+        by_call.setdefault(r["call_id"], []).append((r["attempt"], r["model_group"], r["status"]))
+    shapes = {tuple(sorted(v)) for v in by_call.values()}
+    print(f"attempt shapes: {shapes}")
+    assert len(by_call) == 6
+    assert shapes == {((1, "slm-dead", "error"), (2, "frontier", "success"))}
 
 
 def test_low_confidence_slm_answer_is_replaced_by_the_frontier(fleet: Fleet) -> None:
