@@ -7,7 +7,7 @@ import datetime as dt
 import decimal
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import models, transaction
 
@@ -89,60 +89,54 @@ def _apply(obj: models.Model, values: Mapping[str, Any]) -> None:
     obj.save()
 
 
+M = TypeVar("M", bound=models.Model)
+
+
+def audited_create(*, actor: Any, obj: M, fields: Iterable[str], values: Mapping[str, Any]) -> M:
+    """Validate and save a new object with `values`, auditing it; call inside the caller's transaction."""
+    _apply(obj, values)
+    audit_record(actor=actor, action=AuditAction.CREATE, obj=obj, after=snapshot(obj, fields))
+    return obj
+
+
+def audited_update(*, actor: Any, obj: M, fields: Iterable[str], values: Mapping[str, Any]) -> M:
+    """Validate and save changes, auditing the stored-before vs after diff (nothing when nothing changed)."""
+    before = stored_snapshot(obj, fields)
+    _apply(obj, values)
+    after = snapshot(obj, fields)
+    if before != after:
+        audit_record(actor=actor, action=AuditAction.UPDATE, obj=obj, before=before, after=after)
+    return obj
+
+
 @transaction.atomic
 def team_create(*, actor: Any, **values: Any) -> Team:
-    team = Team()
-    _apply(team, values)
-    audit_record(actor=actor, action=AuditAction.CREATE, obj=team, after=snapshot(team, TEAM_FIELDS))
-    return team
+    return audited_create(actor=actor, obj=Team(), fields=TEAM_FIELDS, values=values)
 
 
 @transaction.atomic
 def team_update(*, actor: Any, team: Team, **values: Any) -> Team:
-    before = stored_snapshot(team, TEAM_FIELDS)
-    _apply(team, values)
-    after = snapshot(team, TEAM_FIELDS)
-    if before != after:
-        audit_record(actor=actor, action=AuditAction.UPDATE, obj=team, before=before, after=after)
-    return team
+    return audited_update(actor=actor, obj=team, fields=TEAM_FIELDS, values=values)
 
 
 @transaction.atomic
 def feature_create(*, actor: Any, **values: Any) -> Feature:
-    feature = Feature()
-    _apply(feature, values)
-    audit_record(actor=actor, action=AuditAction.CREATE, obj=feature, after=snapshot(feature, FEATURE_FIELDS))
-    return feature
+    return audited_create(actor=actor, obj=Feature(), fields=FEATURE_FIELDS, values=values)
 
 
 @transaction.atomic
 def feature_update(*, actor: Any, feature: Feature, **values: Any) -> Feature:
-    before = stored_snapshot(feature, FEATURE_FIELDS)
-    _apply(feature, values)
-    after = snapshot(feature, FEATURE_FIELDS)
-    if before != after:
-        audit_record(actor=actor, action=AuditAction.UPDATE, obj=feature, before=before, after=after)
-    return feature
+    return audited_update(actor=actor, obj=feature, fields=FEATURE_FIELDS, values=values)
 
 
 @transaction.atomic
 def membership_create(*, actor: Any, **values: Any) -> Membership:
-    membership = Membership()
-    _apply(membership, values)
-    audit_record(
-        actor=actor, action=AuditAction.CREATE, obj=membership, after=snapshot(membership, MEMBERSHIP_FIELDS)
-    )
-    return membership
+    return audited_create(actor=actor, obj=Membership(), fields=MEMBERSHIP_FIELDS, values=values)
 
 
 @transaction.atomic
 def membership_update(*, actor: Any, membership: Membership, **values: Any) -> Membership:
-    before = stored_snapshot(membership, MEMBERSHIP_FIELDS)
-    _apply(membership, values)
-    after = snapshot(membership, MEMBERSHIP_FIELDS)
-    if before != after:
-        audit_record(actor=actor, action=AuditAction.UPDATE, obj=membership, before=before, after=after)
-    return membership
+    return audited_update(actor=actor, obj=membership, fields=MEMBERSHIP_FIELDS, values=values)
 
 
 @transaction.atomic

@@ -18,20 +18,19 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
 from controlplane.fleet_services import decrypt_token, fleet_setting
 from controlplane.models import AuditAction, Feature, Proxy
-from controlplane.services import audit_record, snapshot, stored_snapshot
+from controlplane.services import audit_record, audited_create, audited_update, snapshot
 from routing.compiler import compile_bundle
 from routing.engine import signing
 from routing.engine.bundle import canonical_json
@@ -98,34 +97,17 @@ class BundleRejected(ValidationError):
         super().__init__(errors)
 
 
-def _apply(obj: models.Model, values: Mapping[str, Any]) -> None:
-    for name, value in values.items():
-        setattr(obj, name, value)
-    obj.full_clean()
-    obj.save()
-
-
 # --- deployments and policies ------------------------------------------------------------------
 
 
 @transaction.atomic
 def deployment_create(*, actor: Any, **values: Any) -> ModelDeployment:
-    deployment = ModelDeployment()
-    _apply(deployment, values)
-    audit_record(
-        actor=actor, action=AuditAction.CREATE, obj=deployment, after=snapshot(deployment, DEPLOYMENT_FIELDS)
-    )
-    return deployment
+    return audited_create(actor=actor, obj=ModelDeployment(), fields=DEPLOYMENT_FIELDS, values=values)
 
 
 @transaction.atomic
 def deployment_update(*, actor: Any, deployment: ModelDeployment, **values: Any) -> ModelDeployment:
-    before = stored_snapshot(deployment, DEPLOYMENT_FIELDS)
-    _apply(deployment, values)
-    after = snapshot(deployment, DEPLOYMENT_FIELDS)
-    if before != after:
-        audit_record(actor=actor, action=AuditAction.UPDATE, obj=deployment, before=before, after=after)
-    return deployment
+    return audited_update(actor=actor, obj=deployment, fields=DEPLOYMENT_FIELDS, values=values)
 
 
 @transaction.atomic
@@ -134,21 +116,13 @@ def policy_create(*, actor: Any, **values: Any) -> RoutingPolicy:
     if RoutingPolicy.objects.filter(feature=feature).exists():
         where = f"feature {feature.slug}" if feature else "the organisation"
         raise ValidationError({"feature": f"{where} already has a policy: edit it instead."})
-    policy = RoutingPolicy()
-    _apply(policy, values)
-    audit_record(actor=actor, action=AuditAction.CREATE, obj=policy, after=snapshot(policy, POLICY_FIELDS))
-    return policy
+    return audited_create(actor=actor, obj=RoutingPolicy(), fields=POLICY_FIELDS, values=values)
 
 
 @transaction.atomic
 def policy_update(*, actor: Any, policy: RoutingPolicy, **values: Any) -> RoutingPolicy:
     values.pop("feature", None)  # a policy stays with its feature
-    before = stored_snapshot(policy, POLICY_FIELDS)
-    _apply(policy, values)
-    after = snapshot(policy, POLICY_FIELDS)
-    if before != after:
-        audit_record(actor=actor, action=AuditAction.UPDATE, obj=policy, before=before, after=after)
-    return policy
+    return audited_update(actor=actor, obj=policy, fields=POLICY_FIELDS, values=values)
 
 
 @transaction.atomic
@@ -173,18 +147,14 @@ def feature_key_create(
         )
     plaintext = FEATURE_KEY_PREFIX + secrets.token_urlsafe(32)
     key = FeatureKey(created_by=actor if getattr(actor, "is_authenticated", False) else None)
-    _apply(
-        key,
-        {
-            "feature": feature,
-            "name": name,
-            "expires_at": expires_at,
-            "prefix": plaintext[:10],
-            "key_hash": signing.token_hash(plaintext),
-        },
-    )
-    audit_record(actor=actor, action=AuditAction.CREATE, obj=key, after=snapshot(key, KEY_FIELDS))
-    return key, plaintext
+    values = {
+        "feature": feature,
+        "name": name,
+        "expires_at": expires_at,
+        "prefix": plaintext[:10],
+        "key_hash": signing.token_hash(plaintext),
+    }
+    return audited_create(actor=actor, obj=key, fields=KEY_FIELDS, values=values), plaintext
 
 
 @transaction.atomic
