@@ -270,7 +270,14 @@ class ProxyProcess:
 
     def environment(self) -> dict[str, str]:
         # The control plane's DATABASE_URL would make LiteLLM try its own Prisma database and die.
-        dropped = {"FINOPS_BUNDLE_FILE", "DATABASE_URL", "DIRECT_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+        dropped = {
+            "FINOPS_BUNDLE_FILE",
+            "DATABASE_URL",
+            "DATABASE_TEST_NAME",
+            "DIRECT_URL",
+            "REDIS_URL",
+            "CELERY_BROKER_URL",
+        }
         env = {k: v for k, v in os.environ.items() if k not in dropped}
         env.update(
             {

@@ -335,18 +335,11 @@ def budget_fleet(live_server, tmp_path_factory):
 
     os.environ.setdefault("FINOPS_TEST_UPSTREAM_KEY", "sk-fake-upstream")
 
-    class IsolatedProxy(ProxyProcess):
-        def environment(self) -> dict[str, str]:  # the control plane's database and Redis stay out of LiteLLM
-            env = super().environment()
-            for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DATABASE_TEST_NAME"):
-                env.pop(name, None)
-            return env
-
     upstreams = {name: FakeUpstream(UpstreamBehaviour(name=name)).start() for name in ("slm", "frontier")}
     boot = sample_bundle(
         small_base=upstreams["slm"].base_url, frontier_base=upstreams["frontier"].base_url, keys={}
     )
-    proxy = IsolatedProxy(
+    proxy = ProxyProcess(
         boot,
         tmp_path_factory.mktemp("budget-proxy"),
         proxy_token=E2E_TOKEN,

@@ -163,9 +163,7 @@ class PrivateRedis:
 
 class IsolatedProxy(ProxyProcess):
     def environment(self) -> dict[str, str]:
-        env = super().environment()
-        for name in PROXY_STRIP_ENV:
-            env.pop(name, None)
+        env = super().environment()  # the harness already keeps the control plane's database and Redis out
         env[UPSTREAM_KEY_ENV] = "sk-fake-upstream"
         return env
 

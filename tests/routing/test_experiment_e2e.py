@@ -31,15 +31,6 @@ PROXY_TOKEN = "proxy-token-experiment-e2e"
 USERS = 300
 
 
-class DatabaseFreeProxy(ProxyProcess):
-    """The control plane's DATABASE_URL (set in CI) is not LiteLLM's: the proxy must not inherit it."""
-
-    def environment(self) -> dict[str, str]:
-        env = super().environment()
-        env.pop("DATABASE_URL", None)
-        return env
-
-
 @pytest.fixture
 def upstreams():
     started = {name: FakeUpstream(UpstreamBehaviour(name=name)).start() for name in ("slm", "frontier")}
@@ -74,7 +65,7 @@ def test_two_arms_get_their_share_of_end_users_and_every_event_carries_its_arm(
 
     control_plane = ControlPlaneDouble(PROXY_TOKEN).start()
     control_plane.set_bundle(doc)
-    proxy = DatabaseFreeProxy(
+    proxy = ProxyProcess(
         doc,
         tmp_path,
         proxy_token=PROXY_TOKEN,

@@ -31,16 +31,6 @@ pytestmark = [
 os.environ.setdefault("FINOPS_TEST_UPSTREAM_KEY", "sk-fake-upstream")
 
 
-class IsolatedProxy(ProxyProcess):
-    """The control plane's database and Redis must not leak into a proxy: LiteLLM would try to use them."""
-
-    def environment(self) -> dict[str, str]:
-        env = super().environment()
-        for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DATABASE_TEST_NAME"):
-            env.pop(name, None)
-        return env
-
-
 TOKENS = [f"fpx-test-rollout-proxy-{i}" for i in range(3)]
 
 
@@ -63,7 +53,7 @@ def fleet(live_server, tmp_path_factory):
         small_base=upstreams["slm"].base_url, frontier_base=upstreams["frontier"].base_url, keys={}
     )
     proxies = [
-        IsolatedProxy(
+        ProxyProcess(
             boot,
             tmp_path_factory.mktemp(f"proxy{i}"),
             proxy_token=token,

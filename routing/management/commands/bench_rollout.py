@@ -22,8 +22,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-STRIP_ENV = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DATABASE_TEST_NAME")
-
 
 class Command(BaseCommand):
     help = "Start N real proxies, publish a bundle and print the time until all of them run it."
@@ -62,13 +60,6 @@ class Command(BaseCommand):
         from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour
         from routing.devtools.harness import ProxyProcess, http_json
 
-        class IsolatedProxy(ProxyProcess):
-            def environment(self) -> dict[str, str]:
-                env = super().environment()
-                for name in STRIP_ENV:
-                    env.pop(name, None)
-                return env
-
         settings.FLEET_CANARY_WINDOW_S = canary_window
         app.conf.task_always_eager = True  # the rollout runs in this process, right after publish commits
         upstreams = {n: FakeUpstream(UpstreamBehaviour(name=n)).start() for n in ("slm", "frontier")}
@@ -102,7 +93,7 @@ class Command(BaseCommand):
             row, token = fleet_services.proxy_create(
                 actor=None, name=f"bench-{i}", base_url="http://127.0.0.1:9", is_canary=i == 0
             )
-            process = IsolatedProxy(boot.document, workdir / f"p{i}", proxy_token=token)
+            process = ProxyProcess(boot.document, workdir / f"p{i}", proxy_token=token)
             Proxy.objects.filter(pk=row.pk).update(base_url=process.url)
             proxies.append(process)
         self.stdout.write(f"starting {count} proxies …")
