@@ -19,7 +19,7 @@ from controlplane.env import env_int
 
 TABLE = "billing_spendevent"
 _NAME = re.compile(rf"^{TABLE}_p(\d{{4}})(\d{{2}})$")
-_known: set[str] = set()  # partitions this process has seen exist (monotonic until a drop)
+_known: set[str] = set()  # partitions this process has seen committed (monotonic until a drop)
 
 
 def raw_retention_months() -> int:
@@ -91,13 +91,15 @@ def partitions_ensure(months: Iterable[datetime]) -> list[str]:
     if not missing:
         return []
     present = existing_partitions()
-    _known.update(present)
     created = []
     for name in missing:
         if name not in present:
             _create(wanted[name])
             created.append(name)
-        _known.add(name)
+    if not connection.in_atomic_block:
+        # remembered only when committed: a rolled-back CREATE must not leave a partition we think exists
+        _known.update(present)
+        _known.update(missing)
     return created
 
 

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from tests.factories import FeatureFactory, MembershipFactory, TeamFactory, UserFactory  # noqa: E402
+
+
+# Tests write spend dated in 2026 (frozen clocks) and around the real "now"; the test database gets
+# monthly partitions for all of it, so no test depends on the day the suite runs (e.g. under faketime).
+PARTITIONS_FROM = datetime(2025, 10, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    from billing import partitions
+
+    with django_db_blocker.unblock():
+        if partitions.is_partitioned():
+            months = 0
+            while partitions.month_start(PARTITIONS_FROM, months) <= partitions.month_start(
+                datetime.now(UTC), 3
+            ):
+                months += 1
+            partitions.partitions_ensure(partitions.month_start(PARTITIONS_FROM, k) for k in range(months))
 
 
 @pytest.fixture

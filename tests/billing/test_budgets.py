@@ -293,16 +293,17 @@ def test_budget_panel_shows_errors_next_to_fields(client, users, feature):
 def test_budget_panel_shows_spend_and_run_out_date(client, users, feature):
     for day in range(1, 16):
         spend(feature, datetime(2026, 11, day, 9, tzinfo=UTC), "10")
+    # the whole test runs at NOW: a session created at a frozen date expires 14 days later in real time
     with time_machine.travel(NOW, tick=False):
         budgets.budget_evaluate(budget=make_budget(feature, amount="250"), now=NOW)
         client.force_login(users["team_viewer"])
         response = client.get(reverse("feature-budget", args=[feature.code]), headers={"HX-Request": "true"})
+        full = client.get(reverse("feature-budget", args=[feature.code]))
+        page = client.get(reverse("feature-detail", args=[feature.code])).content.decode()
     body = response.content.decode()
     assert "$150.00 of $250.00" in body
     assert "runs out on <strong>25 Nov 2026</strong>" in body
-    full = client.get(reverse("feature-budget", args=[feature.code]))
     assert "<html" in full.content.decode()  # without htmx: a page around the panel
-    page = client.get(reverse("feature-detail", args=[feature.code])).content.decode()
     assert f'hx-get="{reverse("feature-budget", args=[feature.code])}" hx-trigger="load"' in page
 
 
