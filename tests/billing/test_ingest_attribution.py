@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -76,12 +77,28 @@ def test_mismatched_team_code_is_refused(client, proxy, team, other_team, featur
     assert not SpendEvent.objects.exists()
 
 
-@pytest.mark.parametrize("timestamp", ["١٧٠٠٠٠٠٠٠٠", "1700000000\u0661", "１７００", "+1700000000", " 17"])
-def test_non_ascii_or_signed_timestamp_is_401_not_500(proxy, feature, timestamp):
+def digits_in(zero: str, value: int) -> str:
+    """`value` written with the Unicode digits that start at `zero` (int() reads them, ASCII does not)."""
+    return "".join(chr(ord(zero) + int(d)) for d in str(value))
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda now: digits_in("\u0660", now),  # Arabic-Indic
+        lambda now: digits_in("\uff10", now),  # fullwidth
+        lambda now: str(now)[:-1] + "\u0661",  # one non-ASCII digit at the end
+        lambda now: f"+{now}",
+        lambda now: f" {now}",
+    ],
+    ids=["arabic-indic", "fullwidth", "one-digit", "plus-sign", "space"],
+)
+def test_current_timestamp_in_non_ascii_digits_is_401_not_500(proxy, feature, spelling):
+    """Item 16: int() accepted the digits, the clock check passed, then signing the ASCII header crashed."""
     client = Client(raise_request_exception=False)
     body = batch_body([make_record()])
     headers = signed_headers(body)
-    headers[signing.TIMESTAMP_HEADER] = timestamp
+    headers[signing.TIMESTAMP_HEADER] = spelling(int(time.time()))
     response = post_batch(client, body=body, headers=headers)
     assert response.status_code == 401, response.content
     assert response.json()["errors"][0]["field"] == signing.TIMESTAMP_HEADER

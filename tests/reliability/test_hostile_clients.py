@@ -209,9 +209,19 @@ def test_hostile_clients_cannot_bypass_metering_or_misattribute(hostile_fleet) -
 
     # 1. every other endpoint, with a good key and with the over-budget key: refused, upstreams untouched
     before = upstream_calls()
+    stamp_of_b = {  # complete enough that a plugin trusting it would have written a record for team B
+        "team": "hostile-b",
+        "feature": "b1",
+        "call_id": "forged-other",
+        "route": "small",
+        "model_group": "frontier",
+        "frontier_group": "frontier",
+        "threshold": 0.5,
+    }
     for key_name in ("a1", "a-over"):
         for method, path, body in OTHER_ENDPOINTS:
-            status, _ = send(url, keys[key_name], method, path, body)
+            forged_body = {**body, "metadata": {"finops": stamp_of_b}} if body is not None else None
+            status, _ = send(url, keys[key_name], method, path, forged_body)
             if status < 400 or status >= 500:
                 bypasses.append(f"{key_name} {method} {path} -> {status}")
             else:
