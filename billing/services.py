@@ -200,6 +200,7 @@ _slug_cache: dict[Any, tuple[float, dict[str, Any]]] = {}
 def slug_cache_clear(**_: Any) -> None:
     """Forget cached slug → id maps (connected to Team/Feature saves and deletes in apps.py)."""
     _slug_cache.clear()
+    _keyed_features.clear()
 
 
 def _cached(kind: Any, wanted: set[str], load: Any) -> dict[str, Any]:
@@ -240,6 +241,21 @@ def _features(field: str, names: set[str]) -> dict[str, tuple[int, int]]:
     )
 
 
+_keyed_features: set[int] = (
+    set()
+)  # features known to have been issued a key (keys are revoked, never deleted)
+
+
+def _features_with_keys(feature_ids: set[int]) -> set[int]:
+    """Which of these features were ever issued a feature key, i.e. appeared in a bundle proxies serve."""
+    missing = feature_ids - _keyed_features
+    if missing:  # only positive answers are cached: a key issued a second ago must count at once
+        _keyed_features.update(
+            Feature.objects.filter(id__in=missing, keys__isnull=False).values_list("id", flat=True).distinct()
+        )
+    return feature_ids & _keyed_features
+
+
 @dataclass(frozen=True)
 class Attribution:
     """A record's team and feature as stored ids, once checked against each other."""
@@ -249,12 +265,13 @@ class Attribution:
 
 
 def _attribute(
-    items: Sequence[tuple[int, Any]], *, now: datetime, moment: Any
+    items: Sequence[tuple[int, Any]], *, now: datetime, moment: Any, proxy: Proxy | None = None
 ) -> tuple[list[tuple[int, Any, Attribution]], list[FieldError]]:
     """Resolve each record's team and feature (public code first, slug otherwise) and check its time.
 
     A record is refused on its own when its team or feature is unknown, when the feature belongs to
-    another team, or when its time is outside what we can store exactly once; the others go on.
+    another team, when a proxy reports for a feature no proxy was ever given a key of, or when its
+    time is outside what we can store exactly once; the others go on.
     """
     records = [r for _, r in items]
     feature_codes = {r.feature_code for r in records if r.feature_code}
@@ -264,6 +281,10 @@ def _attribute(
     teams_by_code = _team_codes(team_codes) if team_codes else {}
     teams_by_slug = _slug_ids(Team, {r.team for r in records if not r.team_code})
     cutoff = partitions.retention_cutoff(now)
+    reportable: set[int] | None = None
+    if proxy is not None:
+        named = {f[0] for f in (*by_code.values(), *by_slug.values())}
+        reportable = _features_with_keys(named) if named else set()
     good: list[tuple[int, Any, Attribution]] = []
     errors: list[FieldError] = []
     for index, record in items:
@@ -286,6 +307,15 @@ def _attribute(
                     "feature",
                     f"feature {record.feature!r} does not belong to team {record.team!r}: "
                     "a record is charged only to its own team's features",
+                    index,
+                )
+            )
+        elif reportable is not None and feature[0] not in reportable:
+            problems.append(
+                FieldError(
+                    "feature",
+                    f"feature {record.feature!r} has no feature key, so no proxy serves it: "
+                    "issue a key and publish before its traffic is reported",
                     index,
                 )
             )
@@ -437,7 +467,7 @@ def spend_batch_ingest(
     now = timezone.now()
     positions = list(indexes) if indexes is not None else list(range(len(records)))
     good, rejected = _attribute(
-        list(zip(positions, records, strict=True)), now=now, moment=lambda r: r.start_time
+        list(zip(positions, records, strict=True)), now=now, moment=lambda r: r.start_time, proxy=proxy
     )
     if not good:
         return IngestResult(None, 0, 0, tuple(rejected))
@@ -486,7 +516,7 @@ def blocked_counts_ingest(
     if not counters:
         return 0, 0, []
     now = timezone.now()
-    good, rejected = _attribute(list(counters), now=now, moment=lambda c: c.window_end)
+    good, rejected = _attribute(list(counters), now=now, moment=lambda c: c.window_end, proxy=proxy)
     if not good:
         return 0, 0, rejected
     with transaction.atomic():

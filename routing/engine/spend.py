@@ -109,6 +109,15 @@ class BlockedCount:
     feature_code: str = ""
 
 
+def _storable(value: str) -> bool:
+    """Can Postgres store this text (valid UTF-8: no lone surrogates)?"""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass
 class _Reader:
     raw: dict[str, Any]
@@ -122,7 +131,13 @@ class _Reader:
     ) -> str:
         value = self.raw.get(name)
         # fast path for the well-formed common case: ingest validates tens of thousands of these a second
-        if type(value) is str and 0 < len(value) <= max_len and (pattern is None or pattern.match(value)):
+        if (
+            type(value) is str
+            and 0 < len(value) <= max_len
+            and (pattern is None or pattern.match(value))
+            and "\x00" not in value
+            and (value.isascii() or _storable(value))
+        ):
             return value
         if value is None or value == "":
             if required:
@@ -133,6 +148,9 @@ class _Reader:
             return ""
         if len(value) > max_len:
             self.err(name, f"is {len(value)} characters long: at most {max_len} are allowed")
+            return ""
+        if "\x00" in value or not _storable(value):
+            self.err(name, "holds a NUL character or an unpaired surrogate: send valid UTF-8 text")
             return ""
         if pattern is _UUID and not pattern.match(value):
             self.err(

@@ -14,7 +14,7 @@ from django.test import Client
 
 from billing.models import IngestBatch, SpendEvent, SpendRollupHourly
 from routing.engine import signing
-from tests.billing.conftest import PROXY_TOKEN, batch_body, make_record, post_batch, signed_headers
+from tests.billing.conftest import PROXY_TOKEN, batch_body, issue_key, make_record, post_batch, signed_headers
 from tests.factories import ProxyFactory
 
 pytestmark = pytest.mark.django_db
@@ -194,6 +194,7 @@ def test_endpoint_is_in_the_openapi_schema(client, users):
 def test_concurrent_overlapping_batches_store_each_record_once(team, feature, settings):
     settings.DATADOG_ENABLED = False  # keep the shared broker out of it
     ProxyFactory(token=PROXY_TOKEN, name="proxy-a")
+    issue_key(feature)
     records = [make_record(attempt=1) for _ in range(120)]
     # four overlapping batches, each posted by two threads at once: 120 distinct records in all
     batches = [batch_body(records[i : i + 60]) for i in range(0, 120, 20)]

@@ -11,7 +11,7 @@ from django.test import Client
 
 from billing.models import BlockedCallCount, SpendEvent
 from routing.engine import signing
-from tests.billing.conftest import batch_body, make_record, post_batch, signed_headers
+from tests.billing.conftest import batch_body, issue_key, make_record, post_batch, signed_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -175,3 +175,25 @@ def test_ingest_of_a_batch_with_every_record_bad_stores_nothing_and_answers_200(
     assert response.status_code == 200
     assert {e["index"] for e in response.json()["rejected"]} == {0, 1}
     assert not SpendEvent.objects.exists()
+
+
+def test_a_proxy_cannot_report_for_a_feature_that_was_never_issued_a_key(client, proxy, team, feature):
+    from tests.factories import FeatureFactory
+
+    unkeyed = FeatureFactory(team=team, slug="never-served", name="Never served")
+    response = post_batch(client, [make_record(feature=unkeyed.slug), make_record()])
+    (error,) = response.json()["rejected"]
+    assert (error["index"], error["field"]) == (0, "feature") and "no feature key" in error["reason"]
+    issue_key(unkeyed)  # issued now: its traffic counts at once (no stale negative cache)
+    assert post_batch(client, [make_record(feature=unkeyed.slug)]).json()["rejected"] == []
+    assert SpendEvent.objects.filter(feature=unkeyed).count() == 1
+
+
+@pytest.mark.parametrize("text", ["\x00", "arm\x00x"])
+def test_text_postgres_cannot_store_is_refused_alone_not_a_500(client, proxy, feature, text):
+    """Found by the hostile-input fuzzer: a NUL byte made the COPY fail and the whole batch answer 500,
+    which the shipper retries forever: one record would have blocked a proxy's spool."""
+    response = post_batch(client, [make_record(), make_record(arm=text)])
+    assert response.status_code == 200, response.content
+    assert [(e["index"], e["field"]) for e in response.json()["rejected"]] == [(1, "arm")]
+    assert SpendEvent.objects.count() == 1

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.models import SpendEvent
-from tests.billing.conftest import PROXY_TOKEN, make_record, post_batch
+from tests.billing.conftest import PROXY_TOKEN, issue_key, make_record, post_batch
 from tests.factories import ProxyFactory
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db]
@@ -38,7 +38,8 @@ RECORD_FIELDS = sorted(make_record().to_json())
 
 
 @pytest.fixture
-def ingest_proxy(db):
+def ingest_proxy(db, feature):
+    issue_key(feature)  # proxies report only for features that were issued a key
     return ProxyFactory(token=PROXY_TOKEN, name="proxy-a")
 
 
