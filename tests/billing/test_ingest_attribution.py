@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.test import Client
 
 from billing.models import BlockedCallCount, SpendEvent
@@ -115,6 +116,16 @@ def test_non_ascii_signature_is_401_not_500(proxy, feature):
     assert response.json()["errors"][0]["field"] == signing.SIGNATURE_HEADER
 
 
+NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def at_noon():
+    """'Today' on the feature page is the UTC day: pin the clock so the test never straddles midnight."""
+    with time_machine.travel(NOON, tick=False):
+        yield NOON
+
+
 def blocked_counter(feature, *, count: int, reason: str = "budget", **extra):
     now = datetime.now(UTC)
     return {
@@ -132,7 +143,7 @@ def blocked_counter(feature, *, count: int, reason: str = "budget", **extra):
 
 
 def test_blocked_call_counters_are_stored_once_and_shown_on_the_feature_page(
-    client, proxy, feature, other_feature, users
+    client, proxy, feature, other_feature, users, at_noon
 ):
     counters = [
         blocked_counter(feature, count=2990),
@@ -155,12 +166,12 @@ def test_blocked_call_counters_are_stored_once_and_shown_on_the_feature_page(
     assert "Blocked 3000 times today (UTC): 2990 over budget, 10 revoked key." in page
 
 
-def test_feature_page_says_zero_when_nothing_was_blocked(client, feature, users):
+def test_feature_page_says_zero_when_nothing_was_blocked(client, feature, users, at_noon):
     client.force_login(users["admin"])
     assert "Blocked 0 times today (UTC)." in client.get(f"/features/{feature.code}/").content.decode()
 
 
-def test_a_blocked_counter_of_yesterday_is_not_counted_today(client, proxy, feature, users):
+def test_a_blocked_counter_of_yesterday_is_not_counted_today(client, proxy, feature, users, at_noon):
     old = blocked_counter(feature, count=5)
     yesterday = datetime.now(UTC) - timedelta(days=1, hours=1)
     old["window_start"] = (yesterday - timedelta(seconds=1)).isoformat()

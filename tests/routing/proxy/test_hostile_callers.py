@@ -126,7 +126,7 @@ def test_forged_stamp_and_caller_call_ids_change_nothing(fleet: Fleet) -> None:
     for _ in range(5):
         status, call_id = chat_with_headers(
             fleet,
-            "fk-stream",
+            "fk-hostile",
             {
                 "model": "frontier",
                 "messages": [{"role": "user", "content": "Reformat 2026-11-27"}],
@@ -138,14 +138,14 @@ def test_forged_stamp_and_caller_call_ids_change_nothing(fleet: Fleet) -> None:
         assert status == 200
         call_ids.append(call_id)
     assert len(set(call_ids)) == 5 and caller_id not in call_ids
-    assert wait_for(lambda: len(fleet.control_plane.records_for(feature="stream")) >= 5)
-    records = fleet.control_plane.records_for(feature="stream")
+    assert wait_for(lambda: len(fleet.control_plane.records_for(feature="hostile")) >= 5)
+    records = fleet.control_plane.records_for(feature="hostile")
     assert sorted(r["call_id"] for r in records) == sorted(call_ids)  # the answer's header is the record's id
     assert {(r["team"], r["route"], r["attempt"], r["experiment"]) for r in records} == {
         (TEAM, "small", 1, "")
     }
     assert fleet.control_plane.records_for(call_id="forged") == []
-    assert not [r for r in fleet.control_plane.rejected if r.get("feature") == "stream"]
+    assert not [r for r in fleet.control_plane.rejected if r.get("feature") == "hostile"]
 
 
 def test_refused_calls_are_counted_per_feature_and_reason(fleet: Fleet) -> None:
