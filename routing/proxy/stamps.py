@@ -43,6 +43,9 @@ CLIENT_FORBIDDEN_PARAMS = frozenset(
         "input_cost_per_token",
         "output_cost_per_token",
         "litellm_metadata",
+        "user_config",  # a client-built router: any model list, any upstream
+        "router_settings_override",
+        "fastest_response",
     }
 )
 

@@ -148,6 +148,31 @@ def test_forged_stamp_and_caller_call_ids_change_nothing(fleet: Fleet) -> None:
     assert not [r for r in fleet.control_plane.rejected if r.get("feature") == "hostile"]
 
 
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"api_base": "http://127.0.0.1:9/v1"},
+        {
+            "user_config": {
+                "model_list": [{"model_name": "frontier", "litellm_params": {"model": "openai/gpt-4o"}}]
+            }
+        },
+    ],
+    ids=["api_base", "user_config"],
+)
+def test_client_side_upstreams_never_reach_an_upstream(fleet: Fleet, override: dict[str, Any]) -> None:
+    """LiteLLM refuses these in its own auth (before ours); the plugin strips them too, should that change."""
+    before = upstream_calls(fleet)
+    status, answer, _ = http_json(
+        "POST",
+        fleet.proxy.url + "/v1/chat/completions",
+        {"model": "frontier", "messages": [{"role": "user", "content": "hi"}], **override},
+        headers={"Authorization": "Bearer fk-routine"},
+    )
+    assert status >= 400, answer
+    assert upstream_calls(fleet) == before
+
+
 def test_refused_calls_are_counted_per_feature_and_reason(fleet: Fleet) -> None:
     """Item 5: 401 and 429 answers left no trace."""
     for _ in range(3):

@@ -182,11 +182,12 @@ def test_a_client_stamp_and_model_overrides_are_replaced(runtime: ProxyRuntime) 
         fallbacks=["some-raw-frontier-group"],
         api_base="http://127.0.0.1:1/steal",
         mock_response="free answer",
+        user_config={"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/gpt-4o"}}]},
     )
     stamp = data["metadata"][STAMP_KEY]
     assert (stamp["team"], stamp["feature"]) == ("support", "other") and stamp["call_id"] != "forged"
     assert "previous_models" not in data["metadata"] and data["metadata"]["tag"] == "kept"
-    assert "api_base" not in data and "mock_response" not in data
+    assert "api_base" not in data and "mock_response" not in data and "user_config" not in data
     assert data["fallbacks"] in ([], ["frontier"])
 
 
