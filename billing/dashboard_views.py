@@ -17,7 +17,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from billing import charts, dashboard_selectors, exports
+from billing import charts, dashboard_selectors, exports, selectors
 from controlplane.models import Feature
 
 Table = tuple[Sequence[str], Callable[[dict[str, Any]], list[Sequence[Any]]]]
@@ -214,6 +214,9 @@ def feature_sections(request: HttpRequest, feature: Feature) -> dict[str, Any] |
         "filters": filters,
         "spend": data,
         "budget_panel_url": _budget_panel_url(feature),
+        "blocked_today": selectors.feature_blocked_since(
+            feature=feature, since=now.replace(hour=0, minute=0, second=0, microsecond=0)
+        ),
         "spend_charts": {
             "burn_down": charts.burn_down(data["burn_down"]),
             "volume": charts.daily_volume_split(data["daily"]),

@@ -205,4 +205,27 @@ class SpendRollupHourly(models.Model):
         return self.baseline_cost_usd - self.cost_usd
 
 
+class BlockedCallCount(models.Model):
+    """Calls a proxy refused for one feature in a window (revoked/expired key, over budget, endpoint not served)."""
+
+    proxy = models.ForeignKey(Proxy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    event_id = models.CharField(max_length=64)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=16)
+    count = models.PositiveIntegerField()
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["proxy", "event_id"], name="blockedcallcount_once_per_proxy"),
+        ]
+        indexes = [models.Index(fields=["feature", "window_end"], name="blockedcall_feature_time")]
+
+    def __str__(self) -> str:
+        return f"{self.feature_id}: {self.count} blocked ({self.reason})"
+
+
 from billing.budget_models import *  # noqa

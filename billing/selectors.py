@@ -339,3 +339,32 @@ def request_list(
     for attempt in SpendEvent.objects.filter(call_id__in=call_ids):
         grouped[attempt.call_id].append(attempt)
     return [_request_from(grouped[c]) for c in dict.fromkeys(call_ids) if c in grouped]
+
+
+BLOCKED_REASON_LABELS = {
+    "budget": "over budget",
+    "revoked": "revoked key",
+    "expired": "expired key",
+    "endpoint": "endpoint not served",
+}
+
+
+def feature_blocked_since(*, feature: Feature, since: datetime) -> dict[str, Any]:
+    """Calls the proxies refused for a feature since `since` (counter windows ending after it), by reason."""
+    from billing.models import BlockedCallCount
+
+    rows = (
+        BlockedCallCount.objects.filter(feature=feature, window_end__gte=since)
+        .values("reason")
+        .annotate(calls=Sum("count"))
+        .order_by("reason")
+    )
+    by_reason = [
+        {
+            "reason": r["reason"],
+            "label": BLOCKED_REASON_LABELS.get(r["reason"], r["reason"]),
+            "calls": r["calls"],
+        }
+        for r in rows
+    ]
+    return {"total": sum(r["calls"] for r in by_reason), "by_reason": by_reason}

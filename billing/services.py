@@ -21,11 +21,11 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from billing import partitions, rollups
-from billing.models import IngestBatch, SpendEvent
+from billing.models import BlockedCallCount, IngestBatch, SpendEvent
 from controlplane.env import env_int
 from controlplane.models import Feature, Proxy, Team
 from routing.engine import signing
-from routing.engine.spend import FieldError, SpendRecord, parse_spend_batch
+from routing.engine.spend import BlockedCount, FieldError, ParsedBatch, SpendRecord, parse_spend_items
 
 try:  # orjson comes with the proxy extra and parses a 500-record batch several times faster
     import orjson
@@ -111,6 +111,16 @@ class IngestResult:
     batch_id: int | None
     accepted: int
     duplicates: int
+    rejected: tuple[FieldError, ...] = ()  # records refused one by one; the rest of the batch is stored
+    blocked_accepted: int = 0  # counter records of refused calls
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [e.to_rejection() for e in self.rejected],
+            "blocked_accepted": self.blocked_accepted,
+        }
 
 
 def proxy_authenticate(
@@ -130,12 +140,14 @@ def proxy_authenticate(
     if not proxy.is_active:
         raise IngestRejected.one(401, "Authorization", f"proxy {proxy.name!r} is deactivated in the fleet")
     skew = ingest_limits()["clock_skew_s"]
-    try:
-        sent = int(timestamp)
-    except (TypeError, ValueError):
+    # int() accepts Unicode digits and signing needs ASCII: only plain ASCII digits get this far
+    if not isinstance(timestamp, str) or not (timestamp.isascii() and timestamp.isdigit()):
         raise IngestRejected.one(
-            401, signing.TIMESTAMP_HEADER, "missing or not an integer: send the unix time in seconds"
-        ) from None
+            401,
+            signing.TIMESTAMP_HEADER,
+            "missing or not an integer: send the unix time in seconds as ASCII digits",
+        )
+    sent = int(timestamp)
     if sent < now - skew:
         raise IngestRejected.one(
             401,
@@ -148,7 +160,7 @@ def proxy_authenticate(
             signing.TIMESTAMP_HEADER,
             f"timestamp is {int(sent - now)} s in the future, at most {skew} s allowed: fix the proxy clock",
         )
-    if not signing.verify(proxy.signing_key, timestamp, body, signature):
+    if not (signature or "").isascii() or not signing.verify(proxy.signing_key, timestamp, body, signature):
         raise IngestRejected.one(
             401,
             signing.SIGNATURE_HEADER,
@@ -157,8 +169,12 @@ def proxy_authenticate(
     return proxy
 
 
-def spend_batch_parse(*, body: bytes) -> list[SpendRecord]:
-    """Decode and validate a batch body whole, or raise IngestRejected (400 malformed, 413 too many records)."""
+def spend_batch_parse(*, body: bytes) -> ParsedBatch:
+    """Decode a batch body and validate each record on its own.
+
+    Raises IngestRejected only for problems of the body itself (400 not JSON or not a batch, 413 too many
+    records); a bad record is listed in the result's `rejected` and the others go on.
+    """
     limits = ingest_limits()
     try:
         raw: Any = _loads(body)
@@ -171,56 +187,141 @@ def spend_batch_parse(*, body: bytes) -> list[SpendRecord]:
             "records",
             f"holds {len(items)} records: send at most {limits['max_records']} a batch",
         )
-    records, errors = parse_spend_batch(raw, max_records=limits["max_records"])
+    parsed, errors = parse_spend_items(raw, max_records=limits["max_records"])
     if errors:
         raise IngestRejected(400, errors)
-    return records
+    return parsed
 
 
 SLUG_CACHE_S = 30.0
-_slug_cache: dict[type, tuple[float, dict[str, int]]] = {}
+_slug_cache: dict[Any, tuple[float, dict[str, Any]]] = {}
 
 
 def slug_cache_clear(**_: Any) -> None:
     """Forget cached slug → id maps (connected to Team/Feature saves and deletes in apps.py)."""
     _slug_cache.clear()
+    _keyed_features.clear()
 
 
-def _slug_ids(model: type[Team] | type[Feature], slugs: set[str]) -> dict[str, int]:
-    """Ids of these slugs, cached per process for SLUG_CACHE_S; a slug not in the cache is always looked up."""
-    at, known = _slug_cache.get(model, (0.0, {}))
+def _cached(kind: Any, wanted: set[str], load: Any) -> dict[str, Any]:
+    """Values for `wanted` names, cached per process for SLUG_CACHE_S; a name not in the cache is always looked up."""
+    at, known = _slug_cache.get(kind, (0.0, {}))
     if time.monotonic() - at > SLUG_CACHE_S:
         at, known = time.monotonic(), {}
-    missing = slugs - known.keys()
+    missing = wanted - known.keys()
     if missing:
-        known = {**known, **dict(model.objects.filter(slug__in=missing).values_list("slug", "id"))}
-    _slug_cache[model] = (at, known)
+        known = {**known, **load(missing)}
+    _slug_cache[kind] = (at, known)
     return known
 
 
-def _check_records(records: Sequence[SpendRecord], *, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
-    """Map team/feature slugs to ids; refuse unknown slugs and times outside what we can store exactly once."""
-    teams = _slug_ids(Team, {r.team for r in records})
-    features = _slug_ids(Feature, {r.feature for r in records})
-    cutoff = partitions.retention_cutoff(now)
-    errors = []
-    for index, record in enumerate(records):
-        if record.team not in teams:
-            errors.append(
-                FieldError(
-                    "team", f"unknown team {record.team!r}: create it in the control plane first", index
-                )
+def _slug_ids(model: type[Team] | type[Feature], slugs: set[str]) -> dict[str, int]:
+    return _cached(model, slugs, lambda m: dict(model.objects.filter(slug__in=m).values_list("slug", "id")))
+
+
+def _team_codes(codes: set[str]) -> dict[str, int]:
+    return _cached(
+        ("team", "code"),
+        codes,
+        lambda m: {str(c): i for c, i in Team.objects.filter(code__in=m).values_list("code", "id")},
+    )
+
+
+def _features(field: str, names: set[str]) -> dict[str, tuple[int, int]]:
+    """Feature (id, team id) by slug or by public code."""
+    return _cached(
+        ("feature", field),
+        names,
+        lambda m: {
+            str(name): (pk, team_id)
+            for name, pk, team_id in Feature.objects.filter(**{f"{field}__in": m}).values_list(
+                field, "id", "team_id"
             )
-        if record.feature not in features:
-            errors.append(
+        },
+    )
+
+
+_keyed_features: set[int] = (
+    set()
+)  # features known to have been issued a key (keys are revoked, never deleted)
+
+
+def _features_with_keys(feature_ids: set[int]) -> set[int]:
+    """Which of these features were ever issued a feature key, i.e. appeared in a bundle proxies serve."""
+    missing = feature_ids - _keyed_features
+    if missing:  # only positive answers are cached: a key issued a second ago must count at once
+        _keyed_features.update(
+            Feature.objects.filter(id__in=missing, keys__isnull=False).values_list("id", flat=True).distinct()
+        )
+    return feature_ids & _keyed_features
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """A record's team and feature as stored ids, once checked against each other."""
+
+    team_id: int
+    feature_id: int
+
+
+def _attribute(
+    items: Sequence[tuple[int, Any]], *, now: datetime, moment: Any, proxy: Proxy | None = None
+) -> tuple[list[tuple[int, Any, Attribution]], list[FieldError]]:
+    """Resolve each record's team and feature (public code first, slug otherwise) and check its time.
+
+    A record is refused on its own when its team or feature is unknown, when the feature belongs to
+    another team, when a proxy reports for a feature no proxy was ever given a key of, or when its
+    time is outside what we can store exactly once; the others go on.
+    """
+    records = [r for _, r in items]
+    feature_codes = {r.feature_code for r in records if r.feature_code}
+    team_codes = {r.team_code for r in records if r.team_code}
+    by_code = _features("code", feature_codes) if feature_codes else {}
+    by_slug = _features("slug", {r.feature for r in records if not r.feature_code})
+    teams_by_code = _team_codes(team_codes) if team_codes else {}
+    teams_by_slug = _slug_ids(Team, {r.team for r in records if not r.team_code})
+    cutoff = partitions.retention_cutoff(now)
+    reportable: set[int] | None = None
+    if proxy is not None:
+        named = {f[0] for f in (*by_code.values(), *by_slug.values())}
+        reportable = _features_with_keys(named) if named else set()
+    good: list[tuple[int, Any, Attribution]] = []
+    errors: list[FieldError] = []
+    for index, record in items:
+        problems: list[FieldError] = []
+        feature = by_code.get(record.feature_code) if record.feature_code else by_slug.get(record.feature)
+        team_id = teams_by_code.get(record.team_code) if record.team_code else teams_by_slug.get(record.team)
+        if team_id is None:
+            named = f"code {record.team_code}" if record.team_code else repr(record.team)
+            problems.append(
+                FieldError("team", f"unknown team {named}: create it in the control plane first", index)
+            )
+        if feature is None:
+            named = f"code {record.feature_code}" if record.feature_code else repr(record.feature)
+            problems.append(
+                FieldError("feature", f"unknown feature {named}: create it in the control plane first", index)
+            )
+        elif team_id is not None and feature[1] != team_id:
+            problems.append(
                 FieldError(
                     "feature",
-                    f"unknown feature {record.feature!r}: create it in the control plane first",
+                    f"feature {record.feature!r} does not belong to team {record.team!r}: "
+                    "a record is charged only to its own team's features",
                     index,
                 )
             )
-        if record.start_time < cutoff:
-            errors.append(
+        elif reportable is not None and feature[0] not in reportable:
+            problems.append(
+                FieldError(
+                    "feature",
+                    f"feature {record.feature!r} has no feature key, so no proxy serves it: "
+                    "issue a key and publish before its traffic is reported",
+                    index,
+                )
+            )
+        at = moment(record)
+        if at < cutoff:
+            problems.append(
                 FieldError(
                     "start_time",
                     f"is before {cutoff:%Y-%m-%d}, outside the raw retention window "
@@ -228,13 +329,16 @@ def _check_records(records: Sequence[SpendRecord], *, now: datetime) -> tuple[di
                     index,
                 )
             )
-        elif record.start_time > now + FUTURE_TOLERANCE:
-            errors.append(
+        elif at > now + FUTURE_TOLERANCE:
+            problems.append(
                 FieldError("start_time", "is more than a day in the future: fix the proxy clock", index)
             )
-    if errors:
-        raise IngestRejected(400, errors)
-    return teams, features
+        if problems:
+            errors.extend(problems)
+        else:
+            assert feature is not None and team_id is not None
+            good.append((index, record, Attribution(team_id, feature[0])))
+    return good, errors
 
 
 def event_row(
@@ -349,21 +453,32 @@ def _is_retryable(exc: OperationalError) -> bool:
 
 
 def spend_batch_ingest(
-    *, proxy: Proxy | None, records: Sequence[SpendRecord], source: str = "proxy"
+    *,
+    proxy: Proxy | None,
+    records: Sequence[SpendRecord],
+    source: str = "proxy",
+    indexes: Sequence[int] | None = None,
 ) -> IngestResult:
-    """Store a validated batch once and update the rollups in the same transaction; mirror it to Datadog on commit."""
+    """Store the valid records once and update the rollups in the same transaction; mirror to Datadog on commit.
+
+    A record whose team, feature or time cannot be stored is refused on its own (in `rejected`, by its
+    index in `indexes`, default its position); every other record is stored.
+    """
     now = timezone.now()
-    teams, features = _check_records(records, now=now)  # slugs and times, before any write
-    if not records:
-        return IngestResult(None, 0, 0)
-    partitions.partitions_ensure({r.start_time for r in records})
+    positions = list(indexes) if indexes is not None else list(range(len(records)))
+    good, rejected = _attribute(
+        list(zip(positions, records, strict=True)), now=now, moment=lambda r: r.start_time, proxy=proxy
+    )
+    if not good:
+        return IngestResult(None, 0, 0, tuple(rejected))
+    partitions.partitions_ensure({r.start_time for _, r, _ in good})
     if connection.vendor == "postgresql":
         _stage_ensure()
     for attempt in range(3):
         try:
             with transaction.atomic():
                 batch = IngestBatch.objects.create(
-                    proxy=proxy, received_at=now, records=len(records), source=source
+                    proxy=proxy, received_at=now, records=len(good), source=source
                 )
                 proxy_id = proxy.pk if proxy else None
                 rows = [
@@ -371,27 +486,62 @@ def spend_batch_ingest(
                         r,
                         batch_id=batch.pk,
                         proxy_id=proxy_id,
-                        team_id=teams[r.team],
-                        feature_id=features[r.feature],
+                        team_id=who.team_id,
+                        feature_id=who.feature_id,
                     )
-                    for r in records
+                    for _, r, who in good
                 ]
                 if connection.vendor == "postgresql":
                     inserted = _insert_postgres(rows)
                 else:
                     inserted = _insert_portable(rows, batch_id=batch.pk)
-                batch.accepted, batch.duplicates = inserted, len(records) - inserted
+                batch.accepted, batch.duplicates = inserted, len(good) - inserted
                 IngestBatch.objects.filter(pk=batch.pk).update(
                     accepted=batch.accepted, duplicates=batch.duplicates
                 )
                 if inserted and settings.DATADOG_ENABLED and source == "proxy":
                     transaction.on_commit(lambda batch_id=batch.pk: _queue_mirror(batch_id))
-            return IngestResult(batch.pk, batch.accepted, batch.duplicates)
+            return IngestResult(batch.pk, batch.accepted, batch.duplicates, tuple(rejected))
         except OperationalError as exc:
             if attempt == 2 or not _is_retryable(exc):
                 raise
             log.warning("spend ingest retried after %s", exc)
     raise AssertionError("unreachable")
+
+
+def blocked_counts_ingest(
+    *, proxy: Proxy | None, counters: Sequence[tuple[int, BlockedCount]]
+) -> tuple[int, int, list[FieldError]]:
+    """Store counter records of refused calls once per (proxy, event id); (accepted, duplicates, rejected)."""
+    if not counters:
+        return 0, 0, []
+    now = timezone.now()
+    good, rejected = _attribute(list(counters), now=now, moment=lambda c: c.window_end, proxy=proxy)
+    if not good:
+        return 0, 0, rejected
+    with transaction.atomic():
+        known = set(
+            BlockedCallCount.objects.filter(
+                proxy=proxy, event_id__in=[c.event_id for _, c, _ in good]
+            ).values_list("event_id", flat=True)
+        )
+        fresh: dict[str, BlockedCallCount] = {}
+        for _, counter, who in good:
+            if counter.event_id in known or counter.event_id in fresh:
+                continue
+            fresh[counter.event_id] = BlockedCallCount(
+                proxy=proxy,
+                event_id=counter.event_id,
+                team_id=who.team_id,
+                feature_id=who.feature_id,
+                reason=counter.reason,
+                count=counter.count,
+                window_start=counter.window_start,
+                window_end=counter.window_end,
+                received_at=now,
+            )
+        BlockedCallCount.objects.bulk_create(fresh.values(), ignore_conflicts=True)
+    return len(fresh), len(good) - len(fresh), rejected
 
 
 def _queue_mirror(batch_id: int) -> None:
@@ -419,8 +569,29 @@ def spend_request_ingest(
         body=body,
         now=time.time() if now is None else now,
     )
-    records = spend_batch_parse(body=body)
-    return spend_batch_ingest(proxy=proxy, records=records)
+    parsed = spend_batch_parse(body=body)
+    result = spend_batch_ingest(
+        proxy=proxy, records=[r for _, r in parsed.spend], indexes=[i for i, _ in parsed.spend]
+    )
+    blocked, blocked_duplicates, blocked_rejected = blocked_counts_ingest(
+        proxy=proxy, counters=parsed.blocked
+    )
+    rejected = sorted([*parsed.rejected, *result.rejected, *blocked_rejected], key=lambda e: e.index or 0)
+    if rejected:
+        log.warning(
+            "spend ingest from proxy %s refused %d of %d records: %s",
+            proxy.name,
+            len({e.index for e in rejected}),
+            parsed.total,
+            "; ".join(f"[{e.index}] {e.field} {e.message}" for e in rejected[:5]),
+        )
+    return IngestResult(
+        result.batch_id,
+        result.accepted,
+        result.duplicates + blocked_duplicates,
+        tuple(rejected),
+        blocked,
+    )
 
 
 def rollups_rebuild(*, start: datetime, end: datetime) -> dict[str, Any]:

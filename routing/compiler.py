@@ -162,6 +162,8 @@ def key_entry(key: FeatureKey) -> dict[str, Any]:
         "key_hash": key.key_hash,
         "team": key.feature.team.slug,
         "feature": key.feature.slug,
+        "team_code": str(key.feature.team.code),
+        "feature_code": str(key.feature.code),
         "expires_at": key.expires_at.isoformat(timespec="seconds") if key.expires_at else None,
         "revoked": key.is_revoked,
     }

@@ -41,7 +41,7 @@ def ingest_spend(request: HttpRequest) -> JsonResponse:
         )
     except services.IngestRejected as exc:
         return JsonResponse({"errors": [e.to_json() for e in exc.errors]}, status=exc.status)
-    return JsonResponse({"accepted": result.accepted, "duplicates": result.duplicates})
+    return JsonResponse(result.to_json())
 
 
 _ERRORS = inline_serializer(
@@ -73,7 +73,8 @@ class SpendIngestSchema(APIView):
         description=(
             'Body `{"records": [SpendRecord, ...]}` (routing/engine/spend.py). Headers: `Authorization: Bearer '
             "<proxy token>`, `X-FinOps-Timestamp: <unix seconds>`, `X-FinOps-Signature: v1=<hex HMAC-SHA256 of "
-            "'<timestamp>.<raw body>'>`. Idempotent: re-sent records count as duplicates."
+            "'<timestamp>.<raw body>'>`. Idempotent: re-sent records count as duplicates. Each record is "
+            "validated on its own: a bad one is listed in `rejected` by index and the rest are stored."
         ),
         tags=["ingest"],
         auth=[],
@@ -87,9 +88,26 @@ class SpendIngestSchema(APIView):
         responses={
             200: inline_serializer(
                 "SpendIngestResult",
-                {"accepted": serializers.IntegerField(), "duplicates": serializers.IntegerField()},
+                {
+                    "accepted": serializers.IntegerField(),
+                    "duplicates": serializers.IntegerField(),
+                    "rejected": serializers.ListField(
+                        child=inline_serializer(
+                            "SpendIngestRejection",
+                            {
+                                "index": serializers.IntegerField(),
+                                "field": serializers.CharField(),
+                                "reason": serializers.CharField(),
+                            },
+                        ),
+                        help_text="Records refused one by one (the others were stored): drop these, never resend",
+                    ),
+                    "blocked_accepted": serializers.IntegerField(),
+                },
             ),
-            400: OpenApiResponse(_ERRORS, description="Malformed batch, rejected whole"),
+            400: OpenApiResponse(
+                _ERRORS, description="Body is not a batch (not JSON, no records list): refused whole"
+            ),
             401: OpenApiResponse(_ERRORS, description="Unknown token, bad signature or stale timestamp"),
             413: OpenApiResponse(
                 _ERRORS, description="Too many bytes or records; the message gives the limit"

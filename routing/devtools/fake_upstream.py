@@ -18,6 +18,15 @@ from dataclasses import asdict, dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+_OTHER_ENDPOINTS = (
+    "/v1/completions",
+    "/completions",
+    "/v1/embeddings",
+    "/embeddings",
+    "/v1/responses",
+    "/responses",
+)
+
 
 @dataclass
 class UpstreamBehaviour:
@@ -137,8 +146,57 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, state.snapshot())
         elif self.path.rstrip("/") in ("/v1/chat/completions", "/chat/completions"):
             self._chat(body)
+        elif self.path.rstrip("/") in _OTHER_ENDPOINTS:
+            self._other(self.path.rstrip("/").removeprefix("/v1"), body)
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def _other(self, endpoint: str, body: dict[str, Any]) -> None:
+        """Minimal non-chat answers, so a test can see whether a call type reaches the upstream at all."""
+        state = self.server.state
+        with state.lock:
+            state.requests += 1
+            state.last_request = body
+            name = state.behaviour.name
+        usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+        model = str(body.get("model") or name)
+        if endpoint == "/embeddings":
+            answer: dict[str, Any] = {
+                "object": "list",
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                "model": model,
+                "usage": {"prompt_tokens": 5, "total_tokens": 5},
+            }
+        elif endpoint == "/completions":
+            answer = {
+                "id": f"cmpl-{uuid.uuid4().hex[:12]}",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "text": f"answer from {name}", "finish_reason": "stop"}],
+                "usage": usage,
+            }
+        else:  # /responses
+            answer = {
+                "id": f"resp_{uuid.uuid4().hex[:12]}",
+                "object": "response",
+                "created_at": int(time.time()),
+                "status": "completed",
+                "model": model,
+                "output": [
+                    {
+                        "type": "message",
+                        "id": f"msg_{uuid.uuid4().hex[:12]}",
+                        "status": "completed",
+                        "role": "assistant",
+                        "content": [
+                            {"type": "output_text", "text": f"answer from {name}", "annotations": []}
+                        ],
+                    }
+                ],
+                "usage": {"input_tokens": 5, "output_tokens": 5, "total_tokens": 10},
+            }
+        self._send_json(200, answer)
 
     def _chat(self, body: dict[str, Any]) -> None:
         state = self.server.state

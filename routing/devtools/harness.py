@@ -26,7 +26,7 @@ from typing import Any
 
 from routing.engine import signing
 from routing.engine.bundle import content_hash, with_content_hash
-from routing.engine.spend import FieldError, parse_spend_batch
+from routing.engine.spend import FieldError, parse_spend_items
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MASTER_KEY = "sk-" + secrets.token_hex(24)  # per test run: the proxy refuses to start without one
@@ -82,6 +82,7 @@ class ControlPlaneDouble:
         self.bundle: dict[str, Any] | None = None
         self.max_batch_records: int | None = None  # answer 413 above this, to exercise splitting
         self.reject_next_with_400 = 0
+        self.rejected: list[Any] = []  # records refused one by one (the rest of their batch was accepted)
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -166,7 +167,7 @@ class ControlPlaneDouble:
                 if double.max_batch_records is not None and count > double.max_batch_records:
                     self._send(413, {"detail": f"at most {double.max_batch_records} records"})
                     return
-                records, errors = parse_spend_batch(body)
+                parsed, errors = parse_spend_items(body)
                 with double.lock:
                     if double.reject_next_with_400:
                         double.reject_next_with_400 -= 1
@@ -175,17 +176,28 @@ class ControlPlaneDouble:
                     self._send(400, {"errors": [e.to_json() for e in errors]})
                     return
                 accepted = duplicates = 0
+                items = [(i, r.event_id) for i, r in parsed.spend] + [
+                    (i, c.event_id) for i, c in parsed.blocked
+                ]
                 with double.lock:
-                    double.batches.append(len(records))
-                    for record, raw_record in zip(records, body["records"], strict=True):
+                    double.batches.append(len(items))
+                    for index, event_id in items:
                         double.deliveries += 1
-                        if record.event_id in double.records:
+                        if event_id in double.records:
                             duplicates += 1
                         else:
-                            double.records[record.event_id] = raw_record
+                            double.records[event_id] = body["records"][index]
                             accepted += 1
                     double.duplicates += duplicates
-                self._send(200, {"accepted": accepted, "duplicates": duplicates})
+                    double.rejected.extend(body["records"][i] for i in {e.index for e in parsed.rejected})
+                self._send(
+                    200,
+                    {
+                        "accepted": accepted,
+                        "duplicates": duplicates,
+                        "rejected": [e.to_rejection() for e in parsed.rejected],
+                    },
+                )
 
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
@@ -202,7 +214,20 @@ class ControlPlaneDouble:
 
     def records_for(self, **match: Any) -> list[dict[str, Any]]:
         with self.lock:
-            return [r for r in self.records.values() if all(r.get(k) == v for k, v in match.items())]
+            return [
+                r
+                for r in self.records.values()
+                if r.get("kind", "attempt") == "attempt" and all(r.get(k) == v for k, v in match.items())
+            ]
+
+    def blocked_for(self, **match: Any) -> list[dict[str, Any]]:
+        """Counter records of refused calls that arrived, matching `match`."""
+        with self.lock:
+            return [
+                r
+                for r in self.records.values()
+                if r.get("kind") == "blocked" and all(r.get(k) == v for k, v in match.items())
+            ]
 
 
 # ---------------------------------------------------------------------------------------------

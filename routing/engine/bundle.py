@@ -35,6 +35,7 @@ EXAMPLE_PATH = Path(__file__).with_name("bundle_example.json")
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ENV_REF = re.compile(r"^os\.environ/[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_LEVEL = {
     "schema",
@@ -165,6 +166,10 @@ class FeatureKey:
     expires_at: datetime | None
     revoked: bool
     features: tuple[str, ...] = ()  # other features this key may attribute calls to
+    team_code: str = (
+        ""  # public UUIDs: spend records name team and feature by these, which renames never change
+    )
+    feature_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -571,7 +576,11 @@ def validate_bundle(doc: Any) -> list[str]:
     seen_hashes: set[str] = set()
     for i, raw in enumerate(keys):
         path = f"$.keys[{i}]"
-        key = c.obj(raw, path, {"key_hash", "team", "feature", "expires_at", "revoked", "features"})
+        key = c.obj(
+            raw,
+            path,
+            {"key_hash", "team", "feature", "expires_at", "revoked", "features", "team_code", "feature_code"},
+        )
         if key is None:
             continue
         key_hash = key.get("key_hash")
@@ -588,6 +597,13 @@ def validate_bundle(doc: Any) -> list[str]:
         c.slug(key.get("feature"), f"{path}.feature")
         c.moment(key.get("expires_at"), f"{path}.expires_at")
         c.boolean(key.get("revoked", False), f"{path}.revoked")
+        for name in ("team_code", "feature_code"):
+            code = key.get(name, "")
+            if code != "" and (not isinstance(code, str) or not _UUID.match(code)):
+                c.err(
+                    f"{path}.{name}",
+                    "must be the public UUID of the team or feature (lowercase, with dashes)",
+                )
         extra = key.get("features", [])
         if not isinstance(extra, list):
             c.err(f"{path}.features", "must be a list of feature slugs this key may attribute calls to")
@@ -710,6 +726,8 @@ def _build(doc: dict[str, Any]) -> Bundle:
             expires_at=_moment(k.get("expires_at")),
             revoked=bool(k.get("revoked", False)),
             features=tuple(k.get("features", [])),
+            team_code=k.get("team_code", ""),
+            feature_code=k.get("feature_code", ""),
         )
         for k in doc.get("keys", [])
     }

@@ -22,6 +22,10 @@ MONEY_PLACES = Decimal("0.0000000001")  # 10 decimal places: sub-micro-dollar to
 MAX_MONEY = Decimal("1000000")
 MAX_ATTEMPT_DURATION = timedelta(hours=24)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+BLOCKED_KIND = "blocked"  # a counter record: calls the proxy refused, not an attempt
+BLOCKED_REASONS = ("budget", "revoked", "expired", "endpoint")
+MAX_BLOCKED_COUNT = 10**9
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class SpendRecord:
     end_user: str = ""
     stream: bool = False
     confidence: float | None = None
+    team_code: str = ""  # the team's and feature's public UUIDs from the key entry: stable across renames
+    feature_code: str = ""
 
     @property
     def latency_ms(self) -> float:
@@ -83,6 +89,34 @@ class FieldError:
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "field": self.field, "message": self.message}
 
+    def to_rejection(self) -> dict[str, Any]:
+        """One entry of an ingest answer's `rejected` list."""
+        return {"index": self.index, "field": self.field, "reason": self.message}
+
+
+@dataclass(frozen=True)
+class BlockedCount:
+    """How many calls of one feature a proxy refused in a window, and why (a counter, not an attempt)."""
+
+    event_id: str
+    team: str
+    feature: str
+    reason: str
+    count: int
+    window_start: datetime
+    window_end: datetime
+    team_code: str = ""
+    feature_code: str = ""
+
+
+def _storable(value: str) -> bool:
+    """Can Postgres store this text (valid UTF-8: no lone surrogates)?"""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 @dataclass
 class _Reader:
@@ -97,7 +131,13 @@ class _Reader:
     ) -> str:
         value = self.raw.get(name)
         # fast path for the well-formed common case: ingest validates tens of thousands of these a second
-        if type(value) is str and 0 < len(value) <= max_len and (pattern is None or pattern.match(value)):
+        if (
+            type(value) is str
+            and 0 < len(value) <= max_len
+            and (pattern is None or pattern.match(value))
+            and "\x00" not in value
+            and (value.isascii() or _storable(value))
+        ):
             return value
         if value is None or value == "":
             if required:
@@ -108,6 +148,14 @@ class _Reader:
             return ""
         if len(value) > max_len:
             self.err(name, f"is {len(value)} characters long: at most {max_len} are allowed")
+            return ""
+        if "\x00" in value or not _storable(value):
+            self.err(name, "holds a NUL character or an unpaired surrogate: send valid UTF-8 text")
+            return ""
+        if pattern is _UUID and not pattern.match(value):
+            self.err(
+                name, "must be a public UUID (lowercase, with dashes), as the bundle's key entry gives it"
+            )
             return ""
         if pattern is not None and not pattern.match(value):
             self.err(name, "must be a lowercase slug (a-z, 0-9, '-', '_'), as issued by the control plane")
@@ -230,6 +278,8 @@ def parse_spend_record(raw: Any) -> tuple[SpendRecord | None, list[FieldError]]:
         "end_user": r.text("end_user", required=False, max_len=128),
         "stream": r.boolean("stream"),
         "confidence": r.number("confidence", low=-1e6, high=1e6),
+        "team_code": r.text("team_code", required=False, max_len=36, pattern=_UUID),
+        "feature_code": r.text("feature_code", required=False, max_len=36, pattern=_UUID),
     }
     start, end = values["start_time"], values["end_time"]
     if start is not None and end is not None and end < start:
@@ -246,6 +296,72 @@ def parse_spend_record(raw: Any) -> tuple[SpendRecord | None, list[FieldError]]:
     if r.errors:
         return None, r.errors
     return SpendRecord(**values), []
+
+
+def parse_blocked_count(raw: dict[str, Any]) -> tuple[BlockedCount | None, list[FieldError]]:
+    """Validate one counter record (`kind: "blocked"`)."""
+    r = _Reader(raw)
+    values: dict[str, Any] = {
+        "event_id": r.text("event_id", max_len=64),
+        "team": r.text("team", pattern=_SLUG),
+        "feature": r.text("feature", pattern=_SLUG),
+        "team_code": r.text("team_code", required=False, max_len=36, pattern=_UUID),
+        "feature_code": r.text("feature_code", required=False, max_len=36, pattern=_UUID),
+        "reason": r.choice("reason", BLOCKED_REASONS),
+        "count": r.integer("count", minimum=1, maximum=MAX_BLOCKED_COUNT),
+        "window_start": r.moment("window_start"),
+        "window_end": r.moment("window_end"),
+    }
+    start, end = values["window_start"], values["window_end"]
+    if start is not None and end is not None and end < start:
+        r.err("window_end", "is before window_start: send the counting window's real bounds")
+    if r.errors:
+        return None, r.errors
+    return BlockedCount(**values), []
+
+
+@dataclass
+class ParsedBatch:
+    """A batch validated record by record: what can be stored, and why each other record cannot."""
+
+    spend: list[tuple[int, SpendRecord]] = field(default_factory=list)
+    blocked: list[tuple[int, BlockedCount]] = field(default_factory=list)
+    rejected: list[FieldError] = field(default_factory=list)  # every entry has its record's index
+
+    @property
+    def total(self) -> int:
+        return len(self.spend) + len(self.blocked) + len({e.index for e in self.rejected})
+
+
+def parse_spend_items(raw: Any, *, max_records: int = 5000) -> tuple[ParsedBatch, list[FieldError]]:
+    """Validate each record on its own; the second list holds body-level errors that refuse the batch whole."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("records"), list):
+        return ParsedBatch(), [FieldError("records", 'the body must be a JSON object {"records": [...]}')]
+    items = raw["records"]
+    if len(items) > max_records:
+        return ParsedBatch(), [
+            FieldError("records", f"holds {len(items)} records: send at most {max_records} a batch")
+        ]
+    parsed = ParsedBatch()
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("kind") == BLOCKED_KIND:
+            counter, problems = parse_blocked_count(item)
+            if counter is not None:
+                parsed.blocked.append((index, counter))
+        else:
+            if isinstance(item, dict) and item.get("kind") not in (None, "attempt"):
+                problems = [
+                    FieldError("kind", f"must be 'attempt' or '{BLOCKED_KIND}', got {item['kind']!r}")
+                ]
+                record = None
+            else:
+                record, problems = parse_spend_record(item)
+            if record is not None:
+                parsed.spend.append((index, record))
+        for problem in problems:
+            problem.index = index
+            parsed.rejected.append(problem)
+    return parsed, []
 
 
 def parse_spend_batch(raw: Any, *, max_records: int = 5000) -> tuple[list[SpendRecord], list[FieldError]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 import uuid
 from collections import OrderedDict
 from dataclasses import asdict
@@ -20,8 +19,10 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
 from routing.engine.decision import BudgetBlocked, Decision, decide
+from routing.proxy.access import call_type_refusal
 from routing.proxy.records import COOLDOWN_ERROR, STAMP_KEY, build_record, confidence_of, metadata_of
 from routing.proxy.runtime import ProxyRuntime
+from routing.proxy.stamps import is_sealed, mint_call_id, scrub_client_request, seal
 
 log = logging.getLogger("finops.plugin")
 
@@ -73,8 +74,11 @@ class FinOpsRouter(CustomLogger):
                 status_code=503,
                 detail="routing bundle not loaded yet: the proxy is waiting for the control plane",
             )
-        if call_type not in ("completion", "acompletion") or "messages" not in data:
-            return data
+        refusal = call_type_refusal(call_type, data)
+        if refusal is not None:  # deny by default: what we cannot route and meter never reaches an upstream
+            runtime.blocked.count(_who(user_api_key_dict), "endpoint")
+            raise refusal
+        scrub_client_request(data)
         if bundle.topology != runtime.router_topology:
             from litellm.proxy.proxy_server import llm_router
 
@@ -84,7 +88,7 @@ class FinOpsRouter(CustomLogger):
                 )  # on the event loop: no request sees a half-built list
         team, feature = self._identity(user_api_key_dict, data, runtime)
         end_user = str(data.get("user") or (data.get("metadata") or {}).get("end_user") or "")
-        call_id = str(data.get("litellm_call_id") or "") or f"call-{time.time_ns()}"
+        call_id = mint_call_id(data)  # never the caller's x-litellm-call-id: one record per attempt, always
         try:
             decision = decide(
                 bundle,
@@ -97,9 +101,11 @@ class FinOpsRouter(CustomLogger):
                 shares=runtime.shares,
             )
         except BudgetBlocked as blocked:
+            runtime.blocked.count(_who(user_api_key_dict, team, feature), "budget")
             raise HTTPException(status_code=429, detail=str(blocked)) from None
         policy = bundle.policy_for(feature)
         data["model"] = decision.model_group
+        data["fallbacks"] = []  # only the policy picks fallbacks
         if decision.route == "small":
             data["timeout"] = decision.slm_timeout_s
             data["fallbacks"] = [decision.fallback_group] if decision.fallback_group else []
@@ -111,7 +117,9 @@ class FinOpsRouter(CustomLogger):
         stamp = _stamp(decision, team, feature, call_id, end_user, bundle.version, policy.frontier_model)
         timeouts = [d.timeout_s for d in bundle.deployments_in(policy.frontier_model) if d.timeout_s]
         stamp["frontier_timeout_s"] = max(timeouts) if timeouts else FRONTIER_TIMEOUT_S
-        metadata[STAMP_KEY] = stamp
+        who = _who(user_api_key_dict, team, feature)
+        stamp.update(team_code=who.team_code, feature_code=who.feature_code)
+        metadata[STAMP_KEY] = seal(stamp)
         return data
 
     async def async_pre_call_deployment_hook(
@@ -120,7 +128,7 @@ class FinOpsRouter(CustomLogger):
         """Only the SLM attempt gets the aggressive timeout; the frontier fallback gets its own."""
         metadata = kwargs.get("metadata") or {}
         stamp = metadata.get(STAMP_KEY) if isinstance(metadata, dict) else None
-        if not isinstance(stamp, dict) or stamp.get("route") != "small":
+        if not is_sealed(stamp) or stamp.get("route") != "small":
             return None
         if metadata.get("model_group") == stamp["model_group"]:
             kwargs["timeout"] = stamp["slm_timeout_s"]
@@ -134,7 +142,7 @@ class FinOpsRouter(CustomLogger):
     ) -> Any:
         """Low confidence: replace an SLM answer under the policy's floor with the frontier model's answer."""
         stamp = (data.get("metadata") or {}).get(STAMP_KEY)
-        if not isinstance(stamp, dict) or stamp.get("confidence_floor") is None or data.get("stream"):
+        if not is_sealed(stamp) or stamp.get("confidence_floor") is None or data.get("stream"):
             return None
         served_group = (getattr(response, "_hidden_params", None) or {}).get("model_group") or (
             data.get("metadata") or {}
@@ -167,6 +175,8 @@ class FinOpsRouter(CustomLogger):
     ) -> None:
         try:
             runtime = self.runtime
+            if not is_sealed(metadata_of(kwargs).get(STAMP_KEY)):
+                return  # no decision of ours: a caller-made stamp is never recorded
             record = build_record(
                 kwargs,
                 response_obj,
@@ -250,6 +260,31 @@ _ESCALATION_PARAMS = frozenset(
         "response_format",
     }
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Who:
+    """Team and feature charged for a call, with their public codes when known."""
+
+    team: str
+    feature: str
+    team_code: str = ""
+    feature_code: str = ""
+
+
+def _who(user_api_key_dict: Any, team: str = "", feature: str = "") -> _Who:
+    """Codes come from the key entry, so only the key's own team and feature get them."""
+    identity = (getattr(user_api_key_dict, "metadata", None) or {}).get(IDENTITY_KEY) or {}
+    team = team or str(identity.get("team") or "")
+    feature = feature or str(identity.get("feature") or "")
+    own_team = team == identity.get("team")
+    own_feature = own_team and feature == identity.get("feature")
+    return _Who(
+        team,
+        feature,
+        str(identity.get("team_code") or "") if own_team else "",
+        str(identity.get("feature_code") or "") if own_feature else "",
+    )
 
 
 def _is_final_proxy_failure(kwargs: dict[str, Any]) -> bool:

@@ -187,4 +187,6 @@ def build_record(
         end_user=str(stamp.get("end_user", ""))[:128],
         stream=stream,
         confidence=confidence_of(response_obj) if status == "success" else None,
+        team_code=str(stamp.get("team_code") or ""),
+        feature_code=str(stamp.get("feature_code") or ""),
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 from routing.engine.bundle import Bundle, validate_bundle
 from routing.engine.decision import ScoreFn, ShareThreshold, length_score
+from routing.proxy.blocked import BlockedCalls
 from routing.proxy.control_plane import ControlPlaneClient
 from routing.proxy.settings import ProxySettings
 from routing.proxy.shipper import SpendShipper
@@ -44,7 +45,8 @@ class ProxyRuntime:
         )
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.spool = SpendSpool(settings.state_dir / SPOOL_FILE)
-        self.shipper = SpendShipper(self.spool, self.client)
+        self.blocked = BlockedCalls()  # refused calls, tallied per feature and shipped as counter records
+        self.shipper = SpendShipper(self.spool, self.client, drain=self.blocked.drain)
         self._apply_lock = threading.Lock()
         self._stop = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
@@ -184,6 +186,7 @@ class ProxyRuntime:
             "applied_hash": bundle.content_hash if bundle else None,
             "spool_depth": self.spool.depth(),
             "dead_letters": self.spool.dead_letter_count(),
+            "blocked_calls": self.blocked.total,
             "last_ship_at": last_ship.isoformat() if last_ship else None,
             "errors": errors,
             "restart_required": self.restart_required,

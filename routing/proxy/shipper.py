@@ -2,8 +2,10 @@
 
 Request handlers only `enqueue` (a lock-free queue put). One daemon thread writes queued records
 to the SQLite spool in small transactions, and ships the spool's oldest records in signed
-batches; records leave the spool only after a 2xx. Failures back off exponentially; a 400
-dead-letters the batch; a 413 splits it.
+batches; records leave the spool only after a 2xx. A 2xx may list records the control plane
+refused one by one (`rejected`: index, field, reason): only those move to dead letters, the rest
+are delivered. Failures back off exponentially; a 400 (the body itself refused) dead-letters the
+batch; a 413 splits it. Tallies of refused calls (`drain`) are spooled like records, once a second.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +26,7 @@ log = logging.getLogger("finops.shipper")
 
 MAX_BACKOFF_S = 30.0
 WRITE_EVERY_S = 0.05  # how long a record may sit in memory before it is on disk
+DRAIN_EVERY_S = 1.0  # how often refused-call tallies become counter records
 
 
 class SpendShipper:
@@ -33,6 +37,7 @@ class SpendShipper:
         *,
         batch_size: int = 200,
         interval_s: float = 1.0,
+        drain: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.spool = spool
         self.client = client
@@ -47,6 +52,9 @@ class SpendShipper:
         self.last_ship_at: datetime | None = None
         self.last_error = ""
         self.shipped = 0
+        self.rejected = 0  # records the control plane refused one by one (now in dead letters)
+        self._drain = drain
+        self._next_drain_at = 0.0
 
     # -- request path ------------------------------------------------------------------------
     def enqueue(self, record: dict[str, Any]) -> None:
@@ -63,7 +71,7 @@ class SpendShipper:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        self.write_queued()
+        self.write_queued(force_drain=True)
 
     def ship_soon(self) -> None:
         """Ship on the next tick regardless of the interval (tests, shutdown, heartbeat nudges)."""
@@ -84,8 +92,12 @@ class SpendShipper:
                 log.exception("finops shipper tick failed")
                 self._next_ship_at = time.monotonic() + 1.0
 
-    def write_queued(self) -> int:
+    def write_queued(self, *, force_drain: bool = False) -> int:
         rows: list[tuple[str, str]] = []
+        if self._drain is not None and (force_drain or time.monotonic() >= self._next_drain_at):
+            self._next_drain_at = time.monotonic() + DRAIN_EVERY_S
+            for counter in self._drain():
+                self._queue.put(counter)
         while True:
             try:
                 record = self._queue.get_nowait()
@@ -120,10 +132,21 @@ class SpendShipper:
         ids = [row_id for row_id, _ in batch]
         reply = self.client.post_spend(body=encode_batch_from_bodies([body for _, body in batch]))
         if 200 <= reply.status < 300:
-            self.spool.delete(ids)
-            self.shipped += len(ids)
+            refused = _refused_rows(batch, reply.body)
+            if refused:
+                for row_id, reasons in refused.items():
+                    self.spool.dead_letter([row_id], f"HTTP {reply.status} rejected: {reasons}"[:2000])
+                self.rejected += len(refused)
+                self.last_error = (
+                    f"ingest refused {len(refused)} of {len(ids)} records one by one; moved to dead letters: "
+                    f"{next(iter(refused.values()))[:300]}"
+                )
+            delivered = [row_id for row_id in ids if row_id not in refused]
+            self.spool.delete(delivered)
+            self.shipped += len(delivered)
             self.last_ship_at = datetime.now(UTC)
-            self.last_error = ""
+            if not refused:
+                self.last_error = ""
             return True
         if reply.status == 413 and len(batch) > 1:
             half = len(batch) // 2
@@ -144,3 +167,21 @@ class SpendShipper:
         else:
             self.last_error = f"ingest answered HTTP {reply.status}"
         return False
+
+
+def _refused_rows(batch: list[tuple[int, str]], body: Any) -> dict[int, str]:
+    """Spool row ids the control plane refused one by one (`rejected[].index` into the batch), with why."""
+    rejected = body.get("rejected") if isinstance(body, dict) else None
+    if not isinstance(rejected, list):
+        return {}
+    refused: dict[int, str] = {}
+    for entry in rejected:
+        if not isinstance(entry, dict):
+            continue
+        index = entry.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(batch):
+            continue
+        row_id = batch[index][0]
+        reason = f"{entry.get('field', '')}: {entry.get('reason', '')}"
+        refused[row_id] = f"{refused[row_id]}; {reason}" if row_id in refused else reason
+    return refused

@@ -20,8 +20,16 @@ PROXY_TOKEN = "test-proxy-token-5c1f0e2d9b8a7"
 
 
 @pytest.fixture
-def proxy(db):
+def proxy(db, feature):
+    """A proxy, and a key for `feature`: proxies report only for features that were issued a key."""
+    issue_key(feature)
     return ProxyFactory(token=PROXY_TOKEN, name="proxy-a")
+
+
+def issue_key(feature) -> str:
+    from routing.services import feature_key_create
+
+    return feature_key_create(actor=None, feature=feature, name="ingest tests")[1]
 
 
 def make_record(**overrides: Any) -> SpendRecord:

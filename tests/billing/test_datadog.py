@@ -134,7 +134,12 @@ def test_duplicate_only_batch_queues_nothing(
     records = [make_record()]
     post_batch(client, records)
     with django_capture_on_commit_callbacks() as callbacks:
-        assert post_batch(client, records).json() == {"accepted": 0, "duplicates": 1}
+        assert post_batch(client, records).json() == {
+            "accepted": 0,
+            "duplicates": 1,
+            "rejected": [],
+            "blocked_accepted": 0,
+        }
     assert callbacks == []
 
 

@@ -14,7 +14,7 @@ from django.test import Client
 
 from billing.models import IngestBatch, SpendEvent, SpendRollupHourly
 from routing.engine import signing
-from tests.billing.conftest import PROXY_TOKEN, batch_body, make_record, post_batch, signed_headers
+from tests.billing.conftest import PROXY_TOKEN, batch_body, issue_key, make_record, post_batch, signed_headers
 from tests.factories import ProxyFactory
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def test_accepts_a_signed_batch_and_rolls_it_up(client, proxy, feature):
     records = [make_record() for _ in range(3)]
     response = post_batch(client, records)
     assert response.status_code == 200, response.content
-    assert response.json() == {"accepted": 3, "duplicates": 0}
+    assert response.json() == {"accepted": 3, "duplicates": 0, "rejected": [], "blocked_accepted": 0}
     assert SpendEvent.objects.filter(proxy=proxy).count() == 3
     rollup = SpendRollupHourly.objects.get()
     assert (rollup.requests, rollup.attempts, rollup.feature_id) == (3, 3, feature.pk)
@@ -34,10 +34,10 @@ def test_accepts_a_signed_batch_and_rolls_it_up(client, proxy, feature):
 
 def test_duplicate_batch_is_counted_once(client, proxy, feature):
     body = batch_body([make_record(), make_record()])
-    assert post_batch(client, body=body).json() == {"accepted": 2, "duplicates": 0}
+    assert post_batch(client, body=body).json()["accepted"] == 2
     again = post_batch(client, body=body)
     assert again.status_code == 200
-    assert again.json() == {"accepted": 0, "duplicates": 2}
+    assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 2)
     assert SpendEvent.objects.count() == 2
     assert SpendRollupHourly.objects.get().requests == 2
 
@@ -46,7 +46,7 @@ def test_duplicates_inside_one_batch_and_partial_overlap(client, proxy, feature)
     first, second = make_record(), make_record()
     post_batch(client, [first])
     response = post_batch(client, [first, second, second])
-    assert response.json() == {"accepted": 1, "duplicates": 2}
+    assert (response.json()["accepted"], response.json()["duplicates"]) == (1, 2)
     assert SpendRollupHourly.objects.get().attempts == 2
 
 
@@ -111,19 +111,21 @@ def test_future_timestamp_is_401(client, proxy, feature):
     assert "in the future" in response.json()["errors"][0]["message"]
 
 
-def test_malformed_record_rejects_the_whole_batch(client, proxy, feature):
+def test_malformed_record_is_refused_alone_and_the_rest_stored(client, proxy, feature):
     bad = make_record().to_json()
     bad["cost_usd"] = 0.5  # a float: money must be a decimal string
-    response = post_batch(client, [make_record(), bad])
-    assert response.status_code == 400
-    assert response.json()["errors"] == [
+    good = make_record()
+    response = post_batch(client, [good, bad])
+    assert response.status_code == 200
+    assert response.json()["rejected"] == [
         {
             "index": 1,
             "field": "cost_usd",
-            "message": 'must be a decimal string in USD such as "0.0012" (not a float)',
+            "reason": 'must be a decimal string in USD such as "0.0012" (not a float)',
         }
     ]
-    assert not SpendEvent.objects.exists()
+    assert response.json()["accepted"] == 1
+    assert list(SpendEvent.objects.values_list("event_id", flat=True)) == [good.event_id]
 
 
 def test_not_json_is_400(client, proxy, feature):
@@ -132,27 +134,30 @@ def test_not_json_is_400(client, proxy, feature):
     assert response.json()["errors"][0]["field"] == "body"
 
 
-def test_unknown_feature_slug_rejects_the_batch(client, proxy, feature):
-    response = post_batch(client, [make_record(), make_record(feature="no-such-feature")])
-    assert response.status_code == 400
-    assert response.json()["errors"] == [
+def test_unknown_feature_slug_is_refused_alone(client, proxy, feature):
+    good = make_record()
+    response = post_batch(client, [good, make_record(feature="no-such-feature")])
+    assert response.status_code == 200
+    assert response.json()["rejected"] == [
         {
             "index": 1,
             "field": "feature",
-            "message": "unknown feature 'no-such-feature': create it in the control plane first",
+            "reason": "unknown feature 'no-such-feature': create it in the control plane first",
         }
     ]
-    assert not SpendEvent.objects.exists()
+    assert list(SpendEvent.objects.values_list("event_id", flat=True)) == [good.event_id]
 
 
-def test_record_older_than_raw_retention_is_400(client, proxy, feature, settings):
+def test_record_older_than_raw_retention_is_refused_alone(client, proxy, feature, settings):
     settings.FINOPS_RAW_RETENTION_MONTHS = 2
     old = make_record(start_time=datetime.now(UTC) - timedelta(days=100))
-    response = post_batch(client, [old])
-    assert response.status_code == 400
-    error = response.json()["errors"][0]
-    assert error["field"] == "start_time"
-    assert "FINOPS_RAW_RETENTION_MONTHS=2" in error["message"]
+    good = make_record()
+    response = post_batch(client, [old, good])
+    assert response.status_code == 200
+    (error,) = response.json()["rejected"]
+    assert (error["index"], error["field"]) == (0, "start_time")
+    assert "FINOPS_RAW_RETENTION_MONTHS=2" in error["reason"]
+    assert list(SpendEvent.objects.values_list("event_id", flat=True)) == [good.event_id]
 
 
 def test_oversize_body_is_413_with_the_limit(client, proxy, feature, settings):
@@ -189,6 +194,7 @@ def test_endpoint_is_in_the_openapi_schema(client, users):
 def test_concurrent_overlapping_batches_store_each_record_once(team, feature, settings):
     settings.DATADOG_ENABLED = False  # keep the shared broker out of it
     ProxyFactory(token=PROXY_TOKEN, name="proxy-a")
+    issue_key(feature)
     records = [make_record(attempt=1) for _ in range(120)]
     # four overlapping batches, each posted by two threads at once: 120 distinct records in all
     batches = [batch_body(records[i : i + 60]) for i in range(0, 120, 20)]
@@ -226,19 +232,19 @@ def test_concurrent_overlapping_batches_store_each_record_once(team, feature, se
     assert [{**r, "id": 0} for r in rebuilt] == [{**r, "id": 0} for r in incremental]
 
 
-def test_an_attempt_longer_than_a_day_is_a_400_naming_end_time(client, proxy, feature):
+def test_an_attempt_longer_than_a_day_is_refused_naming_end_time(client, proxy, feature):
     from datetime import timedelta
 
     bad = make_record().to_json()
     start = datetime.fromisoformat(bad["start_time"])
     bad["end_time"] = (start + timedelta(days=30)).isoformat()  # would overflow the latency column
     response = post_batch(client, [bad])
-    assert response.status_code == 400
-    assert response.json()["errors"] == [
+    assert response.status_code == 200
+    assert response.json()["rejected"] == [
         {
             "index": 0,
             "field": "end_time",
-            "message": "is more than 24 hours after start_time: no attempt lasts that long; send its real end",
+            "reason": "is more than 24 hours after start_time: no attempt lasts that long; send its real end",
         }
     ]
     assert not SpendEvent.objects.exists()

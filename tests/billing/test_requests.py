@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from billing import selectors
-from tests.billing.conftest import make_record, post_batch
+from tests.billing.conftest import issue_key, make_record, post_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +69,7 @@ def test_slm_timeout_then_frontier_success_is_one_request_with_reason_timeout(cl
 
 
 def test_request_scoped_to_features(client, proxy, feature, other_feature):
+    issue_key(other_feature)
     post_batch(client, [make_record(call_id="growth-call", team="growth", feature="email-copy")])
     assert selectors.request_detail("growth-call", features=[feature]) is None
     assert selectors.request_detail("growth-call", features=[other_feature]).feature_id == other_feature.pk

@@ -39,9 +39,14 @@ TALLY: dict[str, int] = {
     "faults injected": 0,
 }
 FAULTS: list[str] = []
+HOSTILE_SUMMARY: list[str] = []  # verdict lines of test_hostile_clients.py, printed at the end of the run
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if HOSTILE_SUMMARY:
+        terminalreporter.section("hostile clients")
+        for line in HOSTILE_SUMMARY:
+            terminalreporter.write_line(line)
     if not FAULTS and not TALLY["requests sent"]:
         return
     write = terminalreporter.write_line

@@ -35,6 +35,7 @@ KEYS: dict[str, tuple[str, dict[str, Any]]] = {
     "fk-stream": ("stream", {}),
     "fk-stream-error": ("stream-error", {}),
     "fk-topo": ("topo", {}),
+    "fk-hostile": ("hostile", {}),  # test_hostile_callers.py: its records stay apart from the others
     "fk-revoked": ("routine", {"revoked": True}),
     "fk-expired": ("routine", {"expires_at": (datetime.now(UTC) - timedelta(days=1)).isoformat()}),
 }

@@ -47,7 +47,8 @@ def test_hook_rewrites_the_model_and_stamps_the_decision(runtime: ProxyRuntime) 
     stamp = data["metadata"][STAMP_KEY]
     assert data["model"] in ("slm", "frontier")
     assert stamp["team"] == "support" and stamp["feature"] == "other" and stamp["end_user"] == "end-user-9"
-    assert stamp["bundle_version"] == "2026-11-27.1" and stamp["call_id"] == "call-1"
+    assert stamp["bundle_version"] == "2026-11-27.1"
+    assert stamp["call_id"] != "call-1" and len(stamp["call_id"]) == 32  # minted here, not the caller's
     assert stamp["threshold"] == 0.5 and 0.0 <= stamp["score"] <= 1.0
     if data["model"] == "slm":
         assert data["timeout"] == 2.0 and data["fallbacks"] == ["frontier"]
@@ -145,3 +146,85 @@ def test_a_cooled_down_small_model_is_recorded_as_the_failed_first_attempt(runti
         "error",
     )
     assert record.error_class == "RouterRateLimitError"
+
+
+# -- hostile callers (issue 14) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call_type", ["aembedding", "atext_completion", "aresponses", "anthropic_messages", "aimage_generation"]
+)
+def test_every_call_type_but_chat_is_refused_naming_it(runtime: ProxyRuntime, call_type: str) -> None:
+    plugin = FinOpsRouter(lambda: runtime)
+    data = {"model": "frontier", "input": "hello", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(plugin.async_pre_call_hook(caller("support", "other"), None, data, call_type))
+    assert refused.value.status_code == 403 and call_type in str(refused.value.detail)
+    assert data["model"] == "frontier" and STAMP_KEY not in (data.get("metadata") or {})
+    assert runtime.blocked.drain()[0]["reason"] == "endpoint"
+
+
+def test_chat_without_messages_is_a_400(runtime: ProxyRuntime) -> None:
+    plugin = FinOpsRouter(lambda: runtime)
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(
+            plugin.async_pre_call_hook(caller("support", "other"), None, {"model": "x"}, "acompletion")
+        )
+    assert refused.value.status_code == 400 and "messages" in str(refused.value.detail)
+
+
+def test_a_client_stamp_and_model_overrides_are_replaced(runtime: ProxyRuntime) -> None:
+    forged = {"team": "search", "feature": "doc-summary", "call_id": "forged", "route": "small"}
+    data = run_hook(
+        runtime,
+        caller("support", "other"),
+        metadata={STAMP_KEY: forged, "previous_models": [{"exception_type": "Timeout"}], "tag": "kept"},
+        fallbacks=["some-raw-frontier-group"],
+        api_base="http://127.0.0.1:1/steal",
+        mock_response="free answer",
+        user_config={"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/gpt-4o"}}]},
+    )
+    stamp = data["metadata"][STAMP_KEY]
+    assert (stamp["team"], stamp["feature"]) == ("support", "other") and stamp["call_id"] != "forged"
+    assert "previous_models" not in data["metadata"] and data["metadata"]["tag"] == "kept"
+    assert "api_base" not in data and "mock_response" not in data and "user_config" not in data
+    assert data["fallbacks"] in ([], ["frontier"])
+
+
+def test_only_sealed_stamps_are_recorded(runtime: ProxyRuntime) -> None:
+    """A stamp that reached the logging callback without our hook writing it is never recorded."""
+    plugin = FinOpsRouter(lambda: runtime)
+    ours = run_hook(runtime, caller("support", "other"))["metadata"][STAMP_KEY]
+    forged = {k: v for k, v in ours.items() if k != "seal"} | {"team": "search", "feature": "doc-summary"}
+    payload = {"startTime": 1_800_000_000.0, "endTime": 1_800_000_001.0}
+    for stamp in (forged, dict(forged, seal="guessed")):
+        kwargs = {"litellm_params": {"metadata": {STAMP_KEY: stamp}}, "standard_logging_object": payload}
+        plugin._record(kwargs, None, "success", None, None)
+    assert runtime.shipper.write_queued() == 0
+    kwargs = {"litellm_params": {"metadata": {STAMP_KEY: ours}}, "standard_logging_object": payload}
+    plugin._record(kwargs, None, "success", None, None)
+    assert runtime.shipper.write_queued() == 1
+
+
+def test_five_calls_with_one_caller_call_id_make_five_records(runtime: ProxyRuntime) -> None:
+    plugin = FinOpsRouter(lambda: runtime)
+    payload = {"startTime": 1_800_000_000.0, "endTime": 1_800_000_001.0}
+    for _ in range(5):
+        data = run_hook(runtime, caller("support", "other"), litellm_call_id="same-id-from-the-caller")
+        kwargs = {"litellm_params": {"metadata": data["metadata"]}, "standard_logging_object": payload}
+        plugin._record(kwargs, None, "success", None, None)
+    assert runtime.shipper.write_queued() == 5
+
+
+def test_budget_refusals_are_counted_per_feature(runtime: ProxyRuntime) -> None:
+    for _ in range(3):
+        with pytest.raises(HTTPException):
+            run_hook(runtime, caller("search", "doc-summary"))
+    (counter,) = runtime.blocked.drain()
+    assert (counter["team"], counter["feature"], counter["reason"], counter["count"]) == (
+        "search",
+        "doc-summary",
+        "budget",
+        3,
+    )
+    assert runtime.blocked.drain() == []

@@ -94,6 +94,7 @@ def test_status_has_the_heartbeat_fields(tmp_path: Path) -> None:
         "applied_hash",
         "spool_depth",
         "dead_letters",
+        "blocked_calls",
         "last_ship_at",
         "errors",
         "restart_required",

@@ -174,3 +174,43 @@ def test_background_thread_ships_without_being_asked(tmp_path: Path) -> None:
     finally:
         shipper.stop()
         double.stop()
+
+
+def test_only_the_records_ingest_refuses_are_dead_lettered(tmp_path: Path) -> None:
+    """A 129-256 character call id (LiteLLM allows it, the schema does not) costs that record, not the batch."""
+    double = ControlPlaneDouble(TOKEN).start()
+    try:
+        shipper = make_shipper(tmp_path, double.url)
+        bad = {3: {"call_id": "c" * 200}, 7: {"feature": "Not A Slug"}}
+        for i in range(10):
+            shipper.enqueue(record(i, **bad.get(i, {})))
+        shipper.write_queued()
+        shipper.ship_pending()
+        assert shipper.spool.depth() == 0 and shipper.spool.dead_letter_count() == 2
+        assert sorted(double.records) == sorted(record(i)["event_id"] for i in range(10) if i not in bad)
+        assert shipper.shipped == 8 and shipper.rejected == 2
+        assert "refused 2 of 10" in shipper.last_error and "call_id" in shipper.last_error
+    finally:
+        double.stop()
+
+
+def test_refused_call_tallies_are_shipped_as_counter_records(tmp_path: Path) -> None:
+    from routing.engine.bundle import FeatureKey
+    from routing.proxy.blocked import BlockedCalls
+
+    double = ControlPlaneDouble(TOKEN).start()
+    try:
+        blocked = BlockedCalls()
+        spool = SpendSpool(tmp_path / "spool.sqlite3")
+        client = ControlPlaneClient(double.url, TOKEN, timeout_s=5.0)
+        shipper = SpendShipper(spool, client, batch_size=50, interval_s=0.1, drain=blocked.drain)
+        key = FeatureKey("0" * 64, "team-a", "feat", None, True)
+        for _ in range(250):
+            blocked.count(key, "revoked")
+        shipper.write_queued(force_drain=True)
+        shipper.ship_pending()
+        (counter,) = double.blocked_for(feature="feat")
+        assert (counter["reason"], counter["count"]) == ("revoked", 250)
+        assert spool.depth() == 0 and spool.dead_letter_count() == 0
+    finally:
+        double.stop()
