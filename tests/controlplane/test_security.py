@@ -41,3 +41,71 @@ def test_fleet_rollback_button_keeps_a_hostile_pool_name_inside_its_json_string(
     assert parser.values, "the rollback button is missing"
     posted = json.loads(parser.values[0])
     assert posted == {"note": f"roll back {second.version} from the fleet page", "pool": pool}
+
+
+# --- item 8: team webhook URLs are secrets ---------------------------------------------------------
+
+WEBHOOK = "https://hooks.slack.test/services/T000/B000/very-secret-token"
+
+
+def _team_with_webhook(team, admin):
+    from controlplane import services as tenancy
+
+    return tenancy.team_update(actor=admin, team=team, webhook_url=WEBHOOK)
+
+
+def test_team_api_never_returns_the_webhook_url(client, users, team):
+    _team_with_webhook(team, users["admin"])
+    for who in ("team_viewer", "pm", "admin"):
+        client.force_login(users[who])
+        detail = client.get(f"/api/v1/teams/{team.code}/")
+        listing = client.get("/api/v1/teams/")
+        assert detail.status_code == 200 and listing.status_code == 200
+        assert "very-secret-token" not in detail.content.decode() + listing.content.decode(), who
+        assert detail.json()["has_webhook"] is True
+
+
+def test_team_api_keeps_the_webhook_when_an_update_leaves_it_out(client, users, team):
+    _team_with_webhook(team, users["admin"])
+    client.force_login(users["admin"])
+    response = client.patch(
+        f"/api/v1/teams/{team.code}/", {"description": "new words"}, content_type="application/json"
+    )
+    assert response.status_code == 200 and "webhook_url" not in response.json()
+    team.refresh_from_db()
+    assert team.webhook_url == WEBHOOK
+
+
+def test_audit_diffs_mask_webhook_urls(client, users, team):
+    _team_with_webhook(team, users["admin"])
+    client.force_login(users["team_viewer"])
+    api = client.get("/api/v1/audit/")
+    page = client.get(reverse("audit-list"))
+    assert api.status_code == 200 and page.status_code == 200
+    text = api.content.decode() + page.content.decode()
+    assert "very-secret-token" not in text
+    assert "hooks.slack.test" in api.content.decode()  # the change is visible, its secret is not
+
+
+def test_team_form_never_renders_the_webhook_and_empty_keeps_it(client, users, team):
+    _team_with_webhook(team, users["admin"])
+    client.force_login(users["admin"])
+    page = client.get(reverse("team-detail", args=[team.code]))
+    assert page.status_code == 200 and "very-secret-token" not in page.content.decode()
+    form = {
+        "name": team.name,
+        "slug": team.slug,
+        "description": "edited",
+        "timezone": "UTC",
+        "webhook_url": "",
+    }
+    saved = client.post(reverse("team-detail", args=[team.code]), form, HTTP_HX_REQUEST="true")
+    assert saved.status_code == 200, saved.content
+    team.refresh_from_db()
+    assert team.webhook_url == WEBHOOK and team.description == "edited"
+    removed = client.post(
+        reverse("team-detail", args=[team.code]), {**form, "remove_webhook": "on"}, HTTP_HX_REQUEST="true"
+    )
+    assert removed.status_code == 200
+    team.refresh_from_db()
+    assert team.webhook_url == ""
