@@ -272,6 +272,9 @@ FLEET_PUSH_TIMEOUT_S = env_float("FLEET_PUSH_TIMEOUT_S", 5.0)
 FLEET_PUSH_ATTEMPTS = env_int("FLEET_PUSH_ATTEMPTS", 3)
 FLEET_PUSH_BACKOFF_S = env_float("FLEET_PUSH_BACKOFF_S", 0.5)
 
+# Alert webhooks: never to link-local/private/metadata addresses; loopback only where a test or DEBUG says so.
+WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", DEBUG or TESTING)
+
 # Alerts (defaults; per-feature overrides live on the feature's alert settings)
 ALERT_FALLBACK_THRESHOLD = env_str("ALERT_FALLBACK_THRESHOLD", "0.20")
 ALERT_FALLBACK_WINDOW_MINUTES = env_int("ALERT_FALLBACK_WINDOW_MINUTES", 15)
