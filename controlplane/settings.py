@@ -272,6 +272,9 @@ FLEET_PUSH_TIMEOUT_S = env_float("FLEET_PUSH_TIMEOUT_S", 5.0)
 FLEET_PUSH_ATTEMPTS = env_int("FLEET_PUSH_ATTEMPTS", 3)
 FLEET_PUSH_BACKOFF_S = env_float("FLEET_PUSH_BACKOFF_S", 0.5)
 
+# Reverse proxies in front of us (IPs or CIDRs): only their X-Forwarded-For is believed (login throttle).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+
 # Alert webhooks: never to link-local/private/metadata addresses; loopback only where a test or DEBUG says so.
 WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", DEBUG or TESTING)
 

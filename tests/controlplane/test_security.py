@@ -109,3 +109,86 @@ def test_team_form_never_renders_the_webhook_and_empty_keeps_it(client, users, t
     assert removed.status_code == 200
     team.refresh_from_db()
     assert team.webhook_url == ""
+
+
+# --- item 13: login throttles ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_throttle():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _admin_with_password():
+    from tests.factories import UserFactory
+
+    user = UserFactory(username="root", is_staff=True, is_superuser=True)
+    user.set_password("right-password")
+    user.save()
+    return user
+
+
+def test_admin_login_is_throttled(client, clean_throttle):
+    _admin_with_password()
+    for _ in range(5):
+        failed = client.post("/admin/login/", {"username": "root", "password": "wrong"})
+        assert failed.status_code == 200
+    blocked = client.post("/admin/login/", {"username": "root", "password": "right-password"})
+    assert blocked.status_code == 429 and blocked["Retry-After"] == "300"
+
+
+def test_admin_login_still_works_below_the_limit(client, clean_throttle):
+    _admin_with_password()
+    client.post("/admin/login/", {"username": "root", "password": "wrong"})
+    assert client.post("/admin/login/", {"username": "root", "password": "right-password"}).status_code == 302
+
+
+def test_failures_behind_a_trusted_reverse_proxy_lock_out_only_the_attacker(client, settings, clean_throttle):
+    settings.TRUSTED_PROXIES = ["10.9.0.0/16"]
+    _admin_with_password()
+    via_proxy = {"REMOTE_ADDR": "10.9.0.2"}
+    for _ in range(6):
+        client.post(
+            reverse("login"),
+            {"username": "root", "password": "wrong"},
+            HTTP_X_FORWARDED_FOR="198.51.100.66, 203.0.113.9",  # the attacker cannot choose the last entry
+            **via_proxy,
+        )
+    assert (
+        client.post(
+            reverse("login"),
+            {"username": "root", "password": "wrong"},
+            HTTP_X_FORWARDED_FOR="203.0.113.9",
+            **via_proxy,
+        ).status_code
+        == 429
+    )
+    victim = client.post(
+        reverse("login"),
+        {"username": "root", "password": "right-password"},
+        HTTP_X_FORWARDED_FOR="192.0.2.10",
+        **via_proxy,
+    )
+    assert victim.status_code == 302
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(client, settings, clean_throttle):
+    settings.TRUSTED_PROXIES = ["10.9.0.0/16"]
+    _admin_with_password()
+    for i in range(5):  # a client rotating X-Forwarded-For on its own is still one address
+        client.post(
+            reverse("login"),
+            {"username": "root", "password": "wrong"},
+            HTTP_X_FORWARDED_FOR=f"192.0.2.{i}",
+            REMOTE_ADDR="203.0.113.9",
+        )
+    assert (
+        client.post(
+            reverse("login"), {"username": "root", "password": "right-password"}, REMOTE_ADDR="203.0.113.9"
+        ).status_code
+        == 429
+    )
