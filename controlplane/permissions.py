@@ -24,6 +24,7 @@ class Action(StrEnum):
     EDIT_ROUTING = "edit_routing"  # deployments, policies
     EDIT_EXPERIMENTS = "edit_experiments"
     MANAGE_FLEET = "manage_fleet"  # proxies, publish, rollout, rollback
+    VIEW_FLEET = "view_fleet"  # read bundles: every team's slugs, key hashes, budgets, experiments
     MANAGE_KEYS = "manage_keys"
     MANAGE_MEMBERS = "manage_members"
     ACK_ALERTS = "ack_alerts"
@@ -37,13 +38,14 @@ GRANTS: dict[Action, frozenset[str]] = {
     Action.EDIT_ROUTING: frozenset({Role.ADMIN, Role.MLOPS}),
     Action.EDIT_EXPERIMENTS: frozenset({Role.ADMIN, Role.MLOPS}),
     Action.MANAGE_FLEET: frozenset({Role.ADMIN, Role.MLOPS}),
+    Action.VIEW_FLEET: frozenset(Role.values),  # any role, but org-wide only (ORG_ONLY)
     Action.MANAGE_KEYS: frozenset({Role.ADMIN}),
     Action.MANAGE_MEMBERS: frozenset({Role.ADMIN}),
     Action.ACK_ALERTS: frozenset({Role.ADMIN, Role.PM, Role.MLOPS}),
 }
 
 # Actions on things that belong to no team (fleet, org-wide policy, teams themselves) need an org-wide role.
-ORG_ONLY = frozenset({Action.MANAGE_TEAMS, Action.MANAGE_FLEET, Action.MANAGE_MEMBERS})
+ORG_ONLY = frozenset({Action.MANAGE_TEAMS, Action.MANAGE_FLEET, Action.VIEW_FLEET, Action.MANAGE_MEMBERS})
 
 User = AbstractBaseUser | AnonymousUser
 

@@ -192,3 +192,34 @@ def test_forwarded_for_from_an_untrusted_peer_is_ignored(client, settings, clean
         ).status_code
         == 429
     )
+
+
+# --- item 11: bundles are for org-wide roles only ---------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["pm", "team_viewer", "outsider"])
+def test_team_scoped_members_cannot_read_bundles(client, users, feature, other_feature, who):
+    make_routing()
+    services.feature_key_create(actor=None, feature=other_feature, name="growth key")
+    bundle = services.bundle_publish(actor=None, note="v1", rollout=False)
+    client.force_login(users[who])
+    for url in (
+        reverse("bundle-list"),
+        reverse("bundle-detail", args=[bundle.code]),
+        f"/api/v1/fleet/bundles/{bundle.code}/",
+        f"/api/v1/fleet/bundles/{bundle.code}/diff/",
+    ):
+        assert client.get(url).status_code == 404, url
+    listing = client.get("/api/v1/fleet/bundles/")
+    assert listing.status_code == 200 and listing.json()["count"] == 0
+    fleet = client.get(reverse("fleet")).content.decode()
+    assert str(bundle.code) not in fleet and bundle.content_hash not in fleet
+
+
+@pytest.mark.parametrize("who", ["admin", "mlops", "viewer"])
+def test_org_wide_roles_read_bundles(client, users, feature, who):
+    make_routing()
+    bundle = services.bundle_publish(actor=None, note="v1", rollout=False)
+    client.force_login(users[who])
+    assert client.get(reverse("bundle-detail", args=[bundle.code])).status_code == 200
+    assert client.get(f"/api/v1/fleet/bundles/{bundle.code}/").status_code == 200
