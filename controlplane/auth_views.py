@@ -65,6 +65,11 @@ def _keys(request: HttpRequest) -> tuple[str, str]:
     return f"login-failures:{pair}", f"login-failures-address:{only_address}"
 
 
+def _throttle_key(request: HttpRequest) -> str:
+    """The per client address and username counter's cache key."""
+    return _keys(request)[0]
+
+
 def _throttled(request: HttpRequest) -> bool:
     pair, address = _keys(request)
     try:

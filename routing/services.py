@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from controlplane.fleet_services import decrypt_token, fleet_setting
 from controlplane.models import AuditAction, Feature, Proxy
+from controlplane.permissions import Action, can
 from controlplane.services import audit_record, audited_create, audited_update, snapshot
 from routing.compiler import compile_bundle
 from routing.engine import signing
@@ -89,6 +90,20 @@ PUSH_PATH = "/finops/v1/bundle"
 STATUS_PATH = "/finops/v1/status"
 
 
+def bundle_signed_document(document: dict[str, Any]) -> dict[str, Any]:
+    """The bundle as proxies receive it: signed with the control plane's Ed25519 key (push, pull, downloads)."""
+    from django.conf import settings
+
+    return signing.sign_bundle(document, signing.bundle_private_key(settings.FINOPS_BUNDLE_SIGNING_KEY))
+
+
+def bundle_public_key() -> str:
+    """The public half of the signing key: what every proxy needs in FINOPS_BUNDLE_PUBLIC_KEYS."""
+    from django.conf import settings
+
+    return signing.bundle_public_key_b64(signing.bundle_private_key(settings.FINOPS_BUNDLE_SIGNING_KEY))
+
+
 class BundleRejected(ValidationError):
     """A compiled bundle that failed validation; `errors` lists every problem in readable form."""
 
@@ -100,13 +115,32 @@ class BundleRejected(ValidationError):
 # --- deployments and policies ------------------------------------------------------------------
 
 
+ENDPOINT_FIELDS = ("api_base", "api_key_env")
+
+
+def _require_endpoint_right(actor: Any, changed: list[str]) -> None:
+    """Where a deployment sends which key is an admin decision: an MLOps edit could aim a key at any server."""
+    if not changed or actor is None or can(actor, Action.EDIT_ENDPOINTS):
+        return
+    raise ValidationError(
+        {
+            name: "Only an admin sets where a deployment sends its key (URL and key variable): ask an admin."
+            for name in changed
+        }
+    )
+
+
 @transaction.atomic
 def deployment_create(*, actor: Any, **values: Any) -> ModelDeployment:
+    _require_endpoint_right(actor, [name for name in ENDPOINT_FIELDS if values.get(name)])
     return audited_create(actor=actor, obj=ModelDeployment(), fields=DEPLOYMENT_FIELDS, values=values)
 
 
 @transaction.atomic
 def deployment_update(*, actor: Any, deployment: ModelDeployment, **values: Any) -> ModelDeployment:
+    stored = ModelDeployment.objects.get(pk=deployment.pk)  # a bound form already changed the instance
+    changed = [n for n in ENDPOINT_FIELDS if n in values and (values[n] or "") != (getattr(stored, n) or "")]
+    _require_endpoint_right(actor, changed)
     return audited_update(actor=actor, obj=deployment, fields=DEPLOYMENT_FIELDS, values=values)
 
 
@@ -296,13 +330,23 @@ class PushResult:
     error: str = ""
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the proxy's token to wherever it points: answer with the 3xx instead."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 def _http(method: str, url: str, token: str, body: bytes | None, timeout: float) -> tuple[int, Any, str]:
     request = urllib.request.Request(url, data=body, method=method)
     request.add_header("Authorization", f"Bearer {token}")
     if body is not None:
         request.add_header("Content-Type", "application/json; charset=utf-8")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - registered proxy URL
+        with _OPENER.open(request, timeout=timeout) as response:  # registered proxy URL, redirects refused
             raw = response.read()
             status = response.status
     except urllib.error.HTTPError as exc:
@@ -361,7 +405,7 @@ def _push_targets(rollout: Rollout, targets: list[RolloutTarget], bundle: Bundle
     """Push to every target in parallel threads; each result is written as soon as it arrives."""
     if not targets:
         return {}
-    body = canonical_json(bundle.document)
+    body = canonical_json(bundle_signed_document(bundle.document))
     now = timezone.now()
     RolloutTarget.objects.filter(pk__in=[t.pk for t in targets]).update(
         status=TargetStatus.PUSHING, started_at=now, error=""
