@@ -304,7 +304,11 @@ def compile_document(
         path = f"$.policies.{policy.feature.slug}"
         policies[policy.feature.slug] = policy_entry(policy, path, errors)
     keys = sorted(
-        (key_entry(k) for k in FeatureKey.objects.select_related("feature__team")),
+        # keys of inactive features leave the bundle: the proxy refuses them as unknown
+        (
+            key_entry(k)
+            for k in FeatureKey.objects.filter(feature__is_active=True).select_related("feature__team")
+        ),
         key=lambda k: k["key_hash"],
     )
     budgets = sorted(

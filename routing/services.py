@@ -33,8 +33,9 @@ from controlplane.models import AuditAction, Feature, Proxy
 from controlplane.permissions import Action, can
 from controlplane.services import audit_record, audited_create, audited_update, snapshot
 from routing.compiler import compile_bundle
+from routing.compiler import source_hash as compiler_source_hash
 from routing.engine import signing
-from routing.engine.bundle import canonical_json
+from routing.engine.bundle import canonical_json, content_hash, validate_bundle
 from routing.models import (
     RUNNING_STATUSES,
     Bundle,
@@ -193,7 +194,7 @@ def feature_key_create(
 
 @transaction.atomic
 def feature_key_revoke(*, actor: Any, key: FeatureKey) -> FeatureKey:
-    """Revoke a key; proxies refuse it once the next bundle is published."""
+    """Revoke a key and publish a revocation-only bundle at once, so a leaked key stops within a rollout."""
     if key.is_revoked:
         return key
     before = snapshot(key, KEY_FIELDS)
@@ -202,7 +203,73 @@ def feature_key_revoke(*, actor: Any, key: FeatureKey) -> FeatureKey:
     audit_record(
         actor=actor, action=AuditAction.REVOKE, obj=key, before=before, after=snapshot(key, KEY_FIELDS)
     )
+    try:
+        bundle_publish_revocations(actor=actor)
+    except ValidationError as exc:  # a rollout is running: revocations_sync (every minute) retries
+        log.warning("revocation of %s waits for the running rollout: %s", key.prefix, exc)
     return key
+
+
+def _unshipped_revocations(document: dict[str, Any]) -> set[str]:
+    """Hashes of revoked keys that the bundle still lets in."""
+    revoked = set(FeatureKey.objects.filter(revoked_at__isnull=False).values_list("key_hash", flat=True))
+    return {
+        k["key_hash"] for k in document.get("keys", []) if k["key_hash"] in revoked and not k.get("revoked")
+    }
+
+
+@transaction.atomic
+def bundle_publish_revocations(*, actor: Any, note: str = "") -> Bundle | None:
+    """Publish the latest bundle again with every revoked key flagged, and nothing else changed.
+
+    Revocation only narrows access, so it needs no publish right and ships none of the staged edits
+    that a full publish would. None when the latest bundle already refuses every revoked key."""
+    latest = Bundle.objects.select_for_update().order_by("-number").first()
+    if latest is None:
+        return None  # nothing published yet: the first publish carries the revocation
+    hashes = _unshipped_revocations(latest.document)
+    if not hashes:
+        return None
+    doc = {k: v for k, v in json.loads(json.dumps(latest.document)).items() if k != "content_hash"}
+    for entry in doc.get("keys", []):
+        if entry["key_hash"] in hashes:
+            entry["revoked"] = True
+    number = latest.number + 1
+    doc["version"] = f"v{number}"
+    doc["created_at"] = timezone.now().isoformat(timespec="seconds")
+    doc["content_hash"] = content_hash(doc)
+    errors = validate_bundle(doc)
+    if errors:
+        raise BundleRejected(errors)
+    note = note or f"revoke {len(hashes)} feature key(s) (revocation only, based on {latest.version})"
+    bundle = Bundle.objects.create(
+        number=number,
+        version=doc["version"],
+        content_hash=doc["content_hash"],
+        source_hash=compiler_source_hash(doc),
+        document=doc,
+        config_yaml=latest.config_yaml,
+        note=note,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    audit_record(
+        actor=actor,
+        action=AuditAction.PUBLISH,
+        obj=bundle,
+        after={"version": bundle.version, "content_hash": bundle.content_hash, "revoked_keys": len(hashes)},
+        note=note,
+    )
+    rollout_start(actor=actor, bundle=bundle, note=note, audit=False)
+    return bundle
+
+
+def revocations_sync() -> Bundle | None:
+    """The beat task's check: a revocation that could not roll out (a rollout was running) goes out now."""
+    try:
+        return bundle_publish_revocations(actor=None, note="revoked keys not yet in the fleet's bundle")
+    except ValidationError as exc:
+        log.info("revocations sync deferred: %s", exc)
+        return None
 
 
 # --- publish ---------------------------------------------------------------------------------------

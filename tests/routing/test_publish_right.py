@@ -96,3 +96,51 @@ def test_org_wide_mlops_still_publishes(feature, users, published):
     experiments.experiment_start(actor=users["mlops"], experiment=experiment)
     latest = Bundle.objects.order_by("-number").first()
     assert latest.number == 1 and latest.document["experiments"][0]["id"] == experiment.slug
+
+
+# --- item 12: revocation publishes at once ---------------------------------------------------------
+
+
+def test_revoke_publishes_a_revocation_only_bundle_and_rolls_it_out(
+    feature, users, django_capture_on_commit_callbacks
+):
+    from routing import services
+    from routing.models import RoutingPolicy
+
+    make_routing(actor=users["admin"])
+    key, _ = services.feature_key_create(actor=users["admin"], feature=feature, name="web")
+    first = services.bundle_publish(actor=users["admin"], note="with key", rollout=False)
+    services.policy_update(
+        actor=users["mlops"], policy=RoutingPolicy.objects.get(feature__isnull=True), threshold=Decimal("0.2")
+    )
+    services.feature_key_revoke(actor=users["admin"], key=key)
+    latest = Bundle.objects.order_by("-number").first()
+    assert latest.number == first.number + 1 and latest.rollouts.count() == 1
+    assert [k["revoked"] for k in latest.document["keys"]] == [True]
+    assert latest.document["policies"] == first.document["policies"]  # staged edits stay staged
+    assert services.revocations_sync() is None  # nothing left to ship
+
+
+def test_a_revocation_that_meets_a_running_rollout_goes_out_with_the_sync(feature, users):
+    from routing import services
+
+    make_routing(actor=users["admin"])
+    key, _ = services.feature_key_create(actor=users["admin"], feature=feature, name="web")
+    first = services.bundle_publish(actor=users["admin"], note="with key")  # its rollout stays pending here
+    services.feature_key_revoke(actor=users["admin"], key=key)
+    assert Bundle.objects.order_by("-number").first() == first  # blocked by the running rollout
+    Rollout.objects.update(status=RolloutStatus.SUCCEEDED)
+    shipped = services.revocations_sync()
+    assert shipped is not None and shipped.document["keys"][0]["revoked"] is True
+
+
+def test_inactive_features_keys_leave_the_bundle(feature, users):
+    from routing import services
+    from routing.compiler import compile_bundle
+
+    make_routing(actor=users["admin"])
+    services.feature_key_create(actor=users["admin"], feature=feature, name="web")
+    assert len(compile_bundle(version="v1").document["keys"]) == 1
+    feature.is_active = False
+    feature.save()
+    assert compile_bundle(version="v2").document["keys"] == []
