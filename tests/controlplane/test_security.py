@@ -223,3 +223,26 @@ def test_org_wide_roles_read_bundles(client, users, feature, who):
     client.force_login(users[who])
     assert client.get(reverse("bundle-detail", args=[bundle.code])).status_code == 200
     assert client.get(f"/api/v1/fleet/bundles/{bundle.code}/").status_code == 200
+
+
+def test_production_settings_refuse_to_start_without_a_bundle_signing_key():
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
+        "SECRET_KEY": "x" * 60,
+        "ALLOWED_HOSTS": "finops.example.com",
+        "DATABASE_URL": "sqlite:///:memory:",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "FINOPS_BUNDLE_SIGNING_KEY is not set" in result.stderr
