@@ -175,9 +175,19 @@ class _Echo:
         return value
 
 
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """Prefix a cell a spreadsheet would run as a formula with a quote, so it stays text."""
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
+    if isinstance(value, str):
+        return neutralise(value)
     if isinstance(value, datetime):
         return iso_utc(value)
     if isinstance(value, Decimal):

@@ -16,8 +16,6 @@ import hmac
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -32,6 +30,7 @@ from billing.budget_models import (
     NotificationChannel,
     NotificationStatus,
 )
+from controlplane import outbound
 from controlplane.models import Team
 
 log = logging.getLogger("finops.notifications")
@@ -91,9 +90,14 @@ def notifications_queue(*, alert: Alert, event: str) -> list[Notification]:
     return created
 
 
+def slack_escape(text: str) -> str:
+    """Slack's three control characters, so a feature name cannot write <!channel> or a disguised link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _text(alert: Alert, event: str) -> str:
     mark = "RESOLVED" if event == "resolved" else alert.get_severity_display().upper()
-    return f"[{mark}] {alert.title}\n{alert.message}"
+    return slack_escape(f"[{mark}] {alert.title}\n{alert.message}")
 
 
 def send_datadog(notification: Notification) -> None:
@@ -158,16 +162,16 @@ def send_webhook(notification: Notification) -> None:
         return
     body = webhook_payload(alert, notification.event)
     timestamp = str(int(time.time()))
-    request = urllib.request.Request(team.webhook_url, data=body, method="POST")  # noqa: S310 - team-configured URL
-    request.add_header("Content-Type", "application/json")
-    request.add_header("User-Agent", "finops-alerts/1")
-    request.add_header("X-FinOps-Timestamp", timestamp)
-    request.add_header("X-FinOps-Signature", sign(channel.webhook_secret, timestamp, body))
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:  # noqa: S310
-            response.read(1024)
-    except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"webhook answered HTTP {exc.code}") from exc
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "finops-alerts/1",
+        "X-FinOps-Timestamp": timestamp,
+        "X-FinOps-Signature": sign(channel.webhook_secret, timestamp, body),
+    }
+    # checked target, pinned address, no redirects: the URL is user input (controlplane.outbound)
+    result = outbound.post(team.webhook_url, body, headers=headers, timeout_s=WEBHOOK_TIMEOUT_S)
+    if result.status >= 400:
+        raise RuntimeError(f"webhook answered HTTP {result.status}")
 
 
 SENDERS = {NotificationChannel.DATADOG: send_datadog, NotificationChannel.WEBHOOK: send_webhook}

@@ -74,7 +74,10 @@ class FleetBundleView(APIView):
         if _etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), bundle.content_hash):
             response = HttpResponse(status=304)
         else:
-            response = HttpResponse(canonical_json(bundle.document), content_type="application/json")
+            from routing.services import bundle_signed_document
+
+            signed = bundle_signed_document(bundle.document)
+            response = HttpResponse(canonical_json(signed), content_type="application/json")
         response["ETag"] = etag
         response["Cache-Control"] = "no-cache"
         return response

@@ -28,6 +28,12 @@ def _viewer(request: HttpRequest) -> None:
         raise Http404("Not found")
 
 
+def _bundle_reader(request: HttpRequest) -> None:
+    """Bundles hold every team's slugs, key hashes and budgets: org-wide roles only (404 for the rest)."""
+    if not can(request.user, Action.VIEW_FLEET):
+        raise Http404("Not found")
+
+
 def _manager(request: HttpRequest) -> None:
     _viewer(request)
     if not can(request.user, Action.MANAGE_FLEET):
@@ -65,6 +71,7 @@ def fleet_page(request: HttpRequest) -> HttpResponse:
         "any_running": any(r.is_running for r in rollouts),
         "form": form,
         "may_manage": can(request.user, Action.MANAGE_FLEET),
+        "may_read_bundles": can(request.user, Action.VIEW_FLEET),
     }
     if request.htmx and request.GET.get("fragment") == "live":
         return render(request, "controlplane/fleet_live.html", context)
@@ -124,7 +131,7 @@ def rollout_detail(request: HttpRequest, code: str) -> HttpResponse:
 @login_required
 @require_GET
 def bundle_list(request: HttpRequest) -> HttpResponse:
-    _viewer(request)
+    _bundle_reader(request)
     bundles = Bundle.objects.select_related("created_by")[:100]
     return render(request, "controlplane/fleet_bundles.html", {"bundles": bundles})
 
@@ -132,7 +139,7 @@ def bundle_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def bundle_detail(request: HttpRequest, code: str) -> HttpResponse:
-    _viewer(request)
+    _bundle_reader(request)
     bundle = _get(Bundle, code)
     against_code = request.GET.get("against")
     if against_code:

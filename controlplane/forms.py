@@ -12,9 +12,25 @@ from controlplane.models import Feature, Team
 
 
 class TeamForm(forms.ModelForm):
+    """Team settings; the webhook URL is a secret: never shown back, left empty to keep the current one."""
+
     webhook_url = forms.URLField(
-        required=False, assume_scheme="https", help_text="Slack-compatible webhook for alerts."
+        required=False,
+        assume_scheme="https",
+        help_text="Slack-compatible webhook for alerts. Write-only: it is never shown again.",
     )
+    remove_webhook = forms.BooleanField(required=False, label="Remove the webhook")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial.pop("webhook_url", None)  # a secret is never rendered back into the page
+        if self.instance.pk and self.instance.webhook_url:
+            self.fields[
+                "webhook_url"
+            ].help_text = "A webhook is set. Leave empty to keep it, type a new URL to replace it."
+            self.fields["webhook_url"].widget.attrs["placeholder"] = "(set — hidden)"
+        else:
+            del self.fields["remove_webhook"]
 
     class Meta:
         model = Team
@@ -28,6 +44,14 @@ class TeamForm(forms.ModelForm):
                 f"“{value}” is not a time zone name: use one such as UTC or Europe/Berlin."
             )
         return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.pop("remove_webhook", False):
+            data["webhook_url"] = ""
+        elif not data.get("webhook_url") and self.instance.pk:
+            data["webhook_url"] = Team.objects.get(pk=self.instance.pk).webhook_url
+        return data
 
 
 class FeatureForm(forms.ModelForm):

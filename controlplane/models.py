@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -43,6 +44,15 @@ class Team(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from controlplane.outbound import url_problem
+
+        problem = url_problem(self.webhook_url) if self.webhook_url else None
+        if problem:
+            raise ValidationError(
+                {"webhook_url": f"This webhook URL is refused: {problem}. Use a public http(s) endpoint."}
+            )
 
 
 class Feature(TimeStampedModel):

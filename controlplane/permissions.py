@@ -22,8 +22,10 @@ class Action(StrEnum):
     MANAGE_FEATURES = "manage_features"  # create and edit features of a team
     EDIT_BUDGET = "edit_budget"
     EDIT_ROUTING = "edit_routing"  # deployments, policies
+    EDIT_ENDPOINTS = "edit_endpoints"  # a deployment's api_base and key variable: where a provider key goes
     EDIT_EXPERIMENTS = "edit_experiments"
     MANAGE_FLEET = "manage_fleet"  # proxies, publish, rollout, rollback
+    VIEW_FLEET = "view_fleet"  # read bundles: every team's slugs, key hashes, budgets, experiments
     MANAGE_KEYS = "manage_keys"
     MANAGE_MEMBERS = "manage_members"
     ACK_ALERTS = "ack_alerts"
@@ -35,15 +37,25 @@ GRANTS: dict[Action, frozenset[str]] = {
     Action.MANAGE_FEATURES: frozenset({Role.ADMIN, Role.PM}),
     Action.EDIT_BUDGET: frozenset({Role.ADMIN, Role.PM}),
     Action.EDIT_ROUTING: frozenset({Role.ADMIN, Role.MLOPS}),
+    Action.EDIT_ENDPOINTS: frozenset({Role.ADMIN}),
     Action.EDIT_EXPERIMENTS: frozenset({Role.ADMIN, Role.MLOPS}),
     Action.MANAGE_FLEET: frozenset({Role.ADMIN, Role.MLOPS}),
+    Action.VIEW_FLEET: frozenset(Role.values),  # any role, but org-wide only (ORG_ONLY)
     Action.MANAGE_KEYS: frozenset({Role.ADMIN}),
     Action.MANAGE_MEMBERS: frozenset({Role.ADMIN}),
     Action.ACK_ALERTS: frozenset({Role.ADMIN, Role.PM, Role.MLOPS}),
 }
 
 # Actions on things that belong to no team (fleet, org-wide policy, teams themselves) need an org-wide role.
-ORG_ONLY = frozenset({Action.MANAGE_TEAMS, Action.MANAGE_FLEET, Action.MANAGE_MEMBERS})
+ORG_ONLY = frozenset(
+    {
+        Action.MANAGE_TEAMS,
+        Action.MANAGE_FLEET,
+        Action.VIEW_FLEET,
+        Action.EDIT_ENDPOINTS,
+        Action.MANAGE_MEMBERS,
+    }
+)
 
 User = AbstractBaseUser | AnonymousUser
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -51,6 +52,32 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[
     return changed
 
 
+SECRET_FIELDS = frozenset({"webhook_url"})  # recorded as changed, never with their value
+
+
+def mask_secret(value: Any) -> Any:
+    """What the audit log keeps of a secret URL: scheme and host, and a short fingerprint to tell versions apart."""
+    if not value:
+        return value
+    text = str(value)
+    scheme, _, rest = text.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1] if rest else ""
+    fingerprint = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return (
+        f"{scheme}://{host}/… (hidden, fingerprint {fingerprint})"
+        if host
+        else f"(hidden, fingerprint {fingerprint})"
+    )
+
+
+def masked_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """`diff` with the values of secret fields replaced by their masked form."""
+    changes = diff(before, after)
+    for name in SECRET_FIELDS & changes.keys():
+        changes[name] = [mask_secret(v) for v in changes[name]]
+    return changes
+
+
 def audit_record(
     *,
     actor: Any,
@@ -71,7 +98,7 @@ def audit_record(
         object_id=str(obj.pk),
         object_repr=str(obj)[:200],
         team_id=team_id,
-        changes=diff(before or {}, after or {}),
+        changes=masked_diff(before or {}, after or {}),
         note=note,
         request_id=current_request_id.get(),
     )

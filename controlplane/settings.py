@@ -36,6 +36,22 @@ if not SECRET_KEY:
             "or set DEBUG=true for local development"
         )
 
+# Ed25519 seed the control plane signs bundles with; proxies trust its public key (docs/security.md).
+FINOPS_BUNDLE_SIGNING_KEY = env_secret("FINOPS_BUNDLE_SIGNING_KEY")
+if not FINOPS_BUNDLE_SIGNING_KEY:
+    if DEBUG or TESTING:
+        from routing.engine.signing import DEV_BUNDLE_SIGNING_SEED
+
+        FINOPS_BUNDLE_SIGNING_KEY = (
+            DEV_BUNDLE_SIGNING_SEED  # a published dev key: never outside DEBUG and tests
+        )
+    else:
+        raise ImproperlyConfigured(
+            "FINOPS_BUNDLE_SIGNING_KEY is not set: run `python -m routing.engine.signing new-key`, set the "
+            "key here (or FINOPS_BUNDLE_SIGNING_KEY_FILE) and its public half as FINOPS_BUNDLE_PUBLIC_KEYS "
+            "on every proxy, or set DEBUG=true for local development"
+        )
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if (DEBUG or TESTING) else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -271,6 +287,12 @@ FLEET_CANARY_WINDOW_S = env_float("FLEET_CANARY_WINDOW_S", 3.0)
 FLEET_PUSH_TIMEOUT_S = env_float("FLEET_PUSH_TIMEOUT_S", 5.0)
 FLEET_PUSH_ATTEMPTS = env_int("FLEET_PUSH_ATTEMPTS", 3)
 FLEET_PUSH_BACKOFF_S = env_float("FLEET_PUSH_BACKOFF_S", 0.5)
+
+# Reverse proxies in front of us (IPs or CIDRs): only their X-Forwarded-For is believed (login throttle).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+
+# Alert webhooks: never to link-local/private/metadata addresses; loopback only where a test or DEBUG says so.
+WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", DEBUG or TESTING)
 
 # Alerts (defaults; per-feature overrides live on the feature's alert settings)
 ALERT_FALLBACK_THRESHOLD = env_str("ALERT_FALLBACK_THRESHOLD", "0.20")

@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from controlplane import views
 from controlplane.api.urls import router
-from controlplane.auth_views import ThrottledLoginView
+from controlplane.auth_views import ThrottledLoginView, throttled_login
 
 PENDING: dict[str, tuple[str, str]] = {}
 
@@ -28,6 +28,9 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "admin/login/", throttled_login(admin.site.login)
+    ),  # before admin.site.urls: same throttle as /login/
     path("admin/", admin.site.urls),
 ]
 urlpatterns += [

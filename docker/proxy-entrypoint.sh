@@ -7,6 +7,7 @@ set -eu
 if [ -n "${FINOPS_CONTROL_PLANE_URL:-}" ]; then
   : "${FINOPS_PROXY_TOKEN:?set FINOPS_PROXY_TOKEN (register the proxy on the Fleet page) or unset FINOPS_CONTROL_PLANE_URL}"
 fi
+: "${FINOPS_BUNDLE_PUBLIC_KEYS:?set FINOPS_BUNDLE_PUBLIC_KEYS to the control plane's bundle public key: unsigned bundles are never applied}"
 # The control plane's settings may come from the same env file: LiteLLM would treat DATABASE_URL as its own
 # Prisma database and fail to start, and the proxy needs neither Postgres nor Redis.
 unset DATABASE_URL DIRECT_URL REDIS_URL CELERY_BROKER_URL

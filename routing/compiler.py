@@ -306,7 +306,11 @@ def compile_document(
         path = f"$.policies.{policy.feature.slug}"
         policies[policy.feature.slug] = policy_entry(policy, path, errors)
     keys = sorted(
-        (key_entry(k) for k in FeatureKey.objects.select_related("feature__team")),
+        # keys of inactive features leave the bundle: the proxy refuses them as unknown
+        (
+            key_entry(k)
+            for k in FeatureKey.objects.filter(feature__is_active=True).select_related("feature__team")
+        ),
         key=lambda k: k["key_hash"],
     )
     budgets = sorted(
@@ -369,7 +373,17 @@ def compile_bundle(
 
 # --- diff -------------------------------------------------------------------------------------------
 
-IGNORED_IN_DIFF = {"content_hash", "created_at"}
+IGNORED_IN_DIFF = {"content_hash", "created_at", "signature"}
+ENDPOINT_FIELDS = ("api_base", "api_key")  # where a deployment sends which secret
+
+
+def _touches_endpoint(path: str, kind: str, before: Any, after: Any) -> bool:
+    if not path.startswith("$.deployments"):
+        return False
+    if path.endswith(tuple(f".{name}" for name in ENDPOINT_FIELDS)):
+        return True
+    whole = after if kind == "added" else before if kind == "removed" else None
+    return isinstance(whole, dict) and any(whole.get(name) for name in ENDPOINT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -378,6 +392,10 @@ class Change:
     kind: str  # added, removed, changed
     before: Any = None
     after: Any = None
+    endpoint: bool = False  # changes where a provider key is sent: reviewed with extra care (admin only)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "endpoint", _touches_endpoint(self.path, self.kind, self.before, self.after))
 
 
 def _identity(item: Any) -> str | None:

@@ -206,6 +206,7 @@ def experiment_detail(request: HttpRequest, code: Any) -> HttpResponse:
         "verdict": analysis.get("verdict", {}),
         "min_samples": MIN_SAMPLES,
         "may_edit": can(request.user, Action.EDIT_EXPERIMENTS, experiment.feature),
+        "may_publish": experiments.may_publish(request.user),
         "arms_figure": charts.experiment_arms_figure(analysis.get("arms", [])),
         "cost_figure": charts.experiment_differences_figure(
             comparisons, metric="cost_per_request", title="Cost per request: arm − control (USD)"
@@ -230,20 +231,32 @@ def experiment_action(request: HttpRequest, code: Any, action: str) -> HttpRespo
     try:
         if action == "start":
             experiments.experiment_start(actor=request.user, experiment=experiment)
-            messages.success(request, "Started: the new bundle is rolling out to the proxies.")
+            if experiments.may_publish(request.user):
+                messages.success(request, "Started: the new bundle is rolling out to the proxies.")
+            else:
+                messages.warning(request, "Started. " + experiments.WAITS_FOR_PUBLISHER)
         elif action == "stop":
             experiments.experiment_stop(
                 actor=request.user, experiment=experiment, reason=request.POST.get("reason", "")
             )
-            messages.success(request, "Stopped: the feature is back on its policy threshold.")
+            if experiments.may_publish(request.user):
+                messages.success(request, "Stopped: the feature is back on its policy threshold.")
+            else:
+                messages.warning(request, "Stopped. " + experiments.WAITS_FOR_PUBLISHER)
         elif action == "promote":
             arm = experiment.arms.filter(name=request.POST.get("arm", "")).first()
             if arm is None:
                 raise ValidationError("Pick the arm to ship.")
             bundle = experiments.experiment_promote(actor=request.user, experiment=experiment, arm=arm)
-            messages.success(
-                request, f"Shipped arm {arm.name}: threshold {arm.threshold} is live in {bundle.version}."
-            )
+            if bundle is None:
+                messages.warning(
+                    request,
+                    f"Arm {arm.name} set as the feature's threshold. " + experiments.WAITS_FOR_PUBLISHER,
+                )
+            else:
+                messages.success(
+                    request, f"Shipped arm {arm.name}: threshold {arm.threshold} is live in {bundle.version}."
+                )
         else:
             raise Http404("No such action")
     except ValidationError as exc:
@@ -342,6 +355,7 @@ def whatif_page(request: HttpRequest, code: Any) -> HttpResponse:
         "days": days,
         "windows": WINDOWS,
         "may_edit": may_edit,
+        "may_publish": experiments.may_publish(request.user),
         "figure": charts.whatif_figure(
             [p.as_dict() for p in result.points], current=current, selected=selected
         )

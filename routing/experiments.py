@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from controlplane.models import AuditAction, Feature
+from controlplane.permissions import Action, can
 from controlplane.services import audit_record, snapshot
 from routing import services as routing_services
 from routing.engine import signing
@@ -185,7 +186,21 @@ def bundle_experiments() -> list[dict[str, Any]]:
     ]
 
 
-def _publish(*, actor: Any, note: str) -> Bundle:
+WAITS_FOR_PUBLISHER = (
+    "Saved, not published: publishing ships the whole organisation's staged changes, so it needs an "
+    "org-wide MLOps engineer or admin. It reaches the proxies with their next publish."
+)
+
+
+def may_publish(actor: Any) -> bool:
+    """The org-level publish right (None: the system itself, e.g. a guardrail stop)."""
+    return actor is None or can(actor, Action.MANAGE_FLEET)
+
+
+def _publish(*, actor: Any, note: str) -> Bundle | None:
+    """Publish for a publisher; for a team-scoped user the change stays staged (None) for one."""
+    if not may_publish(actor):
+        return None
     return routing_services.bundle_publish(actor=actor, note=note)
 
 
@@ -262,7 +277,7 @@ def _feature_policy_set_threshold(*, actor: Any, feature: Feature, threshold: De
 
 
 @transaction.atomic
-def experiment_promote(*, actor: Any, experiment: Experiment, arm: ExperimentArm) -> Bundle:
+def experiment_promote(*, actor: Any, experiment: Experiment, arm: ExperimentArm) -> Bundle | None:
     """Ship an arm: the feature's policy takes its threshold, the experiment ends, a bundle is published."""
     experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
     if arm.experiment_id != experiment.pk:
@@ -399,6 +414,8 @@ def experiments_bundle_sync() -> Bundle | None:
     shipped = sorted(latest.document.get("experiments") or [], key=lambda e: str(e.get("id")))
     if wanted == shipped:
         return None
+    if all(e in wanted for e in shipped):
+        return None  # only starts are waiting: those wait for a publisher, the system ships only stops
     try:
         return _publish(actor=None, note="experiments changed since the last bundle")
     except ValidationError as exc:
@@ -465,6 +482,11 @@ def threshold_draft_publish(*, actor: Any, draft: ThresholdDraft) -> Bundle:
     draft = ThresholdDraft.objects.select_for_update().get(pk=draft.pk)
     if draft.status != ThresholdDraftStatus.DRAFT:
         raise ValidationError(f"This draft is already {draft.get_status_display().lower()}.")
+    if not may_publish(actor):
+        raise ValidationError(
+            "This draft waits for an org-wide MLOps engineer or admin: publishing ships the whole "
+            "organisation's staged changes, which needs the org-level publish right."
+        )
     if Experiment.objects.filter(feature=draft.feature, status=ExperimentStatus.RUNNING).exists():
         raise ValidationError(
             "An experiment is running on this feature: stop or ship it before changing the threshold."
@@ -473,6 +495,7 @@ def threshold_draft_publish(*, actor: Any, draft: ThresholdDraft) -> Bundle:
     bundle = _publish(
         actor=actor, note=f"threshold {draft.threshold} for {draft.feature.slug} (what-if draft)"
     )
+    assert bundle is not None  # may_publish was checked above
     draft.status, draft.bundle_version = ThresholdDraftStatus.PUBLISHED, bundle.version
     draft.save(update_fields=["status", "bundle_version", "updated_at"])
     audit_record(

@@ -14,3 +14,8 @@ BEAT_SCHEDULE["routing-experiments-evaluate"] = {
     "schedule": crontab(minute="*"),  # guardrails: a harmful arm stops within a minute
     "options": {"expires": 50},
 }
+BEAT_SCHEDULE["routing-revocations-sync"] = {
+    "task": "routing.tasks.revocations_sync",
+    "schedule": crontab(minute="*"),  # a revocation that met a running rollout goes out within a minute
+    "options": {"expires": 50},
+}

@@ -30,10 +30,12 @@ from django.utils import timezone
 
 from controlplane.fleet_services import decrypt_token, fleet_setting
 from controlplane.models import AuditAction, Feature, Proxy
+from controlplane.permissions import Action, can
 from controlplane.services import audit_record, audited_create, audited_update, snapshot
 from routing.compiler import compile_bundle
+from routing.compiler import source_hash as compiler_source_hash
 from routing.engine import signing
-from routing.engine.bundle import canonical_json
+from routing.engine.bundle import canonical_json, content_hash, validate_bundle
 from routing.models import (
     RUNNING_STATUSES,
     Bundle,
@@ -89,6 +91,20 @@ PUSH_PATH = "/finops/v1/bundle"
 STATUS_PATH = "/finops/v1/status"
 
 
+def bundle_signed_document(document: dict[str, Any]) -> dict[str, Any]:
+    """The bundle as proxies receive it: signed with the control plane's Ed25519 key (push, pull, downloads)."""
+    from django.conf import settings
+
+    return signing.sign_bundle(document, signing.bundle_private_key(settings.FINOPS_BUNDLE_SIGNING_KEY))
+
+
+def bundle_public_key() -> str:
+    """The public half of the signing key: what every proxy needs in FINOPS_BUNDLE_PUBLIC_KEYS."""
+    from django.conf import settings
+
+    return signing.bundle_public_key_b64(signing.bundle_private_key(settings.FINOPS_BUNDLE_SIGNING_KEY))
+
+
 class BundleRejected(ValidationError):
     """A compiled bundle that failed validation; `errors` lists every problem in readable form."""
 
@@ -100,13 +116,32 @@ class BundleRejected(ValidationError):
 # --- deployments and policies ------------------------------------------------------------------
 
 
+ENDPOINT_FIELDS = ("api_base", "api_key_env")
+
+
+def _require_endpoint_right(actor: Any, changed: list[str]) -> None:
+    """Where a deployment sends which key is an admin decision: an MLOps edit could aim a key at any server."""
+    if not changed or actor is None or can(actor, Action.EDIT_ENDPOINTS):
+        return
+    raise ValidationError(
+        {
+            name: "Only an admin sets where a deployment sends its key (URL and key variable): ask an admin."
+            for name in changed
+        }
+    )
+
+
 @transaction.atomic
 def deployment_create(*, actor: Any, **values: Any) -> ModelDeployment:
+    _require_endpoint_right(actor, [name for name in ENDPOINT_FIELDS if values.get(name)])
     return audited_create(actor=actor, obj=ModelDeployment(), fields=DEPLOYMENT_FIELDS, values=values)
 
 
 @transaction.atomic
 def deployment_update(*, actor: Any, deployment: ModelDeployment, **values: Any) -> ModelDeployment:
+    stored = ModelDeployment.objects.get(pk=deployment.pk)  # a bound form already changed the instance
+    changed = [n for n in ENDPOINT_FIELDS if n in values and (values[n] or "") != (getattr(stored, n) or "")]
+    _require_endpoint_right(actor, changed)
     return audited_update(actor=actor, obj=deployment, fields=DEPLOYMENT_FIELDS, values=values)
 
 
@@ -159,7 +194,7 @@ def feature_key_create(
 
 @transaction.atomic
 def feature_key_revoke(*, actor: Any, key: FeatureKey) -> FeatureKey:
-    """Revoke a key; proxies refuse it once the next bundle is published."""
+    """Revoke a key and publish a revocation-only bundle at once, so a leaked key stops within a rollout."""
     if key.is_revoked:
         return key
     before = snapshot(key, KEY_FIELDS)
@@ -168,7 +203,73 @@ def feature_key_revoke(*, actor: Any, key: FeatureKey) -> FeatureKey:
     audit_record(
         actor=actor, action=AuditAction.REVOKE, obj=key, before=before, after=snapshot(key, KEY_FIELDS)
     )
+    try:
+        bundle_publish_revocations(actor=actor)
+    except ValidationError as exc:  # a rollout is running: revocations_sync (every minute) retries
+        log.warning("revocation of %s waits for the running rollout: %s", key.prefix, exc)
     return key
+
+
+def _unshipped_revocations(document: dict[str, Any]) -> set[str]:
+    """Hashes of revoked keys that the bundle still lets in."""
+    revoked = set(FeatureKey.objects.filter(revoked_at__isnull=False).values_list("key_hash", flat=True))
+    return {
+        k["key_hash"] for k in document.get("keys", []) if k["key_hash"] in revoked and not k.get("revoked")
+    }
+
+
+@transaction.atomic
+def bundle_publish_revocations(*, actor: Any, note: str = "") -> Bundle | None:
+    """Publish the latest bundle again with every revoked key flagged, and nothing else changed.
+
+    Revocation only narrows access, so it needs no publish right and ships none of the staged edits
+    that a full publish would. None when the latest bundle already refuses every revoked key."""
+    latest = Bundle.objects.select_for_update().order_by("-number").first()
+    if latest is None:
+        return None  # nothing published yet: the first publish carries the revocation
+    hashes = _unshipped_revocations(latest.document)
+    if not hashes:
+        return None
+    doc = {k: v for k, v in json.loads(json.dumps(latest.document)).items() if k != "content_hash"}
+    for entry in doc.get("keys", []):
+        if entry["key_hash"] in hashes:
+            entry["revoked"] = True
+    number = latest.number + 1
+    doc["version"] = f"v{number}"
+    doc["created_at"] = timezone.now().isoformat(timespec="seconds")
+    doc["content_hash"] = content_hash(doc)
+    errors = validate_bundle(doc)
+    if errors:
+        raise BundleRejected(errors)
+    note = note or f"revoke {len(hashes)} feature key(s) (revocation only, based on {latest.version})"
+    bundle = Bundle.objects.create(
+        number=number,
+        version=doc["version"],
+        content_hash=doc["content_hash"],
+        source_hash=compiler_source_hash(doc),
+        document=doc,
+        config_yaml=latest.config_yaml,
+        note=note,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    audit_record(
+        actor=actor,
+        action=AuditAction.PUBLISH,
+        obj=bundle,
+        after={"version": bundle.version, "content_hash": bundle.content_hash, "revoked_keys": len(hashes)},
+        note=note,
+    )
+    rollout_start(actor=actor, bundle=bundle, note=note, audit=False)
+    return bundle
+
+
+def revocations_sync() -> Bundle | None:
+    """The beat task's check: a revocation that could not roll out (a rollout was running) goes out now."""
+    try:
+        return bundle_publish_revocations(actor=None, note="revoked keys not yet in the fleet's bundle")
+    except ValidationError as exc:
+        log.info("revocations sync deferred: %s", exc)
+        return None
 
 
 # --- publish ---------------------------------------------------------------------------------------
@@ -296,13 +397,23 @@ class PushResult:
     error: str = ""
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the proxy's token to wherever it points: answer with the 3xx instead."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 def _http(method: str, url: str, token: str, body: bytes | None, timeout: float) -> tuple[int, Any, str]:
     request = urllib.request.Request(url, data=body, method=method)
     request.add_header("Authorization", f"Bearer {token}")
     if body is not None:
         request.add_header("Content-Type", "application/json; charset=utf-8")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - registered proxy URL
+        with _OPENER.open(request, timeout=timeout) as response:  # registered proxy URL, redirects refused
             raw = response.read()
             status = response.status
     except urllib.error.HTTPError as exc:
@@ -361,7 +472,7 @@ def _push_targets(rollout: Rollout, targets: list[RolloutTarget], bundle: Bundle
     """Push to every target in parallel threads; each result is written as soon as it arrives."""
     if not targets:
         return {}
-    body = canonical_json(bundle.document)
+    body = canonical_json(bundle_signed_document(bundle.document))
     now = timezone.now()
     RolloutTarget.objects.filter(pk__in=[t.pk for t in targets]).update(
         status=TargetStatus.PUSHING, started_at=now, error=""

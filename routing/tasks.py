@@ -22,4 +22,10 @@ def rollout_reap() -> None:
     services.rollout_reap()
 
 
+@shared_task(ignore_result=True)
+def revocations_sync() -> None:
+    """Ship revoked keys that did not reach the fleet's bundle yet (their publish met a running rollout)."""
+    services.revocations_sync()
+
+
 from routing.experiment_tasks import *  # noqa: E402,F403

@@ -18,6 +18,10 @@ def _as_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
 
 
 class TeamSerializer(serializers.ModelSerializer):
+    has_webhook = serializers.SerializerMethodField(
+        help_text="Whether an alert webhook is set (its URL is write-only)."
+    )
+
     class Meta:
         model = Team
         fields = [
@@ -27,10 +31,15 @@ class TeamSerializer(serializers.ModelSerializer):
             "description",
             "timezone",
             "webhook_url",
+            "has_webhook",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["code", "created_at", "updated_at"]
+        extra_kwargs = {"webhook_url": {"write_only": True}}  # a secret: anyone holding it can post as us
+
+    def get_has_webhook(self, team: Team) -> bool:
+        return bool(team.webhook_url)
 
 
 class FeatureSerializer(serializers.ModelSerializer):

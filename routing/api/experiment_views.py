@@ -190,7 +190,11 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             lambda: experiments.experiment_promote(actor=request.user, experiment=experiment, arm=arm)
         )
         return Response(
-            {"bundle": bundle.version, **self.get_serializer(Experiment.objects.get(pk=experiment.pk)).data}
+            {
+                "bundle": bundle.version if bundle else None,
+                "published": bundle is not None,  # False: waits for an org-wide publisher
+                **self.get_serializer(Experiment.objects.get(pk=experiment.pk)).data,
+            }
         )
 
     @action(detail=True, methods=["get"])

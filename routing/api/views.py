@@ -184,7 +184,9 @@ class BundleViewSet(OrgScoped, viewsets.ReadOnlyModelViewSet):
     lookup_field = "code"
 
     def get_queryset(self) -> QuerySet[Bundle]:
-        return self.visible(Bundle.objects.select_related("created_by"))
+        bundles = Bundle.objects.select_related("created_by")
+        # every team's slugs, key hashes and budgets: org-wide roles only
+        return bundles if can(self.request.user, Action.VIEW_FLEET) else bundles.none()
 
     def get_serializer_class(self) -> Any:
         return BundleDetailSerializer if self.action == "retrieve" else BundleSerializer

@@ -29,6 +29,7 @@ from routing.engine.bundle import content_hash, with_content_hash
 from routing.engine.spend import FieldError, parse_spend_items
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TEST_KEY_ENVS = "FINOPS_TEST_UPSTREAM_KEY"  # what test bundles name; proxies allow only these by default
 MASTER_KEY = "sk-" + secrets.token_hex(24)  # per test run: the proxy refuses to start without one
 
 
@@ -304,6 +305,8 @@ class ProxyProcess:
             "CELERY_BROKER_URL",
         }
         env = {k: v for k, v in os.environ.items() if k not in dropped}
+        env.setdefault("FINOPS_BUNDLE_PUBLIC_KEYS", dev_public_key())
+        env.setdefault("FINOPS_ALLOWED_KEY_ENVS", TEST_KEY_ENVS)
         env.update(
             {
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",
@@ -392,6 +395,16 @@ class ProxyProcess:
         return body
 
 
+def dev_public_key() -> str:
+    """Public half of the published development signing key (tests and DEBUG only)."""
+    return signing.bundle_public_key_b64(signing.bundle_private_key(signing.DEV_BUNDLE_SIGNING_SEED))
+
+
+def dev_signed(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` signed with the development key, as a DEBUG/test control plane would serve it."""
+    return signing.sign_bundle(doc, signing.bundle_private_key(signing.DEV_BUNDLE_SIGNING_SEED))
+
+
 def sample_bundle(
     *,
     small_base: str,
@@ -449,7 +462,7 @@ def sample_bundle(
         ],
         "shipping": {"batch_size": 50, "interval_ms": 200, "max_spool_records": 100000},
     }
-    return with_content_hash(doc)
+    return dev_signed(with_content_hash(doc))
 
 
 def rehash(doc: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -457,12 +470,14 @@ def rehash(doc: dict[str, Any], **changes: Any) -> dict[str, Any]:
     out = json.loads(json.dumps(doc))
     out.update(changes)
     out["content_hash"] = content_hash(out)
-    return out
+    return dev_signed(out)
 
 
 __all__ = [
     "ControlPlaneDouble",
     "ProxyProcess",
+    "dev_public_key",
+    "dev_signed",
     "free_port",
     "http_json",
     "rehash",

@@ -49,6 +49,7 @@ _TOP_LEVEL = {
     "keys",
     "attribution",
     "shipping",
+    "signature",  # Ed25519 over the content hash (routing.engine.signing); not part of the hash
 }
 
 
@@ -66,8 +67,8 @@ def canonical_json(doc: Any) -> bytes:
 
 
 def content_hash(doc: dict[str, Any]) -> str:
-    """sha256 hex of the canonical JSON of the bundle without its `content_hash` field."""
-    body = {k: v for k, v in doc.items() if k != "content_hash"}
+    """sha256 hex of the canonical JSON of the bundle without its `content_hash` and `signature` fields."""
+    body = {k: v for k, v in doc.items() if k not in ("content_hash", "signature")}
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
@@ -494,6 +495,8 @@ def validate_bundle(doc: Any) -> list[str]:
         )
     if bundle.get("created_at") is not None:
         c.moment(bundle["created_at"], "$.created_at")
+    if "signature" in bundle:
+        c.text(bundle["signature"], "$.signature", max_len=200)
 
     groups = _check_deployments(c, bundle.get("deployments"))
 

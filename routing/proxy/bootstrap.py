@@ -85,6 +85,24 @@ def litellm_config(bundle: Bundle, *, allowed_fails: int = 2, cooldown_s: int = 
     }
 
 
+def _trust_problems(doc: dict[str, Any]) -> list[str]:
+    """The runtime's signature and key-variable checks, where the proxy's environment sets them up."""
+    import os
+
+    from routing.engine import signing
+    from routing.proxy.runtime import key_env_errors
+    from routing.proxy.settings import allowed_key_envs
+
+    problems: list[str] = []
+    keys_text = os.environ.get("FINOPS_BUNDLE_PUBLIC_KEYS", "").strip()
+    if keys_text:
+        problem = signing.bundle_signature_problem(doc, signing.bundle_public_keys(keys_text))
+        problems += [problem] if problem else []
+    if "FINOPS_ALLOWED_KEY_ENVS" in os.environ:
+        problems += key_env_errors(doc, allowed_key_envs(os.environ["FINOPS_ALLOWED_KEY_ENVS"]))
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write a stock LiteLLM config that loads the FinOps plugin.")
     parser.add_argument("--bundle", required=True, help="bundle JSON file (validated first)")
@@ -103,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (OSError, json.JSONDecodeError) as exc:
         print(f"cannot read bundle {args.bundle}: {exc}")
+        return 2
+    problems = _trust_problems(bundle.document)
+    if problems:
+        for problem in problems:
+            print(f"bundle refused: {problem}")
         return 2
     config = litellm_config(bundle, allowed_fails=args.allowed_fails, cooldown_s=args.cooldown_s)
     out = Path(args.out)

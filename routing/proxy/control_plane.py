@@ -29,6 +29,16 @@ class Reply:
     error: str = ""
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: it would carry the proxy token (and signed spend) to another host."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 class ControlPlaneClient:
     def __init__(self, base_url: str, proxy_token: str, *, timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -50,12 +60,17 @@ class ControlPlaneClient:
         for name, value in (headers or {}).items():
             request.add_header(name, value)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 - configured URL
+            with _OPENER.open(request, timeout=self.timeout_s) as response:  # configured URL, no redirects
                 raw = response.read()
                 return Reply(response.status, _json_or_text(raw), dict(response.headers.items()))
         except urllib.error.HTTPError as exc:
             raw = exc.read() if exc.fp is not None else b""
-            return Reply(exc.code, _json_or_text(raw), dict(exc.headers.items()) if exc.headers else {})
+            headers = dict(exc.headers.items()) if exc.headers else {}
+            if 300 <= exc.code < 400:
+                return Reply(
+                    exc.code, None, headers, error=f"redirect to {headers.get('Location', '?')!r} refused"
+                )
+            return Reply(exc.code, _json_or_text(raw), headers)
         except (OSError, ValueError) as exc:
             return Reply(0, None, {}, error=f"{type(exc).__name__}: {exc}")
 

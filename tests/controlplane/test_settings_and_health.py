@@ -13,6 +13,7 @@ PROD_ENV = {
     "DJANGO_SETTINGS_MODULE": "controlplane.settings",
     "ALLOWED_HOSTS": "finops.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://finops.example.com",
+    "FINOPS_BUNDLE_SIGNING_KEY": "i13fCfuyn7arXbnFL75s9MoaLf/Jny1AsPBffud6Mas=",  # throwaway test key
 }
 
 

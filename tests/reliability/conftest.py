@@ -245,7 +245,7 @@ def fleet(django_db_setup, django_db_blocker, tmp_path_factory):
             for i, (port, token) in enumerate(tokens):
                 proxies.append(
                     IsolatedProxy(
-                        bundle.document,
+                        services.bundle_signed_document(bundle.document),
                         workdir / f"proxy-{i}",
                         proxy_token=token,
                         control_plane_url=server.url,

@@ -98,6 +98,7 @@ def test_production_cookie_and_transport_flags():
         "PATH": os.environ.get("PATH", ""),
         "DJANGO_SETTINGS_MODULE": "controlplane.settings",
         "SECRET_KEY": "x" * 60,
+        "FINOPS_BUNDLE_SIGNING_KEY": "i13fCfuyn7arXbnFL75s9MoaLf/Jny1AsPBffud6Mas=",  # throwaway test key
         "ALLOWED_HOSTS": "finops.example.com",
         "DATABASE_URL": "sqlite:///:memory:",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",

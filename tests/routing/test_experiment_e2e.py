@@ -19,7 +19,7 @@ from billing.services import spend_batch_ingest  # noqa: E402
 from routing import experiments, services  # noqa: E402
 from routing.compiler import compile_bundle  # noqa: E402
 from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour  # noqa: E402
-from routing.devtools.harness import ControlPlaneDouble, ProxyProcess  # noqa: E402
+from routing.devtools.harness import ControlPlaneDouble, ProxyProcess, dev_signed  # noqa: E402
 from routing.engine.bundle import Bundle as EngineBundle  # noqa: E402
 from routing.engine.decision import assign_arm  # noqa: E402
 from routing.engine.spend import parse_spend_batch  # noqa: E402
@@ -60,7 +60,7 @@ def test_two_arms_get_their_share_of_end_users_and_every_event_carries_its_arm(
     experiments.experiment_start(actor=users["mlops"], experiment=experiment, publish=False)
     compiled = compile_bundle(version="e2e-1", created_at="2026-11-28T00:00:00+00:00")
     assert compiled.errors == []
-    doc = compiled.document
+    doc = dev_signed(compiled.document)
     assert doc["experiments"][0]["id"] == experiment.slug
 
     control_plane = ControlPlaneDouble(PROXY_TOKEN).start()

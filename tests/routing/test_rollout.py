@@ -269,3 +269,40 @@ def test_reaper_fails_rollouts_whose_worker_died(stand_ins, feature):
     assert services.rollout_reap() == 1
     rollout.refresh_from_db()
     assert rollout.status == RolloutStatus.FAILED
+
+
+def test_push_does_not_follow_a_redirect_with_the_proxy_token():
+    from tests.routing.proxy.test_security import CaptureServer, Redirector
+
+    capture = CaptureServer()
+    redirector = Redirector(capture.url)
+    try:
+        result = services.push_bundle(
+            base_url=redirector.url,
+            token="secret-token",
+            body=b"{}",
+            expected_hash="x",
+            attempts=1,
+            backoff_s=0,
+            timeout_s=3,
+        )
+    finally:
+        redirector.stop()
+        capture.stop()
+    assert redirector.hits == 1 and capture.authorizations == []
+    assert result.status != "applied"
+
+
+@pytest.mark.django_db
+def test_pushed_and_pulled_bundles_are_signed_by_the_control_plane(
+    stand_ins, feature, django_capture_on_commit_callbacks, client
+):
+    from routing.devtools.harness import dev_public_key
+    from routing.engine import signing
+
+    make_routing()
+    bundle, _ = _publish(django_capture_on_commit_callbacks, "v1")
+    pushed = stand_ins[0][1].applied
+    keys = signing.bundle_public_keys(dev_public_key())
+    assert signing.bundle_signature_problem(pushed, keys) is None
+    assert "signature" not in bundle.document  # stored unsigned: signed with the current key when served

@@ -15,7 +15,7 @@ from routing import services
 from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour
 from routing.devtools.harness import ProxyProcess, sample_bundle
 from routing.engine.bundle import with_content_hash
-from routing.models import Bundle, RolloutStatus, TargetStatus
+from routing.models import Bundle, RolloutStatus, RoutingPolicy, TargetStatus
 from tests.routing.fleet_support import make_routing, register_proxy, wait_until
 
 pytestmark = [
@@ -169,17 +169,38 @@ def test_canary_rejecting_a_bundle_rolls_back_automatically(fleet):
     assert Proxy.objects.get(name="proxy-0").target_bundle_id == good.pk
 
 
-def test_revoked_key_is_refused_by_the_proxy_after_the_next_publish(fleet, feature):
+def test_revoking_a_key_reaches_every_proxy_within_the_rollout(fleet, feature):
+    """Issue 14 item 12: revocation publishes a revocation-only bundle at once; no one has to publish."""
     _setup(fleet)
     key, plaintext = services.feature_key_create(actor=None, feature=feature, name="web")
     services.bundle_publish(actor=None, note="with key")
     status, body, _ = fleet.proxies[1].chat(plaintext, "Summarise: the printer is out of toner.")
     assert status == 200, body
+    default = RoutingPolicy.objects.get(feature__isnull=True)
+    services.policy_update(actor=None, policy=default, threshold=Decimal("0.2"))  # staged, unpublished
+    started = time.perf_counter()
     services.feature_key_revoke(actor=None, key=key)
-    status, body, _ = fleet.proxies[1].chat(plaintext, "Summarise: still out of toner.")
-    assert status == 200  # not yet published: the proxies still hold the old bundle
-    services.bundle_publish(actor=None, note="revoke web key")
+    revocation = Bundle.objects.order_by("-number").first()
+    assert "revocation only" in revocation.note
+    assert revocation.rollouts.get().status == RolloutStatus.SUCCEEDED
+    assert revocation.document["policies"]["default"]["threshold"] == 1.01  # the staged edit did not ship
     for proxy in fleet.proxies:
         status, body, _ = proxy.chat(plaintext, "Summarise again.")
         assert status == 401, body
         assert "revoked" in str(body)
+    print(
+        f"\nrevocation refused on all {len(fleet.proxies)} proxies {time.perf_counter() - started:.2f}s after revoke"
+    )
+
+
+def test_keys_of_an_inactive_feature_leave_the_bundle(fleet, feature):
+    _setup(fleet)
+    _, plaintext = services.feature_key_create(actor=None, feature=feature, name="web")
+    services.bundle_publish(actor=None, note="with key")
+    assert fleet.proxies[0].chat(plaintext, "hello")[0] == 200
+    feature.is_active = False
+    feature.save()
+    bundle = services.bundle_publish(actor=None, note="feature off")
+    assert bundle.document["keys"] == []
+    status, body, _ = fleet.proxies[0].chat(plaintext, "hello")
+    assert status == 401 and "unknown feature key" in str(body)

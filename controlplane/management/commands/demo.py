@@ -353,14 +353,22 @@ class Command(BaseCommand):
                 for name in PROXY_STRIP_ENV:
                     env.pop(name, None)
                 env.setdefault(DEMO_UPSTREAM_KEY_ENV, "sk-demo-upstream")
+                env["FINOPS_ALLOWED_KEY_ENVS"] = (
+                    DEMO_UPSTREAM_KEY_ENV  # the only key variable demo bundles name
+                )
+                env["FINOPS_BUNDLE_PUBLIC_KEYS"] = public_key  # trust what this control plane signs
                 return env
 
+        from routing import services as routing_services
+
+        public_key = routing_services.bundle_public_key()
         bundle = setup["bundle"]
+        seed = routing_services.bundle_signed_document(bundle.document)
         for spec in setup["proxies"]:
             workdir = self.state_dir / spec["name"]
             (workdir / "config.yaml").unlink(missing_ok=True)  # always bootstrap from the current bundle
             proxy = DemoProxy(
-                bundle.document,
+                seed,
                 workdir,
                 proxy_token=spec["token"],
                 control_plane_url=web_url,

@@ -93,7 +93,9 @@ class Command(BaseCommand):
             row, token = fleet_services.proxy_create(
                 actor=None, name=f"bench-{i}", base_url="http://127.0.0.1:9", is_canary=i == 0
             )
-            process = ProxyProcess(boot.document, workdir / f"p{i}", proxy_token=token)
+            process = ProxyProcess(
+                services.bundle_signed_document(boot.document), workdir / f"p{i}", proxy_token=token
+            )
             Proxy.objects.filter(pk=row.pk).update(base_url=process.url)
             proxies.append(process)
         self.stdout.write(f"starting {count} proxies …")

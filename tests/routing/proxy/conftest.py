@@ -14,7 +14,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("FINOPS_TEST_UPSTREAM_KEY", "sk-fake-upstream")
 
 from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour  # noqa: E402
-from routing.devtools.harness import ControlPlaneDouble, ProxyProcess  # noqa: E402
+from routing.devtools.harness import ControlPlaneDouble, ProxyProcess, dev_signed  # noqa: E402
 from routing.engine.bundle import with_content_hash  # noqa: E402
 from routing.engine.signing import token_hash  # noqa: E402
 
@@ -144,7 +144,7 @@ def fleet_bundle(
         ],
         "shipping": {"batch_size": 20, "interval_ms": 200, "max_spool_records": 100000},
     }
-    return with_content_hash(doc)
+    return dev_signed(with_content_hash(doc))
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi import HTTPException
 
+from routing.devtools.harness import dev_public_key, dev_signed
 from routing.engine.bundle import example_bundle, with_content_hash
 from routing.proxy.plugin import IDENTITY_KEY, FinOpsRouter
 from routing.proxy.records import STAMP_KEY, build_record
@@ -20,10 +21,18 @@ from routing.proxy.settings import ProxySettings
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> ProxyRuntime:
-    runtime = ProxyRuntime(ProxySettings(state_dir=tmp_path, control_plane_url="", proxy_token="t"))
+    runtime = ProxyRuntime(
+        ProxySettings(
+            state_dir=tmp_path,
+            control_plane_url="",
+            proxy_token="t",
+            bundle_public_keys=dev_public_key(),
+            allowed_key_envs=frozenset({"SLM_API_KEY", "SLM_API_BASE", "ANTHROPIC_API_KEY"}),
+        )
+    )
     doc = example_bundle()
     doc["attribution"] = {"header": True, "metadata": False}
-    runtime.apply_bundle(with_content_hash(doc), source="test")
+    runtime.apply_bundle(dev_signed(with_content_hash(doc)), source="test")
     assert runtime.bundle is not None
     runtime.router_topology = runtime.bundle.topology  # no LiteLLM router in these tests
     return runtime

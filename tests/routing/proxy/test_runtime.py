@@ -6,20 +6,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+from routing.devtools.harness import dev_public_key, dev_signed
 from routing.engine.bundle import example_bundle, with_content_hash
 from routing.proxy.bootstrap import model_list_for
 from routing.proxy.runtime import BUNDLE_FILE, ProxyRuntime
 from routing.proxy.settings import ProxySettings
 
+EXAMPLE_KEY_ENVS = frozenset(
+    {"SLM_API_KEY", "SLM_API_BASE", "ANTHROPIC_API_KEY"}
+)  # what bundle_example.json names
+
 
 def runtime_in(state_dir: Path, **settings: object) -> ProxyRuntime:
+    settings.setdefault("bundle_public_keys", dev_public_key())
+    settings.setdefault("allowed_key_envs", EXAMPLE_KEY_ENVS)
     return ProxyRuntime(ProxySettings(state_dir=state_dir, control_plane_url="", proxy_token="t", **settings))  # type: ignore[arg-type]
 
 
 def test_applied_bundle_is_persisted_and_reloaded(tmp_path: Path) -> None:
     runtime = runtime_in(tmp_path)
     doc = example_bundle()
-    assert runtime.apply_bundle(doc, source="test") == []
+    assert runtime.apply_bundle(dev_signed(doc), source="test") == []
     assert json.loads((tmp_path / BUNDLE_FILE).read_text())["content_hash"] == doc["content_hash"]
     reloaded = runtime_in(tmp_path)
     reloaded.load_last_known_good()
@@ -29,9 +36,9 @@ def test_applied_bundle_is_persisted_and_reloaded(tmp_path: Path) -> None:
 def test_invalid_bundle_keeps_the_old_one_and_says_why(tmp_path: Path) -> None:
     runtime = runtime_in(tmp_path)
     good = example_bundle()
-    runtime.apply_bundle(good, source="test")
+    runtime.apply_bundle(dev_signed(good), source="test")
     bad = with_content_hash({**good, "version": ""})
-    errors = runtime.apply_bundle(bad, source="push")
+    errors = runtime.apply_bundle(dev_signed(bad), source="push")
     assert errors == ["$.version: must be a non-empty string, got ''"]
     assert runtime.bundle is not None and runtime.bundle.content_hash == good["content_hash"]
     assert json.loads((tmp_path / BUNDLE_FILE).read_text())["content_hash"] == good["content_hash"]
@@ -40,7 +47,7 @@ def test_invalid_bundle_keeps_the_old_one_and_says_why(tmp_path: Path) -> None:
 
 def test_seed_bundle_file_is_used_when_the_state_dir_is_empty(tmp_path: Path) -> None:
     seed = tmp_path / "seed.json"
-    seed.write_text(json.dumps(example_bundle()))
+    seed.write_text(json.dumps(dev_signed(example_bundle())))
     runtime = runtime_in(tmp_path / "state", bundle_file=seed)
     runtime.load_last_known_good()
     assert runtime.bundle is not None and (tmp_path / "state" / BUNDLE_FILE).exists()
@@ -63,7 +70,7 @@ def test_router_follows_topology_changes_and_reports_failures(tmp_path: Path, mo
     monkeypatch.setenv("SLM_API_BASE", "http://127.0.0.1:1/v1")
     runtime = runtime_in(tmp_path)
     doc = example_bundle()
-    runtime.apply_bundle(doc, source="start")
+    runtime.apply_bundle(dev_signed(doc), source="start")
     assert runtime.bundle is not None
     router = FakeRouter(model_list_for(runtime.bundle))
     for entry in router.model_list:  # LiteLLM resolves os.environ/ references in api_base
@@ -75,13 +82,13 @@ def test_router_follows_topology_changes_and_reports_failures(tmp_path: Path, mo
 
     changed = json.loads(json.dumps(doc))
     changed["deployments"][0]["model"] = "openai/llama-3.1-8b-instruct"
-    runtime.apply_bundle(with_content_hash(changed), source="push")
+    runtime.apply_bundle(dev_signed(with_content_hash(changed)), source="push")
     runtime.sync_router(runtime.bundle, router)
     assert router.set_calls == 1 and runtime.status()["restart_required"] is False
     assert router.model_list[0]["litellm_params"]["model"] == "openai/llama-3.1-8b-instruct"
 
     changed["deployments"][0]["context_window"] = 4096
-    runtime.apply_bundle(with_content_hash(changed), source="push")
+    runtime.apply_bundle(dev_signed(with_content_hash(changed)), source="push")
     runtime.sync_router(runtime.bundle, FakeRouter([], fail=True))
     status = runtime.status()
     assert status["restart_required"] is True and any("restart the proxy" in e for e in status["errors"])
