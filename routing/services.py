@@ -35,6 +35,7 @@ from routing.compiler import compile_bundle
 from routing.engine import signing
 from routing.engine.bundle import canonical_json
 from routing.models import (
+    BREAKER_FIELDS,
     RUNNING_STATUSES,
     Bundle,
     FeatureKey,
@@ -82,6 +83,7 @@ POLICY_FIELDS = (
     "rule_context",
     "context_margin_tokens",
     "over_budget",
+    *BREAKER_FIELDS,
 )
 KEY_FIELDS = ("feature", "name", "prefix", "expires_at", "revoked_at")
 FEATURE_KEY_PREFIX = "fk-"

@@ -17,7 +17,10 @@ SCHEMA_VERSION = 1
 
 ROUTES = ("small", "frontier")
 STATUSES = ("success", "error")
-FALLBACK_REASONS = ("", "timeout", "error", "low_confidence", "budget")
+SLM_UNAVAILABLE = (
+    "slm_unavailable"  # the small model's breaker was open: sent to the frontier, not a fallback
+)
+FALLBACK_REASONS = ("", "timeout", "error", "low_confidence", "budget", SLM_UNAVAILABLE)
 MONEY_PLACES = Decimal("0.0000000001")  # 10 decimal places: sub-micro-dollar token prices add up
 MAX_MONEY = Decimal("1000000")
 MAX_ATTEMPT_DURATION = timedelta(hours=24)

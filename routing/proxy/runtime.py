@@ -20,6 +20,7 @@ from typing import Any
 
 from routing.engine.bundle import Bundle, validate_bundle
 from routing.engine.decision import ScoreFn, ShareThreshold, length_score
+from routing.proxy.breaker import BreakerBoard
 from routing.proxy.control_plane import ControlPlaneClient
 from routing.proxy.settings import ProxySettings
 from routing.proxy.shipper import SpendShipper
@@ -36,6 +37,7 @@ class ProxyRuntime:
         self.settings = settings
         self.bundle: Bundle | None = None
         self.shares: dict[str, ShareThreshold] = {}
+        self.breakers = BreakerBoard()  # this worker process's view of each small model's health
         self.errors: deque[str] = deque(maxlen=MAX_ERRORS)
         self.restart_required = False
         self.router_topology: str | None = None  # topology hash LiteLLM's router was last brought to
@@ -111,6 +113,7 @@ class ProxyRuntime:
         self.spool.full_policy = shipping.spool_full_policy
         self.shipper.batch_size = shipping.batch_size
         self.shipper.interval_s = shipping.interval_ms / 1000.0
+        self.breakers.configure(bundle.breaker)
 
     def sync_router(self, bundle: Bundle, router: Any) -> None:
         """Bring LiteLLM's router to the bundle's deployments; call only on the event loop.
@@ -188,6 +191,8 @@ class ProxyRuntime:
             "errors": errors,
             "restart_required": self.restart_required,
             "plugin_version": self.settings.plugin_version,
+            "breakers": self.breakers.report(),
+            "pid": os.getpid(),
         }
 
     def heartbeat_once(self) -> None:

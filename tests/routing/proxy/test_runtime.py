@@ -98,4 +98,6 @@ def test_status_has_the_heartbeat_fields(tmp_path: Path) -> None:
         "errors",
         "restart_required",
         "plugin_version",
+        "breakers",
+        "pid",
     }
