@@ -3,6 +3,9 @@
 Run: `python -m routing.devtools.fake_upstream --port 9100 --name slm --latency-ms 20`.
 `POST /_control` with a JSON object changes any behaviour field (see `UpstreamBehaviour`);
 `GET /_control` returns the behaviour and request counters; `POST /_control/reset` zeroes counters.
+`down: true` makes it drop every connection without an answer (and, in process, refuse new ones:
+the port is closed), as a dead model server does. `FakeUpstream.schedule([(10.0, {"down": True})])`
+switches faults at set times (seconds from the call), for the scenario benchmark.
 Stdlib only so it starts in milliseconds.
 """
 
@@ -34,6 +37,7 @@ class UpstreamBehaviour:
     completion_tokens: int = 8
     reply: str = ""  # empty: "answer from <name>"
     stream_chunk_ms: float = 0.0  # delay between streamed chunks
+    down: bool = False  # drop connections without answering (a dead server)
 
 
 class UpstreamState:
@@ -46,6 +50,7 @@ class UpstreamState:
         self.completions = 0
         self.errors = 0
         self.hangs = 0
+        self.refused = 0
         self.last_request: dict[str, Any] = {}
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -65,12 +70,13 @@ class UpstreamState:
                 "completions": self.completions,
                 "errors": self.errors,
                 "hangs": self.hangs,
+                "refused": self.refused,
                 "last_request": self.last_request,
             }
 
     def reset(self) -> None:
         with self.lock:
-            self.requests = self.completions = self.errors = self.hangs = 0
+            self.requests = self.completions = self.errors = self.hangs = self.refused = 0
             self.last_request = {}
 
 
@@ -144,8 +150,14 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         with state.lock:
             b = UpstreamBehaviour(**asdict(state.behaviour))
-            state.requests += 1
-            state.last_request = body
+            if b.down:
+                state.refused += 1
+            else:
+                state.requests += 1
+                state.last_request = body
+        if b.down:
+            self.close_connection = True  # a keep-alive connection opened before it went down
+            return
         roll = random.random()
         if roll < b.hang_rate:
             with state.lock:
@@ -247,24 +259,55 @@ class FakeUpstream:
         self, behaviour: UpstreamBehaviour | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.state = UpstreamState(behaviour or UpstreamBehaviour())
-        self.server = _UpstreamServer((host, port), self.state)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-upstream", daemon=True)
+        self.host = host
+        self.server: _UpstreamServer | None = _UpstreamServer((host, port), self.state)
+        self._port = int(self.server.server_address[1])
+        self._listen_lock = threading.Lock()
+        self._timers: list[threading.Timer] = []
 
     @property
     def port(self) -> int:
-        return int(self.server.server_address[1])
+        return self._port
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> FakeUpstream:
-        self.thread.start()
+        with self._listen_lock:
+            if self.server is None:
+                self.server = _UpstreamServer((self.host, self._port), self.state)
+            server = self.server
+        threading.Thread(target=server.serve_forever, name="fake-upstream", daemon=True).start()
         return self
 
+    def _close_port(self) -> None:
+        with self._listen_lock:
+            server, self.server = self.server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def apply(self, changes: dict[str, Any]) -> None:
+        """Change behaviour now; `down` also closes the port (connection refused) or opens it again."""
+        self.state.update(changes)
+        if changes.get("down") is True:
+            self._close_port()
+        elif changes.get("down") is False and self.server is None:
+            self.start()
+
+    def schedule(self, steps: list[tuple[float, dict[str, Any]]]) -> None:
+        """Apply each step's changes `at` seconds from now."""
+        for at, changes in steps:
+            timer = threading.Timer(at, self.apply, args=(changes,))
+            timer.daemon = True
+            timer.start()
+            self._timers.append(timer)
+
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for timer in self._timers:
+            timer.cancel()
+        self._close_port()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,7 +32,11 @@ from typing import Any
 
 from routing.engine.bundle import BreakerSettings
 from routing.engine.decision import Decision
-from routing.engine.spend import SLM_UNAVAILABLE  # re-exported: the decision reason of a skipped call
+from routing.engine.spend import (  # re-exported: the decision reason of a skipped call
+    SLM_UNAVAILABLE,
+    SpendRecord,
+)
+from routing.proxy.records import STAMP_KEY, metadata_of
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -51,15 +55,25 @@ class Admission:
     open_since: float | None = None  # wall-clock epoch the breaker opened (when not allowed)
 
 
-def classify_failure(exception: Any, error_class: str = "") -> str | None:
+_CONNECTION_SIGNS = (
+    "connection error",  # what LiteLLM's OpenAI client says for a refused or reset connection
+    "connection refused",
+    "connecterror",
+    "apiconnectionerror",
+    "server disconnected",
+    "remoteprotocolerror",
+)
+
+
+def classify_failure(exception: Any, error_class: str = "", message: str = "") -> str | None:
     """HARD_FAILURE, SOFT_FAILURE, or None when the failure says nothing about the SLM's health."""
     name = f"{type(exception).__name__ if exception is not None else ''} {error_class}"
-    lowered = name.lower()
-    if "timeout" in lowered:
+    text = f"{name} {message or (str(exception) if exception is not None else '')}".lower()
+    if "timeout" in name.lower() or "timed out" in text:
         return HARD_FAILURE
-    if "apiconnectionerror" in lowered or "connecterror" in lowered or "connectionerror" in lowered:
-        return HARD_FAILURE
-    if "ratelimit" in lowered:
+    if any(sign in text for sign in _CONNECTION_SIGNS):
+        return HARD_FAILURE  # LiteLLM reports a refused connection as an InternalServerError
+    if "ratelimit" in name.lower():
         return None  # LiteLLM's own cooldown refusal or an SLM asking to slow down: not a fault
     status = getattr(exception, "status_code", None)
     if isinstance(status, int) and status >= 500:
@@ -305,24 +319,22 @@ def stamp_fields(admission: Admission | None) -> dict[str, Any]:
     return {"breaker_started_at": admission.started_at, "breaker_probe": admission.probe}
 
 
-def observe(
-    board: BreakerBoard,
-    stamp: dict[str, Any],
-    *,
-    attempt_group: str,
-    status: str,
-    exception: Any,
-    error_class: str,
-) -> None:
+def observe(board: BreakerBoard, kwargs: dict[str, Any], record: SpendRecord) -> None:
     """Feed one recorded attempt to its breaker: only first attempts on the decided small model count."""
+    stamp = metadata_of(kwargs).get(STAMP_KEY) or {}
     started_at = stamp.get("breaker_started_at")
     if stamp.get("route") != "small" or stamp.get("escalation") or not isinstance(started_at, int | float):
         return
-    if attempt_group != stamp.get("model_group"):
+    if record.model_group != stamp.get("model_group"):
         return  # the frontier fallback's outcome says nothing about the SLM
-    outcome = SUCCESS if status == "success" else classify_failure(exception, error_class)
-    if outcome is None:
-        return
-    board.breaker(attempt_group).record(
-        outcome, started_at=float(started_at), probe=bool(stamp.get("breaker_probe"))
-    )
+    if record.status == "success":
+        outcome: str | None = SUCCESS
+    else:
+        error = (kwargs.get("standard_logging_object") or {}).get("error_information") or {}
+        outcome = classify_failure(
+            kwargs.get("exception"), record.error_class, str(error.get("error_message") or "")
+        )
+    if outcome is not None:
+        board.breaker(record.model_group).record(
+            outcome, started_at=float(started_at), probe=bool(stamp.get("breaker_probe"))
+        )

@@ -192,14 +192,7 @@ class FinOpsRouter(CustomLogger):
             self._seen[seen_key] = None
             if len(self._seen) > SEEN_ATTEMPTS:
                 self._seen.popitem(last=False)
-            breaker.observe(
-                runtime.breakers,
-                metadata_of(kwargs).get(STAMP_KEY) or {},
-                attempt_group=record.model_group,
-                status=status,
-                exception=kwargs.get("exception"),
-                error_class=record.error_class,
-            )
+            breaker.observe(runtime.breakers, kwargs, record)
             runtime.shipper.enqueue(record.to_json())
         except Exception as exc:  # a logging problem must never surface to the caller
             log.exception("finops: could not record spend")

@@ -262,3 +262,8 @@ def test_failures_are_classified_by_logged_class_name_too() -> None:
     assert classify_failure(None, "Timeout") == HARD_FAILURE
     assert classify_failure(None, "RouterRateLimitError") is None
     assert classify_failure(None, "InternalServerError") == SOFT_FAILURE
+    # LiteLLM reports a refused connection as an InternalServerError: the message tells them apart
+    refused = litellm.InternalServerError(
+        "OpenAIException - Connection error.", llm_provider="openai", model="m"
+    )
+    assert classify_failure(refused, "InternalServerError") == HARD_FAILURE
