@@ -37,10 +37,11 @@ from billing.rollups import hour_floor
 from billing.selectors import rollups_in
 from controlplane.models import AuditAction, Feature, Proxy
 from controlplane.services import audit_record
+from routing.engine.spend import SMALL_MODEL_FALLBACK_REASONS, fallback_alert_fires
 
 log = logging.getLogger("finops.alerts")
 
-FALLBACK_REASONS = ("timeout", "error", "low_confidence")
+FALLBACK_REASONS = SMALL_MODEL_FALLBACK_REASONS
 MAD_SCALE = Decimal("1.4826")  # makes the MAD estimate the standard deviation of normal data
 
 
@@ -198,7 +199,8 @@ def fallback_rate_conditions(*, now: datetime) -> list[Condition]:
 
     Counts come from the raw attempt rows of the window (minutes, finer than the hourly rollups):
     requests = first attempts, fallbacks = rows marked fallback for a timeout, an error or low
-    confidence (budget degradation is a decision, not a small-model failure, so it is left out).
+    confidence (budget degradation is a decision, not a small-model failure, so it is left out; calls
+    an open breaker sent to the frontier, `slm_unavailable`, have their own alert).
     """
     features = list(Feature.objects.filter(is_active=True).select_related("team"))
     rules = fallback_rules(features)
@@ -217,8 +219,7 @@ def fallback_rate_conditions(*, now: datetime) -> list[Condition]:
         }
         reasons: dict[int, dict[str, int]] = defaultdict(dict)
         for r in (
-            events.filter(fallback=True)
-            .exclude(fallback_reason="budget")
+            events.filter(fallback=True, fallback_reason__in=SMALL_MODEL_FALLBACK_REASONS)
             .values("feature_id", "fallback_reason")
             .annotate(n=Count("id"))
         ):
@@ -228,11 +229,11 @@ def fallback_rate_conditions(*, now: datetime) -> list[Condition]:
             requests = totals.get(feature.pk, 0)
             split = reasons.get(feature.pk, {})
             fallbacks = sum(split.values())
-            if requests < rule.min_requests or requests == 0:
+            if not fallback_alert_fires(
+                requests=requests, by_reason=split, threshold=rule.threshold, min_requests=rule.min_requests
+            ):
                 continue
             rate = Decimal(fallbacks) / Decimal(requests)
-            if rate < rule.threshold:
-                continue
             by_reason = {reason: split.get(reason, 0) for reason in FALLBACK_REASONS}
             by_reason.update({k: v for k, v in split.items() if k not in FALLBACK_REASONS})
             reason_text = ", ".join(f"{k} {v}" for k, v in by_reason.items() if v)

@@ -1,0 +1,531 @@
+"""Scenario benchmark: savings, fallback rate and latency when the small model misbehaves.
+
+    python -m routing.devtools.scenarios [--rps 20] [--seconds 60] [--only NAME]
+
+Starts fake upstreams (one small model per scenario, one frontier), a control-plane double and two
+real LiteLLM proxies with the plugin (`routing.devtools.harness`), then for each scenario sends a
+fixed rate of labelled traffic (~70 % routine prompts, which the policy routes to the small model,
+~30 % complex ones, routed to the frontier), alternating between the proxies. Faults are switched on
+the fake SLM at fixed times. Every figure comes from the spend records the proxies shipped (joined
+to the client's requests by end user) and the client's own latency measurements.
+
+Definitions: fallback rate = calls the policy sent to the small model that fell back to the frontier
+(timeout, error, low confidence), over those calls; breaker-open share = calls sent straight to the
+frontier because the breaker was open (`slm_unavailable`), over all calls; waited = calls whose SLM
+attempt ran into the SLM timeout; savings = 1 - cost / all-frontier baseline. "Frontier latency" in
+the hanging criterion is the same percentile of the complex calls (straight to the frontier through
+the same proxies, at the same moment), so proxy overhead under load is in both sides of the bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour
+from routing.devtools.harness import ControlPlaneDouble, ProxyProcess
+from routing.devtools.traffic import COMPLEX, ROUTINE
+from routing.engine.bundle import BreakerSettings, with_content_hash
+from routing.engine.signing import token_hash
+from routing.engine.spend import SLM_UNAVAILABLE, fallback_alert_fires
+
+TEAM = "bench"
+PROXY_TOKEN = "proxy-token-scenarios"
+SLM_TIMEOUT_S = 2.0
+SLM_LATENCY_MS = 60.0
+FRONTIER_LATENCY_MS = 300.0
+FAULT_AT_S = 10.0
+ROUTINE_SHARE = 0.7
+SLM_PRICES = ("0.00000005", "0.00000008")  # a self-hosted 8B model, per token in and out
+FRONTIER_PRICES = ("0.0000025", "0.00001")  # gpt-4o class
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    behaviour: dict[str, Any]  # the SLM from the start
+    steps: tuple[tuple[float, dict[str, Any]], ...] = ()  # (seconds from start, changes)
+    fault_rate: float = 0.0
+
+
+SCENARIOS = (
+    Scenario("healthy", {}),
+    Scenario("flaky", {"error_rate": 0.03, "hang_rate": 0.02, "hang_s": 10.0}, fault_rate=0.05),
+    Scenario("dead", {}, ((FAULT_AT_S, {"down": True}),)),
+    Scenario("hanging", {}, ((FAULT_AT_S, {"hang_rate": 1.0, "hang_s": 10.0}),)),
+    Scenario("slow", {"hang_rate": 0.3, "hang_s": SLM_TIMEOUT_S + 1.0}, fault_rate=0.3),
+    Scenario("recovering", {}, ((FAULT_AT_S, {"down": True}), (FAULT_AT_S + 20.0, {"down": False}))),
+)
+
+
+def group_of(scenario: str) -> str:
+    return f"slm-{scenario}"
+
+
+def key_of(scenario: str, kind: str) -> str:
+    return f"fk-bench-{scenario}-{kind}"
+
+
+def bench_bundle(upstreams: dict[str, FakeUpstream]) -> dict[str, Any]:
+    deployments = [
+        {
+            "model_group": group_of(s.name),
+            "model": "openai/llama-3-8b-instruct",
+            "tier": "small",
+            "api_base": upstreams[s.name].base_url,
+            "api_key": "os.environ/FINOPS_TEST_UPSTREAM_KEY",
+            "input_cost_per_token": SLM_PRICES[0],
+            "output_cost_per_token": SLM_PRICES[1],
+        }
+        for s in SCENARIOS
+    ]
+    deployments.append(
+        {
+            "model_group": "frontier",
+            "model": "openai/gpt-4o",
+            "tier": "frontier",
+            "api_base": upstreams["frontier"].base_url,
+            "api_key": "os.environ/FINOPS_TEST_UPSTREAM_KEY",
+            "input_cost_per_token": FRONTIER_PRICES[0],
+            "output_cost_per_token": FRONTIER_PRICES[1],
+            "timeout_s": 30,
+        }
+    )
+    policies: dict[str, Any] = {
+        "default": {
+            "small_model": group_of(SCENARIOS[0].name),
+            "frontier_model": "frontier",
+            "threshold": 1.01,
+            "slm_timeout_ms": int(SLM_TIMEOUT_S * 1000),
+        }
+    }
+    keys = []
+    for s in SCENARIOS:
+        for kind, threshold in (("routine", 1.01), ("complex", 0.0)):
+            feature = f"{s.name}-{kind}"
+            policies[feature] = {"small_model": group_of(s.name), "threshold": threshold}
+            keys.append(
+                {
+                    "key_hash": token_hash(key_of(s.name, kind)),
+                    "team": TEAM,
+                    "feature": feature,
+                    "expires_at": None,
+                    "revoked": False,
+                }
+            )
+    doc = {
+        "schema": 1,
+        "version": "scenarios-1",
+        "deployments": deployments,
+        "policies": policies,
+        "budgets": [],
+        "experiments": [],
+        "keys": keys,
+        "shipping": {"batch_size": 500, "interval_ms": 500, "max_spool_records": 1_000_000},
+    }
+    return with_content_hash(doc)
+
+
+@dataclass
+class Sent:
+    """One request as the client saw it."""
+
+    user: str
+    kind: str
+    proxy: int
+    sent_at: float  # wall clock
+    status: int = 0
+    latency_s: float = 0.0
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    line: str
+    ok: bool
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+def _post(url: str, key: str, body: dict[str, Any], timeout_s: float) -> int:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - loopback only
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+def send_traffic(
+    scenario: Scenario, proxies: list[ProxyProcess], rps: float, seconds: float, seed: int = 7
+) -> list[Sent]:
+    """Open-loop traffic at a fixed rate: request i leaves at i / rps whatever earlier ones do."""
+    rng = random.Random(f"{seed}-{scenario.name}")
+    total = int(rps * seconds)
+    sent: list[Sent] = []
+    lock = threading.Lock()
+
+    def one(item: Sent, prompt: str) -> None:
+        started = time.perf_counter()
+        body = {
+            "model": "auto",
+            "messages": [{"role": "user", "content": prompt}],
+            "user": item.user,
+            "max_tokens": 64,
+        }
+        item.status = _post(
+            proxies[item.proxy].url + "/chat/completions", key_of(scenario.name, item.kind), body, 60.0
+        )
+        item.latency_s = time.perf_counter() - started
+        with lock:
+            sent.append(item)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(16, int(rps * 8))) as pool:
+        for i in range(total):
+            delay = start + i / rps - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            kind = "routine" if rng.random() < ROUTINE_SHARE else "complex"
+            prompt = rng.choice(ROUTINE if kind == "routine" else COMPLEX)
+            item = Sent(f"{scenario.name}-{i}", kind, i % len(proxies), time.time())
+            pool.submit(one, item, prompt)
+    return sent
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ranked = sorted(values)
+    return ranked[min(len(ranked) - 1, max(0, round(q * (len(ranked) - 1))))]
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def evaluate(
+    scenario: Scenario,
+    sent: list[Sent],
+    records: list[dict[str, Any]],
+    breakers: list[dict[str, Any]],
+    started_at: float,
+    seconds: float,
+    healthy: dict[str, float] | None,
+) -> Result:
+    group = group_of(scenario.name)
+    by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_user[record["end_user"]].append(record)
+    calls = len(sent)
+    routine = [s for s in sent if s.kind == "routine"]
+    failed = sum(1 for s in sent if s.status != 200)
+    small_served = fallbacks = skipped = waited = 0
+    reasons: Counter[str] = Counter()
+    cost = baseline = Decimal("0")
+    touched: dict[str, bool] = {}
+    waited_by: dict[str, bool] = {}
+    for s in sent:
+        attempts = by_user.get(s.user, [])
+        touched[s.user] = any(a["attempt"] == 1 and a["model_group"] == group for a in attempts)
+        waited_by[s.user] = any(
+            a["attempt"] == 1
+            and a["model_group"] == group
+            and a["status"] == "error"
+            and _epoch(a["end_time"]) - _epoch(a["start_time"]) >= SLM_TIMEOUT_S * 0.95
+            for a in attempts
+        )
+        waited += waited_by[s.user]
+        if any(a["model_group"] == group and a["status"] == "success" for a in attempts):
+            small_served += 1
+        for a in attempts:
+            cost += Decimal(a["cost_usd"])
+            if a["status"] == "success" and a["fallback_reason"] != "low_confidence":
+                baseline += Decimal(a["baseline_cost_usd"])
+            if a["fallback"]:
+                fallbacks += s.kind == "routine"
+                reasons[a["fallback_reason"]] += 1
+            if a["fallback_reason"] == SLM_UNAVAILABLE:
+                skipped += 1
+    missing = sum(1 for s in sent if not by_user.get(s.user))
+    savings = float(1 - cost / baseline) * 100 if baseline else 0.0
+    fallback_pct = 100.0 * fallbacks / len(routine) if routine else 0.0
+    small_share = 100.0 * small_served / calls if calls else 0.0
+    open_pct = 100.0 * skipped / calls if calls else 0.0
+    lat_r = [s.latency_s * 1000 for s in routine if s.status == 200]
+    lat_c = [s.latency_s * 1000 for s in sent if s.kind == "complex" and s.status == 200]
+    p = {f"{k}{q}": percentile(v, q / 100) for k, v in (("r", lat_r), ("c", lat_c)) for q in (50, 95, 99)}
+
+    # breaker time: share of the run each proxy's breaker was not closed
+    end_at = started_at + seconds
+    open_seconds, opened_at = [], []
+    for report in breakers:
+        moments = [
+            (_epoch(t["at"]), t["to"]) for t in report.get("transitions", []) if _epoch(t["at"]) >= started_at
+        ]
+        first_open = next((at for at, to in moments if to == "open"), None)
+        opened_at.append(first_open)
+        total, since = 0.0, None
+        for at, to in moments:
+            if to == "open" and since is None:
+                since = at
+            elif to == "closed" and since is not None:
+                total += at - since
+                since = None
+        if since is not None:
+            total += end_at - since
+        open_seconds.append(total)
+    open_time_pct = 100.0 * max(open_seconds or [0.0]) / seconds
+
+    settings = BreakerSettings()
+    checks: list[tuple[str, bool]] = []
+    checks.append(("no failed calls", failed == 0 and missing == 0))
+    detail = ""
+    if scenario.name == "healthy":
+        expected = _expected_savings(sent, by_user)
+        checks.append((f"fallback {fallback_pct:.2f} % < 1 %", fallback_pct < 1.0))
+        checks.append(
+            (f"savings {savings:.1f} % = expected {expected:.1f} % (±1 pp)", abs(savings - expected) <= 1.0)
+        )
+    elif scenario.name == "flaky":
+        limit = scenario.fault_rate * 100 + 2
+        base = healthy["savings"] if healthy else savings
+        checks.append((f"fallback {fallback_pct:.1f} % <= {limit:.0f} %", fallback_pct <= limit))
+        checks.append((f"savings within 5 pp of healthy {base:.1f} %", abs(savings - base) <= 5.0))
+        checks.append((f"breaker open {open_time_pct:.1f} % of the run <= 5 %", open_time_pct <= 5.0))
+    elif scenario.name in ("dead", "hanging"):
+        after_touch, after_total, after_waited = 0, 0, Counter()
+        for s in sent:
+            opened = opened_at[s.proxy]
+            if opened is not None and s.sent_at >= opened:
+                after_total += 1
+                after_touch += touched[s.user]
+                after_waited[s.proxy] += waited_by[s.user]
+        touch_pct = 100.0 * after_touch / after_total if after_total else 100.0
+        opens = [f"{o - started_at:.1f}" if o is not None else "never" for o in opened_at]
+        detail = f" opened_at_s={'/'.join(opens)} waited_after_open={dict(after_waited)}"
+        checks.append(("breaker opened on every proxy", all(o is not None for o in opened_at)))
+        checks.append((f"{touch_pct:.2f} % touch the SLM after it opens <= 1 %", touch_pct <= 1.0))
+        worst = max(after_waited.values() or [0])
+        checks.append(
+            (
+                f"<= {settings.consecutive_failures} wait out the timeout after it opens (per proxy, worst {worst})",
+                worst <= settings.consecutive_failures,
+            )
+        )
+        if scenario.name == "hanging":
+            bound = SLM_TIMEOUT_S * 1000 + p["c99"]
+            checks.append(
+                (
+                    f"routine p99 {p['r99']:.0f} ms <= timeout + frontier p99 = {bound:.0f} ms",
+                    p["r99"] <= bound,
+                )
+            )
+    elif scenario.name == "slow":
+        fires = fallback_alert_fires(
+            requests=len(routine),
+            by_reason={k: v for k, v in reasons.items()},
+            threshold=0.2,
+            min_requests=50,
+        )
+        checks.append((f"fallback {fallback_pct:.1f} % ≈ 30 % (25–35)", 25.0 <= fallback_pct <= 35.0))
+        checks.append(("breaker never opened", all(o is None for o in opened_at)))
+        checks.append(("fallback-rate alert fires (20 %, 50 requests)", fires))
+    elif scenario.name == "recovering":
+        recovered_at = started_at + FAULT_AT_S + 20.0
+        target = 0.9 * (healthy["small_share"] if healthy else 100.0 * ROUTINE_SHARE)
+        back_at = _back_at(sent, touched, by_user, group, recovered_at, end_at, target)
+        label = f"{back_at - recovered_at:.1f} s" if back_at is not None else "never"
+        detail = f" back_after={label}"
+        checks.append(
+            (
+                f"small share back to >= {target:.0f} % within 30 s of recovery ({label})",
+                back_at is not None and back_at - recovered_at <= 30.0,
+            )
+        )
+    ok = all(passed for _, passed in checks)
+    reason_text = (
+        ",".join(f"{k}:{100.0 * v / max(1, len(routine)):.1f}" for k, v in sorted(reasons.items())) or "-"
+    )
+    line = (
+        f"{scenario.name:<10} {'ok' if ok else 'FAIL'}  requests={calls} small_share={small_share:.1f}% "
+        f"fallback={fallback_pct:.1f}% [{reason_text}] breaker_open={open_pct:.1f}% of calls "
+        f"({open_time_pct:.1f}% of time) waited_timeout={100.0 * waited / max(1, calls):.1f}% "
+        f"routine_p50/95/99={p['r50']:.0f}/{p['r95']:.0f}/{p['r99']:.0f}ms "
+        f"complex_p50/95/99={p['c50']:.0f}/{p['c95']:.0f}/{p['c99']:.0f}ms "
+        f"cost=${cost:.4f} baseline=${baseline:.4f} savings={savings:.1f}%{detail}"
+    )
+    failing = [name for name, passed in checks if not passed]
+    if failing:
+        line += "\n    failed: " + "; ".join(failing)
+    return Result(
+        scenario,
+        line,
+        ok,
+        {"savings": savings, "fallback": fallback_pct, "small_share": small_share},
+    )
+
+
+def _expected_savings(sent: list[Sent], by_user: dict[str, list[dict[str, Any]]]) -> float:
+    """What the routing alone implies: routine calls at SLM prices, complex at frontier prices, same tokens."""
+    slm_in, slm_out = (Decimal(x) for x in SLM_PRICES)
+    fr_in, fr_out = (Decimal(x) for x in FRONTIER_PRICES)
+    cost = baseline = Decimal("0")
+    for s in sent:
+        served = [a for a in by_user.get(s.user, []) if a["status"] == "success"]
+        if not served:
+            continue
+        tokens_in, tokens_out = served[-1]["input_tokens"], served[-1]["output_tokens"]
+        frontier = fr_in * tokens_in + fr_out * tokens_out
+        baseline += frontier
+        cost += slm_in * tokens_in + slm_out * tokens_out if s.kind == "routine" else frontier
+    return float(1 - cost / baseline) * 100 if baseline else 0.0
+
+
+def _back_at(
+    sent: list[Sent],
+    touched: dict[str, bool],
+    by_user: dict[str, list[dict[str, Any]]],
+    group: str,
+    recovered_at: float,
+    end_at: float,
+    target_pct: float,
+) -> float | None:
+    """First moment after recovery from which every 3 s window's small-model share stays >= target."""
+    window = 3.0
+    served = {
+        s.user: any(a["model_group"] == group and a["status"] == "success" for a in by_user.get(s.user, []))
+        for s in sent
+    }
+    moment = recovered_at
+    while moment + window <= end_at:
+        ok_from_here = True
+        probe = moment
+        while probe + window <= end_at:
+            in_window = [s for s in sent if probe <= s.sent_at < probe + window]
+            share = 100.0 * sum(served[s.user] for s in in_window) / len(in_window) if in_window else 0.0
+            if share < target_pct:
+                ok_from_here = False
+                break
+            probe += window
+        if ok_from_here:
+            return moment
+        moment += 1.0
+    return None
+
+
+def run(rps: float, seconds: float, only: str | None, say: Callable[[str], None] = print) -> list[Result]:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("FINOPS_TEST_UPSTREAM_KEY", "sk-fake-upstream")
+    chosen = [s for s in SCENARIOS if only in (None, s.name)]
+    if not chosen:
+        raise SystemExit(f"unknown scenario {only!r}: pick one of {', '.join(s.name for s in SCENARIOS)}")
+    upstreams = {
+        s.name: FakeUpstream(
+            UpstreamBehaviour(name=group_of(s.name), latency_ms=SLM_LATENCY_MS, completion_tokens=40)
+        ).start()
+        for s in SCENARIOS
+    }
+    upstreams["frontier"] = FakeUpstream(
+        UpstreamBehaviour(name="frontier", latency_ms=FRONTIER_LATENCY_MS, completion_tokens=40)
+    ).start()
+    control_plane = ControlPlaneDouble(PROXY_TOKEN).start()
+    bundle = bench_bundle(upstreams)
+    control_plane.set_bundle(bundle)
+    workdir = Path(tempfile.mkdtemp(prefix="finops-scenarios-"))
+    proxies = [
+        ProxyProcess(
+            bundle,
+            workdir / f"proxy-{i}",
+            proxy_token=PROXY_TOKEN,
+            control_plane_url=control_plane.url,
+            heartbeat_s=5.0,
+        )
+        for i in range(2)
+    ]
+    results: list[Result] = []
+    try:
+        for proxy in proxies:
+            proxy.start()
+        say(
+            f"# {len(chosen)} scenario(s), {rps:g} requests/s for {seconds:g} s each, two proxies, SLM timeout "
+            f"{SLM_TIMEOUT_S:g} s, SLM {SLM_LATENCY_MS:g} ms, frontier {FRONTIER_LATENCY_MS:g} ms, logs in {workdir}"
+        )
+        healthy: dict[str, float] | None = None
+        for scenario in chosen:
+            upstream = upstreams[scenario.name]
+            upstream.apply(scenario.behaviour)
+            started_at = time.time()
+            upstream.schedule(list(scenario.steps))
+            sent = send_traffic(scenario, proxies, rps, seconds)
+            group = group_of(scenario.name)
+            # every record shipped: each call has a record of its last attempt
+            deadline = time.monotonic() + 30
+            users = {s.user for s in sent}
+            while time.monotonic() < deadline:
+                have = {r["end_user"] for r in control_plane.records_for(team=TEAM) if r["end_user"] in users}
+                if have >= users:
+                    break
+                time.sleep(0.5)
+            time.sleep(1.0)  # stragglers: a fallback's second attempt ships just after the first
+            records = [r for r in control_plane.records_for(team=TEAM) if r["end_user"] in users]
+            breakers = []
+            for proxy in proxies:
+                reports = [b for b in proxy.status().get("breakers", []) if b["model_group"] == group]
+                breakers.append(reports[0] if reports else {"transitions": []})
+            result = evaluate(scenario, sent, records, breakers, started_at, seconds, healthy)
+            if scenario.name == "healthy":
+                healthy = result.figures
+            results.append(result)
+            say(result.line)
+        ok = sum(r.ok for r in results)
+        flaky = next((r for r in results if r.scenario.name == "flaky"), None)
+        say(
+            f"scenarios_ok={ok}/{len(results)} "
+            f"flaky_savings_pct={flaky.figures['savings']:.1f} flaky_fallback_pct={flaky.figures['fallback']:.1f}"
+            if flaky
+            else f"scenarios_ok={ok}/{len(results)} flaky_savings_pct=- flaky_fallback_pct=-"
+        )
+        return results
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        control_plane.stop()
+        for upstream in upstreams.values():
+            upstream.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rps", type=float, default=20.0, help="requests per second (default 20)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each scenario (default 60)")
+    parser.add_argument("--only", help="run one scenario: " + ", ".join(s.name for s in SCENARIOS))
+    args = parser.parse_args(argv)
+    if args.seconds < 40:
+        parser.error("--seconds must be at least 40: faults start at 10 s and recovery is judged for 30 s")
+    results = run(args.rps, args.seconds, args.only)
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
