@@ -53,6 +53,7 @@ class ProxyRuntime:
         self._score_fn: ScoreFn | None = None
         self.last_heartbeat_at: datetime | None = None
         self.target_hash: str | None = None
+        self._unassigned_said: str | None = None
 
     # -- scoring -------------------------------------------------------------------------------
     def score_fn(self) -> ScoreFn:
@@ -166,6 +167,17 @@ class ProxyRuntime:
         reply = self.client.pull_bundle(current)
         if reply.status == 304:
             return False
+        if reply.status == 404 and _no_bundle_assigned(reply.body):
+            serving = (
+                f"serving last-known-good bundle {self.bundle.version}"
+                if self.bundle is not None
+                else "waiting for one (calls get 503 until then)"
+            )
+            if self._unassigned_said != serving:  # once per state, not on every heartbeat
+                self._unassigned_said = serving
+                log.info("finops: the control plane has no bundle assigned to this proxy yet; %s", serving)
+            return False
+        self._unassigned_said = None
         if reply.status != 200:
             self.note_error(f"bundle pull failed: HTTP {reply.status} {reply.error}".strip())
             return False
@@ -242,6 +254,12 @@ class ProxyRuntime:
         while self.bundle is None and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.bundle is not None
+
+
+def _no_bundle_assigned(body: Any) -> bool:
+    """The control plane's 404 for a pool without a published bundle (not a wrong URL)."""
+    detail = body.get("detail") if isinstance(body, dict) else ""
+    return isinstance(detail, str) and "no bundle" in detail
 
 
 def _resolve(value: Any) -> Any:
