@@ -366,7 +366,6 @@ class Command(BaseCommand):
                 control_plane_url=web_url,
                 heartbeat_s=5.0,
                 port=spec["port"],
-                allowed_fails=4,  # at demo traffic the SLM's 2+3 % failures would otherwise keep it cooled down
             )
             self.proxies.append(proxy)
         self._step(
