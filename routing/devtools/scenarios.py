@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import tempfile
@@ -81,13 +82,61 @@ def key_of(scenario: str, kind: str) -> str:
     return f"fk-bench-{scenario}-{kind}"
 
 
-def bench_bundle(upstreams: dict[str, FakeUpstream]) -> dict[str, Any]:
+class UpstreamHost:
+    """The fake upstreams in a child process, so the traffic generator's threads do not slow them down.
+
+    Commands go over a pipe: ("apply", name, changes), ("schedule", name, steps), ("stop",).
+    """
+
+    def __init__(self, behaviours: dict[str, UpstreamBehaviour]) -> None:
+        context = multiprocessing.get_context("fork")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(target=self._serve, args=(behaviours, child), daemon=True)
+        self._process.start()
+        self.base_urls: dict[str, str] = self._pipe.recv()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _serve(behaviours: dict[str, UpstreamBehaviour], pipe: Any) -> None:
+        upstreams = {name: FakeUpstream(b).start() for name, b in behaviours.items()}
+        pipe.send({name: u.base_url for name, u in upstreams.items()})
+        while True:
+            command = pipe.recv()
+            if command[0] == "stop":
+                for upstream in upstreams.values():
+                    upstream.stop()
+                pipe.send("stopped")
+                return
+            if command[0] == "apply":
+                upstreams[command[1]].apply(command[2])
+            elif command[0] == "schedule":
+                upstreams[command[1]].schedule(command[2])
+            pipe.send("done")
+
+    def _ask(self, *command: Any) -> None:
+        with self._lock:
+            self._pipe.send(command)
+            self._pipe.recv()
+
+    def apply(self, name: str, changes: dict[str, Any]) -> None:
+        self._ask("apply", name, changes)
+
+    def schedule(self, name: str, steps: list[tuple[float, dict[str, Any]]]) -> None:
+        self._ask("schedule", name, steps)
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._ask("stop")
+            self._process.join(5)
+
+
+def bench_bundle(base_urls: dict[str, str]) -> dict[str, Any]:
     deployments = [
         {
             "model_group": group_of(s.name),
             "model": "openai/llama-3-8b-instruct",
             "tier": "small",
-            "api_base": upstreams[s.name].base_url,
+            "api_base": base_urls[s.name],
             "api_key": "os.environ/FINOPS_TEST_UPSTREAM_KEY",
             "input_cost_per_token": SLM_PRICES[0],
             "output_cost_per_token": SLM_PRICES[1],
@@ -99,7 +148,7 @@ def bench_bundle(upstreams: dict[str, FakeUpstream]) -> dict[str, Any]:
             "model_group": "frontier",
             "model": "openai/gpt-4o",
             "tier": "frontier",
-            "api_base": upstreams["frontier"].base_url,
+            "api_base": base_urls["frontier"],
             "api_key": "os.environ/FINOPS_TEST_UPSTREAM_KEY",
             "input_cost_per_token": FRONTIER_PRICES[0],
             "output_cost_per_token": FRONTIER_PRICES[1],
@@ -434,23 +483,28 @@ def _back_at(
     return None
 
 
-def run(rps: float, seconds: float, only: str | None, say: Callable[[str], None] = print) -> list[Result]:
+def run(
+    rps: float,
+    seconds: float,
+    only: str | None,
+    say: Callable[[str], None] = print,
+    dump: Path | None = None,
+) -> list[Result]:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("FINOPS_TEST_UPSTREAM_KEY", "sk-fake-upstream")
     chosen = [s for s in SCENARIOS if only in (None, s.name)]
     if not chosen:
         raise SystemExit(f"unknown scenario {only!r}: pick one of {', '.join(s.name for s in SCENARIOS)}")
-    upstreams = {
-        s.name: FakeUpstream(
-            UpstreamBehaviour(name=group_of(s.name), latency_ms=SLM_LATENCY_MS, completion_tokens=40)
-        ).start()
+    behaviours = {
+        s.name: UpstreamBehaviour(name=group_of(s.name), latency_ms=SLM_LATENCY_MS, completion_tokens=40)
         for s in SCENARIOS
     }
-    upstreams["frontier"] = FakeUpstream(
-        UpstreamBehaviour(name="frontier", latency_ms=FRONTIER_LATENCY_MS, completion_tokens=40)
-    ).start()
+    behaviours["frontier"] = UpstreamBehaviour(
+        name="frontier", latency_ms=FRONTIER_LATENCY_MS, completion_tokens=40
+    )
+    upstreams = UpstreamHost(behaviours)
     control_plane = ControlPlaneDouble(PROXY_TOKEN).start()
-    bundle = bench_bundle(upstreams)
+    bundle = bench_bundle(upstreams.base_urls)
     control_plane.set_bundle(bundle)
     workdir = Path(tempfile.mkdtemp(prefix="finops-scenarios-"))
     proxies = [
@@ -473,10 +527,9 @@ def run(rps: float, seconds: float, only: str | None, say: Callable[[str], None]
         )
         healthy: dict[str, float] | None = None
         for scenario in chosen:
-            upstream = upstreams[scenario.name]
-            upstream.apply(scenario.behaviour)
+            upstreams.apply(scenario.name, scenario.behaviour)
             started_at = time.time()
-            upstream.schedule(list(scenario.steps))
+            upstreams.schedule(scenario.name, list(scenario.steps))
             sent = send_traffic(scenario, proxies, rps, seconds)
             group = group_of(scenario.name)
             # every record shipped: each call has a record of its last attempt
@@ -494,6 +547,18 @@ def run(rps: float, seconds: float, only: str | None, say: Callable[[str], None]
                 reports = [b for b in proxy.status().get("breakers", []) if b["model_group"] == group]
                 breakers.append(reports[0] if reports else {"transitions": []})
             result = evaluate(scenario, sent, records, breakers, started_at, seconds, healthy)
+            if dump is not None:
+                dump.mkdir(parents=True, exist_ok=True)
+                (dump / f"{scenario.name}.json").write_text(
+                    json.dumps(
+                        {
+                            "started_at": started_at,
+                            "sent": [vars(s) for s in sent],
+                            "records": records,
+                            "breakers": breakers,
+                        }
+                    )
+                )
             if scenario.name == "healthy":
                 healthy = result.figures
             results.append(result)
@@ -511,8 +576,7 @@ def run(rps: float, seconds: float, only: str | None, say: Callable[[str], None]
         for proxy in proxies:
             proxy.stop()
         control_plane.stop()
-        for upstream in upstreams.values():
-            upstream.stop()
+        upstreams.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -520,10 +584,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rps", type=float, default=20.0, help="requests per second (default 20)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each scenario (default 60)")
     parser.add_argument("--only", help="run one scenario: " + ", ".join(s.name for s in SCENARIOS))
+    parser.add_argument("--dump", type=Path, help="write each scenario's requests and records here (JSON)")
     args = parser.parse_args(argv)
     if args.seconds < 40:
         parser.error("--seconds must be at least 40: faults start at 10 s and recovery is judged for 30 s")
-    results = run(args.rps, args.seconds, args.only)
+    results = run(args.rps, args.seconds, args.only, dump=args.dump)
     return 0 if all(r.ok for r in results) else 1
 
 
