@@ -50,6 +50,8 @@ PROXY_TOKEN = "proxy-token-scenarios"
 SLM_TIMEOUT_S = 2.0
 SLM_LATENCY_MS = 60.0
 FRONTIER_LATENCY_MS = 300.0
+# the demo's fake upstreams answer 120 (SLM) and 200 (frontier) tokens: same here, so savings compare
+SLM_COMPLETION_TOKENS, FRONTIER_COMPLETION_TOKENS = 120, 200
 FAULT_AT_S = 10.0
 ROUTINE_SHARE = 0.7
 SLM_PRICES = ("0.00000005", "0.00000008")  # a self-hosted 8B model, per token in and out
@@ -240,7 +242,7 @@ def send_traffic(
             "model": "auto",
             "messages": [{"role": "user", "content": prompt}],
             "user": item.user,
-            "max_tokens": 64,
+            "max_tokens": 256,
         }
         item.status = _post(
             proxies[item.proxy].url + "/chat/completions", key_of(scenario.name, item.kind), body, 60.0
@@ -496,11 +498,13 @@ def run(
     if not chosen:
         raise SystemExit(f"unknown scenario {only!r}: pick one of {', '.join(s.name for s in SCENARIOS)}")
     behaviours = {
-        s.name: UpstreamBehaviour(name=group_of(s.name), latency_ms=SLM_LATENCY_MS, completion_tokens=40)
+        s.name: UpstreamBehaviour(
+            name=group_of(s.name), latency_ms=SLM_LATENCY_MS, completion_tokens=SLM_COMPLETION_TOKENS
+        )
         for s in SCENARIOS
     }
     behaviours["frontier"] = UpstreamBehaviour(
-        name="frontier", latency_ms=FRONTIER_LATENCY_MS, completion_tokens=40
+        name="frontier", latency_ms=FRONTIER_LATENCY_MS, completion_tokens=FRONTIER_COMPLETION_TOKENS
     )
     upstreams = UpstreamHost(behaviours)
     control_plane = ControlPlaneDouble(PROXY_TOKEN).start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,59 @@ def test_half_open_probe_then_close(rig: Rig) -> None:
     assert breaker["state"] == "closed" and breaker["open_since"] is None
     assert [t["to"] for t in breaker["transitions"][-2:]] == ["half_open", "closed"]
     assert all(rig.call(group) == group for _ in range(3))
+
+
+def test_a_multi_worker_proxy_learns_per_worker_and_still_skips_a_dead_slm(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Each worker process has its own breaker: at most workers × K calls try a dead SLM, then none."""
+    workers, group = 2, "slm-share"
+    upstreams = {name: FakeUpstream(UpstreamBehaviour(name=name)).start() for name in (*GROUPS, "frontier")}
+    control_plane = ControlPlaneDouble(PROXY_TOKEN).start()
+    bundle = breaker_bundle(upstreams)
+    control_plane.set_bundle(bundle)
+    proxy = ProxyProcess(
+        bundle,
+        tmp_path_factory.mktemp("breaker-workers"),
+        proxy_token=PROXY_TOKEN,
+        control_plane_url=control_plane.url,
+        heartbeat_s=1.0,
+        workers=workers,
+    )
+    proxy.start()
+
+    def by_worker() -> dict[int, dict[str, Any]]:
+        """Each worker's status: concurrent calls reach both worker processes."""
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return {status["pid"]: status for status in pool.map(lambda _: proxy.status(), range(24))}
+
+    try:
+        deadline = time.monotonic() + 60
+        while len(by_worker()) < workers and time.monotonic() < deadline:
+            time.sleep(0.5)  # the second worker finishes starting after the first one answers
+        assert len(by_worker()) == workers
+        rig = Rig(upstreams, control_plane, proxy)
+        assert rig.call(group) == group
+        upstreams[group].apply({"hang_rate": 1.0, "hang_s": 5})  # every try waits out the 1 s timeout
+        before = rig.slm_requests(group)
+        with ThreadPoolExecutor(max_workers=4) as pool:  # concurrent, so both workers get calls
+            served = list(pool.map(lambda _: rig.call(group), range(60)))
+        assert set(served) == {"frontier"}
+        tried = rig.slm_requests(group) - before
+        breakers = {
+            pid: next(b for b in status["breakers"] if b["model_group"] == group)
+            for pid, status in by_worker().items()
+        }
+        print(
+            f"\n{tried} of 60 calls tried the hanging SLM; per worker: "
+            + ", ".join(f"{pid}: {b['state']}, skipped {b['skipped']}" for pid, b in breakers.items())
+        )
+        # each worker opens its own breaker after K timeouts in a row (a few more may already be in flight)
+        assert tried <= workers * (BREAKER["consecutive_failures"] + 4)
+        assert {b["state"] for b in breakers.values()} == {"open"}
+        assert sum(b["skipped"] for b in breakers.values()) == 60 - tried
+    finally:
+        proxy.stop()
+        control_plane.stop()
+        for upstream in upstreams.values():
+            upstream.stop()
