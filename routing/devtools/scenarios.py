@@ -4,17 +4,21 @@
 
 Starts fake upstreams (one small model per scenario, one frontier), a control-plane double and two
 real LiteLLM proxies with the plugin (`routing.devtools.harness`), then for each scenario sends a
-fixed rate of labelled traffic (~70 % routine prompts, which the policy routes to the small model,
-~30 % complex ones, routed to the frontier), alternating between the proxies. Faults are switched on
-the fake SLM at fixed times. Every figure comes from the spend records the proxies shipped (joined
-to the client's requests by end user) and the client's own latency measurements.
+fixed rate of labelled traffic (~70 % routine prompts, ~30 % complex ones, the demo's prompts from
+`routing.devtools.traffic`), alternating between the proxies. It mirrors the demo (`manage.py demo`):
+the complexity scorer routes at the demo's threshold (0.6), the SLM has no per-token price (a hosted
+model) and gpt-4o is priced from litellm's price map, the fake upstreams answer the demo's token
+counts, and the flaky scenario has the demo's faults; so the flaky line is what the demo's overview
+shows. Faults are switched on the fake SLM at fixed times. Every figure comes from the spend records
+the proxies shipped (joined to the client's requests by end user) and the client's own latencies.
 
-Definitions: fallback rate = calls the policy sent to the small model that fell back to the frontier
-(timeout, error, low confidence), over those calls; breaker-open share = calls sent straight to the
-frontier because the breaker was open (`slm_unavailable`), over all calls; waited = calls whose SLM
-attempt ran into the SLM timeout; savings = 1 - cost / all-frontier baseline. "Frontier latency" in
-the hanging criterion is the same percentile of the complex calls (straight to the frontier through
-the same proxies, at the same moment), so proxy overhead under load is in both sides of the bound.
+Definitions: fallback rate = calls the policy wanted on the small model that fell back to the
+frontier (timeout, error, low confidence), over those calls; breaker-open share = calls sent straight
+to the frontier because the breaker was open (`slm_unavailable`), over all calls; waited = calls
+whose SLM attempt ran into the SLM timeout; savings = 1 - cost / all-frontier baseline (per-token,
+before hosting). "Frontier latency" in the hanging criterion is the same percentile of the calls
+that went straight to the frontier through the same proxies in the same run, so proxy overhead
+under load is on both sides of the bound.
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ FRONTIER_LATENCY_MS = 300.0
 SLM_COMPLETION_TOKENS, FRONTIER_COMPLETION_TOKENS = 120, 200
 FAULT_AT_S = 10.0
 ROUTINE_SHARE = 0.7
-SLM_PRICES = ("0.00000005", "0.00000008")  # a self-hosted 8B model, per token in and out
-FRONTIER_PRICES = ("0.0000025", "0.00001")  # gpt-4o class
+THRESHOLD = 0.6  # the demo's default policy
+FRONTIER_MODEL = "gpt-4o"  # priced from litellm's price map, as in the demo
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,8 @@ def group_of(scenario: str) -> str:
     return f"slm-{scenario}"
 
 
-def key_of(scenario: str, kind: str) -> str:
-    return f"fk-bench-{scenario}-{kind}"
+def key_of(scenario: str) -> str:
+    return f"fk-bench-{scenario}"
 
 
 class UpstreamHost:
@@ -140,20 +144,17 @@ def bench_bundle(base_urls: dict[str, str]) -> dict[str, Any]:
             "tier": "small",
             "api_base": base_urls[s.name],
             "api_key": "os.environ/FINOPS_TEST_UPSTREAM_KEY",
-            "input_cost_per_token": SLM_PRICES[0],
-            "output_cost_per_token": SLM_PRICES[1],
+            "supports_logprobs": True,
         }
         for s in SCENARIOS
     ]
     deployments.append(
         {
             "model_group": "frontier",
-            "model": "openai/gpt-4o",
+            "model": f"openai/{FRONTIER_MODEL}",
             "tier": "frontier",
             "api_base": base_urls["frontier"],
             "api_key": "os.environ/FINOPS_TEST_UPSTREAM_KEY",
-            "input_cost_per_token": FRONTIER_PRICES[0],
-            "output_cost_per_token": FRONTIER_PRICES[1],
             "timeout_s": 30,
         }
     )
@@ -161,24 +162,22 @@ def bench_bundle(base_urls: dict[str, str]) -> dict[str, Any]:
         "default": {
             "small_model": group_of(SCENARIOS[0].name),
             "frontier_model": "frontier",
-            "threshold": 1.01,
+            "threshold": THRESHOLD,
             "slm_timeout_ms": int(SLM_TIMEOUT_S * 1000),
         }
     }
     keys = []
     for s in SCENARIOS:
-        for kind, threshold in (("routine", 1.01), ("complex", 0.0)):
-            feature = f"{s.name}-{kind}"
-            policies[feature] = {"small_model": group_of(s.name), "threshold": threshold}
-            keys.append(
-                {
-                    "key_hash": token_hash(key_of(s.name, kind)),
-                    "team": TEAM,
-                    "feature": feature,
-                    "expires_at": None,
-                    "revoked": False,
-                }
-            )
+        policies[s.name] = {"small_model": group_of(s.name)}
+        keys.append(
+            {
+                "key_hash": token_hash(key_of(s.name)),
+                "team": TEAM,
+                "feature": s.name,
+                "expires_at": None,
+                "revoked": False,
+            }
+        )
     doc = {
         "schema": 1,
         "version": "scenarios-1",
@@ -244,9 +243,7 @@ def send_traffic(
             "user": item.user,
             "max_tokens": 256,
         }
-        item.status = _post(
-            proxies[item.proxy].url + "/chat/completions", key_of(scenario.name, item.kind), body, 60.0
-        )
+        item.status = _post(proxies[item.proxy].url + "/chat/completions", key_of(scenario.name), body, 60.0)
         item.latency_s = time.perf_counter() - started
         with lock:
             sent.append(item)
@@ -291,7 +288,8 @@ def evaluate(
     calls = len(sent)
     routine = [s for s in sent if s.kind == "routine"]
     failed = sum(1 for s in sent if s.status != 200)
-    small_served = fallbacks = skipped = waited = 0
+    small_served = fallbacks = skipped = waited = wanted_small = 0
+    direct: list[float] = []  # latencies of calls that went straight to the frontier
     reasons: Counter[str] = Counter()
     cost = baseline = Decimal("0")
     touched: dict[str, bool] = {}
@@ -307,6 +305,13 @@ def evaluate(
             for a in attempts
         )
         waited += waited_by[s.user]
+        first = next((a for a in attempts if a["attempt"] == 1), None)
+        if first is not None and (first["route"] == "small" or first["decision_reason"] == SLM_UNAVAILABLE):
+            wanted_small += 1
+        elif first is not None and len(attempts) == 1 and s.status == 200:
+            direct.append(s.latency_s * 1000)
+        if first is not None and first["decision_reason"] == SLM_UNAVAILABLE and s.status == 200:
+            direct.append(s.latency_s * 1000)
         if any(a["model_group"] == group and a["status"] == "success" for a in attempts):
             small_served += 1
         for a in attempts:
@@ -314,18 +319,22 @@ def evaluate(
             if a["status"] == "success" and a["fallback_reason"] != "low_confidence":
                 baseline += Decimal(a["baseline_cost_usd"])
             if a["fallback"]:
-                fallbacks += s.kind == "routine"
+                fallbacks += 1
                 reasons[a["fallback_reason"]] += 1
             if a["fallback_reason"] == SLM_UNAVAILABLE:
                 skipped += 1
     missing = sum(1 for s in sent if not by_user.get(s.user))
     savings = float(1 - cost / baseline) * 100 if baseline else 0.0
-    fallback_pct = 100.0 * fallbacks / len(routine) if routine else 0.0
+    fallback_pct = 100.0 * fallbacks / wanted_small if wanted_small else 0.0
     small_share = 100.0 * small_served / calls if calls else 0.0
     open_pct = 100.0 * skipped / calls if calls else 0.0
     lat_r = [s.latency_s * 1000 for s in routine if s.status == 200]
     lat_c = [s.latency_s * 1000 for s in sent if s.kind == "complex" and s.status == 200]
-    p = {f"{k}{q}": percentile(v, q / 100) for k, v in (("r", lat_r), ("c", lat_c)) for q in (50, 95, 99)}
+    p = {
+        f"{k}{q}": percentile(v, q / 100)
+        for k, v in (("r", lat_r), ("c", lat_c), ("d", direct))
+        for q in (50, 95, 99)
+    }
 
     # breaker time: share of the run each proxy's breaker was not closed
     end_at = started_at + seconds
@@ -385,16 +394,16 @@ def evaluate(
             )
         )
         if scenario.name == "hanging":
-            bound = SLM_TIMEOUT_S * 1000 + p["c99"]
+            bound = SLM_TIMEOUT_S * 1000 + p["d99"]
             checks.append(
                 (
-                    f"routine p99 {p['r99']:.0f} ms <= timeout + frontier p99 = {bound:.0f} ms",
+                    f"routine p99 {p['r99']:.0f} ms <= timeout + straight-to-frontier p99 = {bound:.0f} ms",
                     p["r99"] <= bound,
                 )
             )
     elif scenario.name == "slow":
         fires = fallback_alert_fires(
-            requests=len(routine),
+            requests=calls,
             by_reason={k: v for k, v in reasons.items()},
             threshold=0.2,
             min_requests=50,
@@ -404,7 +413,7 @@ def evaluate(
         checks.append(("fallback-rate alert fires (20 %, 50 requests)", fires))
     elif scenario.name == "recovering":
         recovered_at = started_at + FAULT_AT_S + 20.0
-        target = 0.9 * (healthy["small_share"] if healthy else 100.0 * ROUTINE_SHARE)
+        target = 0.9 * (healthy["small_share"] if healthy else 100.0 * wanted_small / max(1, calls))
         back_at = _back_at(sent, touched, by_user, group, recovered_at, end_at, target)
         label = f"{back_at - recovered_at:.1f} s" if back_at is not None else "never"
         detail = f" back_after={label}"
@@ -416,7 +425,7 @@ def evaluate(
         )
     ok = all(passed for _, passed in checks)
     reason_text = (
-        ",".join(f"{k}:{100.0 * v / max(1, len(routine)):.1f}" for k, v in sorted(reasons.items())) or "-"
+        ",".join(f"{k}:{100.0 * v / max(1, wanted_small):.1f}" for k, v in sorted(reasons.items())) or "-"
     )
     line = (
         f"{scenario.name:<10} {'ok' if ok else 'FAIL'}  requests={calls} small_share={small_share:.1f}% "
@@ -424,6 +433,7 @@ def evaluate(
         f"({open_time_pct:.1f}% of time) waited_timeout={100.0 * waited / max(1, calls):.1f}% "
         f"routine_p50/95/99={p['r50']:.0f}/{p['r95']:.0f}/{p['r99']:.0f}ms "
         f"complex_p50/95/99={p['c50']:.0f}/{p['c95']:.0f}/{p['c99']:.0f}ms "
+        f"straight_to_frontier_p99={p['d99']:.0f}ms "
         f"cost=${cost:.4f} baseline=${baseline:.4f} savings={savings:.1f}%{detail}"
     )
     failing = [name for name, passed in checks if not passed]
@@ -438,18 +448,21 @@ def evaluate(
 
 
 def _expected_savings(sent: list[Sent], by_user: dict[str, list[dict[str, Any]]]) -> float:
-    """What the routing alone implies: routine calls at SLM prices, complex at frontier prices, same tokens."""
-    slm_in, slm_out = (Decimal(x) for x in SLM_PRICES)
-    fr_in, fr_out = (Decimal(x) for x in FRONTIER_PRICES)
+    """What the routing decisions alone imply, priced here from litellm's map: SLM calls free, frontier at gpt-4o."""
+    import litellm
+
+    entry = litellm.model_cost[FRONTIER_MODEL]
+    fr_in, fr_out = (Decimal(str(entry[k])) for k in ("input_cost_per_token", "output_cost_per_token"))
     cost = baseline = Decimal("0")
     for s in sent:
-        served = [a for a in by_user.get(s.user, []) if a["status"] == "success"]
-        if not served:
+        attempts = by_user.get(s.user, [])
+        served = [a for a in attempts if a["status"] == "success"]
+        first = next((a for a in attempts if a["attempt"] == 1), None)
+        if not served or first is None:
             continue
-        tokens_in, tokens_out = served[-1]["input_tokens"], served[-1]["output_tokens"]
-        frontier = fr_in * tokens_in + fr_out * tokens_out
+        frontier = fr_in * served[-1]["input_tokens"] + fr_out * served[-1]["output_tokens"]
         baseline += frontier
-        cost += slm_in * tokens_in + slm_out * tokens_out if s.kind == "routine" else frontier
+        cost += frontier if first["route"] == "frontier" else Decimal("0")
     return float(1 - cost / baseline) * 100 if baseline else 0.0
 
 
