@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
 import litellm
 import pytest
 
+from routing.engine.decision import Decision
 from routing.proxy.breaker import (
     CLOSED,
     HALF_OPEN,
@@ -239,10 +239,6 @@ def test_board_keeps_state_across_new_settings(clock: Clock) -> None:
     assert [r["model_group"] for r in board.report()] == ["slm", "slm-b"]
 
 
-def _request() -> httpx.Request:
-    return httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
-
-
 @pytest.mark.parametrize(
     ("exception", "expected"),
     [
@@ -267,3 +263,52 @@ def test_failures_are_classified_by_logged_class_name_too() -> None:
         "OpenAIException - Connection error.", llm_provider="openai", model="m"
     )
     assert classify_failure(refused, "InternalServerError") == HARD_FAILURE
+
+
+def _decision(**overrides: object) -> Decision:
+    values: dict[str, object] = {
+        "route": "small",
+        "model_group": "slm",
+        "fallback_group": "frontier",
+        "reason": "score",
+        "score": 0.2,
+        "threshold": 0.6,
+        "slm_timeout_s": 2.0,
+        "confidence_floor": 0.4,
+        "experiment": "exp",
+        "arm": "a",
+    }
+    values.update(overrides)
+    return Decision(**values)  # type: ignore[arg-type]
+
+
+def test_gate_sends_small_calls_of_an_open_breaker_to_the_frontier(clock: Clock) -> None:
+    from routing.proxy.breaker import SLM_UNAVAILABLE, gate
+
+    board = BreakerBoard(clock=clock)
+    decision, admission = gate(board, _decision())
+    assert decision == _decision() and admission is not None and admission.allowed
+    for _ in range(5):
+        attempt(board.breaker("slm"), clock, HARD_FAILURE)
+    skipped, admission = gate(board, _decision())
+    assert admission is not None and not admission.allowed
+    assert (skipped.route, skipped.model_group, skipped.reason) == ("frontier", "frontier", SLM_UNAVAILABLE)
+    assert (
+        skipped.fallback_group is None and skipped.slm_timeout_s is None and skipped.confidence_floor is None
+    )
+    # what replay and experiments need survives: score, threshold, arm
+    assert (skipped.score, skipped.threshold, skipped.experiment, skipped.arm) == (0.2, 0.6, "exp", "a")
+    frontier = _decision(route="frontier", model_group="frontier", fallback_group=None)
+    assert gate(board, frontier) == (frontier, None)  # the breaker only guards small-route calls
+
+
+def test_gate_refuses_a_degraded_call_when_the_small_model_is_unavailable(clock: Clock) -> None:
+    from routing.proxy.breaker import SmallModelUnavailable, gate
+
+    board = BreakerBoard(clock=clock, wall_clock=lambda: 1_800_000_000.0)
+    for _ in range(5):
+        attempt(board.breaker("slm"), clock, HARD_FAILURE)
+    with pytest.raises(SmallModelUnavailable) as refused:
+        gate(board, _decision(fallback_group=None, reason="budget_degrade"))
+    assert "small model 'slm' is unavailable since 08:00:00 UTC" in str(refused.value)
+    assert "over budget" in str(refused.value)
