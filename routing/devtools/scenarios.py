@@ -6,7 +6,7 @@ Starts fake upstreams (one small model per scenario, one frontier), a control-pl
 real LiteLLM proxies with the plugin (`routing.devtools.harness`), then for each scenario sends a
 fixed rate of labelled traffic (~70 % routine prompts, ~30 % complex ones, the demo's prompts from
 `routing.devtools.traffic`), alternating between the proxies. It mirrors the demo (`manage.py demo`):
-the complexity scorer routes at the demo's threshold (0.6), the SLM has no per-token price (a hosted
+the complexity scorer routes at the demo's threshold (0.56), the SLM has no per-token price (a hosted
 model) and gpt-4o is priced from litellm's price map, the fake upstreams answer the demo's token
 counts, and the flaky scenario has the demo's faults; so the flaky line is what the demo's overview
 shows. Faults are switched on the fake SLM at fixed times. Every figure comes from the spend records
@@ -54,11 +54,11 @@ PROXY_TOKEN = "proxy-token-scenarios"
 SLM_TIMEOUT_S = 2.0
 SLM_LATENCY_MS = 60.0
 FRONTIER_LATENCY_MS = 300.0
-# the demo's fake upstreams answer 120 (SLM) and 200 (frontier) tokens: same here, so savings compare
-SLM_COMPLETION_TOKENS, FRONTIER_COMPLETION_TOKENS = 120, 200
+# the demo's fake upstreams both answer 120 tokens: same here, so savings compare
+SLM_COMPLETION_TOKENS, FRONTIER_COMPLETION_TOKENS = 120, 120
 FAULT_AT_S = 10.0
 ROUTINE_SHARE = 0.7
-THRESHOLD = 0.6  # the demo's default policy
+THRESHOLD = 0.56  # the demo's default policy
 FRONTIER_MODEL = "gpt-4o"  # priced from litellm's price map, as in the demo
 
 
