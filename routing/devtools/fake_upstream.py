@@ -38,6 +38,7 @@ class UpstreamBehaviour:
     reply: str = ""  # empty: "answer from <name>"
     stream_chunk_ms: float = 0.0  # delay between streamed chunks
     down: bool = False  # drop connections without answering (a dead server)
+    even_faults: bool = False  # hangs and errors spread evenly (exactly the rates) instead of drawn at random
 
 
 class UpstreamState:
@@ -51,6 +52,7 @@ class UpstreamState:
         self.errors = 0
         self.hangs = 0
         self.refused = 0
+        self.hang_credit = self.error_credit = 0.5  # even faults: the first one half a period in
         self.last_request: dict[str, Any] = {}
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -155,18 +157,26 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 state.requests += 1
                 state.last_request = body
+            if b.even_faults and not b.down:  # a fault each time its running credit reaches one
+                state.hang_credit += b.hang_rate
+                state.error_credit += b.error_rate
+                hang = state.hang_credit >= 1.0
+                state.hang_credit -= hang
+                error = not hang and state.error_credit >= 1.0
+                state.error_credit -= error
         if b.down:
             self.close_connection = True  # a keep-alive connection opened before it went down
             return
-        roll = random.random()
-        if roll < b.hang_rate:
+        if not b.even_faults:
+            hang, error = random.random() < b.hang_rate, random.random() < b.error_rate
+        if hang:
             with state.lock:
                 state.hangs += 1
             time.sleep(b.hang_s)  # the client's timeout should fire long before this
             return
         if b.latency_ms:
             time.sleep(b.latency_ms / 1000.0)
-        if random.random() < b.error_rate:
+        if error:
             with state.lock:
                 state.errors += 1
             self._send_json(

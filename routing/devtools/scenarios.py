@@ -512,7 +512,10 @@ def run(
         raise SystemExit(f"unknown scenario {only!r}: pick one of {', '.join(s.name for s in SCENARIOS)}")
     behaviours = {
         s.name: UpstreamBehaviour(
-            name=group_of(s.name), latency_ms=SLM_LATENCY_MS, completion_tokens=SLM_COMPLETION_TOKENS
+            name=group_of(s.name),
+            latency_ms=SLM_LATENCY_MS,
+            completion_tokens=SLM_COMPLETION_TOKENS,
+            even_faults=True,  # exactly the scenario's fault rates, so runs compare
         )
         for s in SCENARIOS
     }
