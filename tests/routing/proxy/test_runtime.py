@@ -129,3 +129,15 @@ def test_a_proxy_without_an_assigned_bundle_says_so_instead_of_failing(tmp_path:
         assert not any("HTTP 404" in r.getMessage() for r in caplog.records)
     finally:
         double.stop()
+
+
+def test_litellm_never_cools_down_a_small_deployment_but_still_cools_down_the_frontier() -> None:
+    from routing.engine.bundle import Bundle
+    from routing.proxy.bootstrap import litellm_config
+
+    config = litellm_config(Bundle.from_json(example_bundle()))
+    info = {entry["model_name"]: entry["model_info"] for entry in config["model_list"]}
+    assert info["slm"]["cooldown_time"] == 0  # the breaker decides when the SLM is skipped
+    assert "cooldown_time" not in info["frontier"]
+    assert config["router_settings"]["cooldown_time"] == 30
+    assert config["router_settings"]["allowed_fails_policy"]["TimeoutErrorAllowedFails"] == 2
