@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from billing import budgets
@@ -37,10 +37,11 @@ from billing.rollups import hour_floor
 from billing.selectors import rollups_in
 from controlplane.models import AuditAction, Feature, Proxy
 from controlplane.services import audit_record
+from routing.engine.spend import SLM_UNAVAILABLE, SMALL_MODEL_FALLBACK_REASONS, fallback_alert_fires
 
 log = logging.getLogger("finops.alerts")
 
-FALLBACK_REASONS = ("timeout", "error", "low_confidence")
+FALLBACK_REASONS = SMALL_MODEL_FALLBACK_REASONS
 MAD_SCALE = Decimal("1.4826")  # makes the MAD estimate the standard deviation of normal data
 
 
@@ -198,7 +199,8 @@ def fallback_rate_conditions(*, now: datetime) -> list[Condition]:
 
     Counts come from the raw attempt rows of the window (minutes, finer than the hourly rollups):
     requests = first attempts, fallbacks = rows marked fallback for a timeout, an error or low
-    confidence (budget degradation is a decision, not a small-model failure, so it is left out).
+    confidence (budget degradation is a decision, not a small-model failure, so it is left out; calls
+    an open breaker sent to the frontier, `slm_unavailable`, have their own alert).
     """
     features = list(Feature.objects.filter(is_active=True).select_related("team"))
     rules = fallback_rules(features)
@@ -217,8 +219,7 @@ def fallback_rate_conditions(*, now: datetime) -> list[Condition]:
         }
         reasons: dict[int, dict[str, int]] = defaultdict(dict)
         for r in (
-            events.filter(fallback=True)
-            .exclude(fallback_reason="budget")
+            events.filter(fallback=True, fallback_reason__in=SMALL_MODEL_FALLBACK_REASONS)
             .values("feature_id", "fallback_reason")
             .annotate(n=Count("id"))
         ):
@@ -228,11 +229,11 @@ def fallback_rate_conditions(*, now: datetime) -> list[Condition]:
             requests = totals.get(feature.pk, 0)
             split = reasons.get(feature.pk, {})
             fallbacks = sum(split.values())
-            if requests < rule.min_requests or requests == 0:
+            if not fallback_alert_fires(
+                requests=requests, by_reason=split, threshold=rule.threshold, min_requests=rule.min_requests
+            ):
                 continue
             rate = Decimal(fallbacks) / Decimal(requests)
-            if rate < rule.threshold:
-                continue
             by_reason = {reason: split.get(reason, 0) for reason in FALLBACK_REASONS}
             by_reason.update({k: v for k, v in split.items() if k not in FALLBACK_REASONS})
             reason_text = ", ".join(f"{k} {v}" for k, v in by_reason.items() if v)
@@ -259,6 +260,85 @@ def fallback_rate_conditions(*, now: datetime) -> list[Condition]:
                     feature_id=feature.pk,
                 )
             )
+    return conditions
+
+
+def _small_model_of_features(feature_ids: list[int]) -> dict[int, str]:
+    """Each feature's small model group under the current routing policies (override, else default)."""
+    from routing.models import RoutingPolicy
+
+    policies = {
+        p.feature_id: p
+        for p in RoutingPolicy.objects.filter(
+            Q(feature_id__in=feature_ids) | Q(feature__isnull=True)
+        ).select_related("small_deployment")
+    }
+    default = policies.get(None)
+    fallback = default.small_deployment.group if default and default.small_deployment else "small model"
+    out = {}
+    for feature_id in feature_ids:
+        policy = policies.get(feature_id)
+        out[feature_id] = (
+            policy.small_deployment.group if policy is not None and policy.small_deployment else fallback
+        )
+    return out
+
+
+def slm_unavailable_conditions(*, now: datetime) -> list[Condition]:
+    """Small models whose circuit breaker sent calls straight to the frontier in the last few minutes.
+
+    One alert per small model group (its breaker guards every feature that uses it), from the
+    `slm_unavailable` records of ALERT_SLM_UNAVAILABLE_WINDOW_MINUTES (default 2); it resolves once
+    the breaker has closed for that long. "Since" is the first such call of the episode.
+    """
+    minutes = int(_setting("ALERT_SLM_UNAVAILABLE_WINDOW_MINUTES", 2))
+    start = now - timedelta(minutes=minutes)
+    rows = list(
+        SpendEvent.objects.filter(fallback_reason=SLM_UNAVAILABLE, start_time__gte=start, start_time__lt=now)
+        .values("feature_id")
+        .annotate(calls=Count("id"), first=Min("start_time"), last=Max("start_time"))
+    )
+    if not rows:
+        return []
+    groups = _small_model_of_features([r["feature_id"] for r in rows])
+    features = Feature.objects.in_bulk([r["feature_id"] for r in rows])
+    by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_group[groups[row["feature_id"]]].append(row)
+    conditions = []
+    for group, group_rows in sorted(by_group.items()):
+        key = f"slm_unavailable:{group}"
+        since = min(r["first"] for r in group_rows)
+        existing = Alert.objects.filter(key=key).exclude(status=AlertStatus.RESOLVED).first()
+        if existing is not None and existing.details.get("since"):
+            since = min(since, datetime.fromisoformat(existing.details["since"]))
+        calls = sum(r["calls"] for r in group_rows)
+        names = sorted(features[r["feature_id"]].slug for r in group_rows if r["feature_id"] in features)
+        team_ids = {features[r["feature_id"]].team_id for r in group_rows if r["feature_id"] in features}
+        conditions.append(
+            Condition(
+                key=key,
+                kind=AlertKind.SLM_UNAVAILABLE,
+                severity=AlertSeverity.CRITICAL,
+                title=f"Small model {group} unavailable since {since:%H:%M} UTC",
+                message=(
+                    f"The circuit breaker of small model {group} is open: since {since:%Y-%m-%d %H:%M} UTC its "
+                    f"calls go straight to the frontier model ({calls} in the last {minutes} minutes, features "
+                    f"{', '.join(names)}). Savings stop while it lasts; proxies probe it and trust it again "
+                    "once probes succeed. These calls are not counted as fallbacks."
+                ),
+                details={
+                    "model_group": group,
+                    "since": since.isoformat(),
+                    "calls": calls,
+                    "window_minutes": minutes,
+                    "features": names,
+                    "last_seen": max(r["last"] for r in group_rows).isoformat(),
+                },
+                # one team: that team's members see it; shared by several teams: an organisation alert
+                team_id=next(iter(team_ids)) if len(team_ids) == 1 else None,
+            )
+        )
     return conditions
 
 
@@ -455,6 +535,7 @@ CHECKS = {
     AlertKind.BUDGET_FORECAST: budget_forecast_conditions,
     AlertKind.SPEND_ANOMALY: spend_anomaly_conditions,
     AlertKind.PROXY_STALE: proxy_stale_conditions,
+    AlertKind.SLM_UNAVAILABLE: slm_unavailable_conditions,
 }
 
 

@@ -167,6 +167,7 @@ class AlertKind(models.TextChoices):
     BUDGET_FORECAST = "budget_forecast", "Projected overspend"
     SPEND_ANOMALY = "spend_anomaly", "Spend anomaly"
     PROXY_STALE = "proxy_stale", "Proxy stale"
+    SLM_UNAVAILABLE = "slm_unavailable", "Small model unavailable"
 
 
 class AlertStatus(models.TextChoices):

@@ -22,6 +22,7 @@ from billing import selectors
 from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS
 from controlplane.models import Feature, Team
 from controlplane.permissions import is_org_wide, visible_features, visible_teams
+from routing.engine.spend import SLM_UNAVAILABLE
 
 ZERO = Decimal("0")
 CENTS = Decimal("0.01")
@@ -333,7 +334,7 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
             (today.replace(day=1), today),
             (movers_end - timedelta(days=13), movers_end),
         ],
-        keys=["team_id", "feature_id", "model", "route"],
+        keys=["team_id", "feature_id", "model", "route", "fallback_reason"],
         **scope,
     )
     in_range = [c for c in cells if filters.start <= c["day"] <= filters.end]
@@ -344,6 +345,7 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
     summary = _derive(_fold(in_range, lambda c: 0, CUBE_SUMS).get(0) or empty)
     summary["small_requests"] = sum(c["requests"] for c in in_range if c["route"] == "small")
     summary["small_share"] = summary["small_requests"] / summary["requests"] if summary["requests"] else 0.0
+    _count_slm_unavailable(summary, in_range)
 
     by_feature = []
     for (team_id, feature_id), row in _fold(
@@ -446,6 +448,12 @@ def _latency_rows(cells: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _count_slm_unavailable(row: dict[str, Any], cells: Iterable[Mapping[str, Any]]) -> None:
+    """Calls an open breaker sent straight to the frontier: shown apart, never as fallbacks."""
+    row["slm_unavailable"] = sum(c["requests"] for c in cells if c["fallback_reason"] == SLM_UNAVAILABLE)
+    row["slm_unavailable_share"] = row["slm_unavailable"] / row["requests"] if row["requests"] else 0.0
+
+
 def _reasons(cells: Iterable[Mapping[str, Any]], requests: int) -> list[dict[str, Any]]:
     folded = _fold((c for c in cells if c["fallback_reason"]), lambda c: c["fallback_reason"], ["fallbacks"])
     out = [
@@ -534,7 +542,11 @@ def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) 
     small = sum(d["small_requests"] for d in daily)
     per_day = {day: row["cost_usd"] for day, row in _fold(cells, lambda c: c["day"], ["cost_usd"]).items()}
     budget = budget_for_feature(feature)
+    unavailable: dict[str, Any] = {"requests": requests}
+    _count_slm_unavailable(unavailable, in_range)
     return {
+        "slm_unavailable": unavailable["slm_unavailable"],
+        "slm_unavailable_share": unavailable["slm_unavailable_share"],
         "daily": daily,
         "requests": requests,
         "cost_usd": cost,
@@ -600,8 +612,11 @@ def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
         reasons = _reasons(mine, requests)
         fallbacks = sum(r["fallbacks"] for r in reasons)
         feature = names.get(feature_id)
+        unavailable: dict[str, Any] = {"requests": requests}
+        _count_slm_unavailable(unavailable, mine)
         features.append(
             {
+                **unavailable,
                 "feature_id": feature_id,
                 "feature_slug": feature.slug if feature else str(feature_id),
                 "feature_name": feature.name if feature else str(feature_id),

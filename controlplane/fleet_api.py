@@ -83,6 +83,15 @@ class FleetBundleView(APIView):
         return response
 
 
+class BreakerReportSerializer(serializers.Serializer):
+    """One small model's circuit breaker as the reporting worker sees it (routing/proxy/breaker.py)."""
+
+    model_group = serializers.CharField(max_length=100)
+    state = serializers.ChoiceField(choices=["closed", "open", "half_open"])
+    open_since = serializers.CharField(allow_null=True, required=False, max_length=40)
+    skipped = serializers.IntegerField(required=False, min_value=0)
+
+
 class HeartbeatSerializer(serializers.Serializer):
     applied_version = serializers.CharField(allow_null=True, allow_blank=True, required=False, max_length=80)
     applied_hash = serializers.CharField(allow_null=True, allow_blank=True, required=False, max_length=80)
@@ -92,6 +101,8 @@ class HeartbeatSerializer(serializers.Serializer):
     errors = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
     restart_required = serializers.BooleanField(required=False)
     plugin_version = serializers.CharField(allow_blank=True, required=False, max_length=40)
+    breakers = BreakerReportSerializer(many=True, required=False, max_length=100)
+    pid = serializers.IntegerField(required=False, min_value=0)
 
 
 class FleetHeartbeatView(APIView):

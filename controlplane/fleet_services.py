@@ -154,6 +154,8 @@ REPORT_FIELDS = (
     "errors",
     "restart_required",
     "plugin_version",
+    "breakers",  # of the worker that sent this heartbeat (each proxy worker keeps its own)
+    "pid",
 )
 
 

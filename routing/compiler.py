@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -29,13 +29,14 @@ from routing.engine.bundle import (
     BUNDLE_SCHEMA,
     DEFAULT_POLICY,
     DEFAULT_SLM_TIMEOUT_MS,
+    BreakerSettings,
     Bundle,
     canonical_json,
     content_hash,
     validate_bundle,
     with_content_hash,
 )
-from routing.models import FeatureKey, ModelDeployment, RoutingPolicy
+from routing.models import BREAKER_FIELDS, FeatureKey, ModelDeployment, RoutingPolicy
 
 log = logging.getLogger("finops.compiler")
 
@@ -154,6 +155,14 @@ def policy_entry(policy: RoutingPolicy, path: str, errors: list[str]) -> dict[st
         )
     if rules:
         entry["rules"] = rules
+    if full:
+        # the effective breaker, defaults included, so the bundle says exactly what proxies do
+        breaker = asdict(BreakerSettings())
+        for attr, name in BREAKER_FIELDS.items():
+            value = getattr(policy, attr)
+            if value is not None:
+                breaker[name] = _number(value) if isinstance(value, Decimal) else value
+        entry["breaker"] = breaker
     return entry
 
 

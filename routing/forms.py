@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from routing.models import ModelDeployment, RoutingPolicy, Tier
+from routing.models import BREAKER_FIELDS, ModelDeployment, RoutingPolicy, Tier
 
 INHERIT = (("", "Inherit from default"), ("true", "Yes"), ("false", "No"))
 
@@ -88,8 +88,20 @@ class PolicyForm(forms.ModelForm):
             "rule_context",
             "context_margin_tokens",
             "over_budget",
+            *BREAKER_FIELDS,
         ]
-        labels = {"slm_timeout_ms": "SLM timeout (ms)", "over_budget": "Over budget"}
+        labels = {
+            "slm_timeout_ms": "SLM timeout (ms)",
+            "over_budget": "Over budget",
+            "breaker_window_s": "Breaker window (s)",
+            "breaker_failure_share": "Breaker opens at failure share",
+            "breaker_min_attempts": "Breaker minimum attempts",
+            "breaker_consecutive_failures": "Breaker opens after hard failures in a row",
+            "breaker_cool_off_s": "Breaker cool-off (s)",
+            "breaker_max_cool_off_s": "Breaker longest cool-off (s)",
+            "breaker_probe_one_in": "Half-open: probe one call in",
+            "breaker_close_after": "Breaker closes after successful probes",
+        }
 
     def __init__(self, *args: Any, features: Any = None, default: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -105,6 +117,9 @@ class PolicyForm(forms.ModelForm):
             )
             self.fields["feature"].required = True
             self.fields["feature"].help_text = "The feature this override applies to."
+        if not self.is_default:
+            for name in BREAKER_FIELDS:  # one breaker per small model, shared by every feature
+                del self.fields[name]
         if self.is_default:
             for name in ("rule_tools", "rule_images", "rule_structured_output", "rule_context"):
                 self.fields[name].widget = forms.Select(choices=(("true", "Yes"), ("false", "No")))

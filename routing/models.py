@@ -187,6 +187,61 @@ class RoutingPolicy(TimeStampedModel):
         null=True, blank=True, validators=[MaxValueValidator(1_000_000)]
     )
     over_budget = models.CharField(max_length=16, blank=True, choices=OverBudget.choices)
+    # The small model's circuit breaker (default policy only; empty: the documented default)
+    breaker_window_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="Seconds of small-model attempts the failure share is taken over (default 30).",
+    )
+    breaker_failure_share = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.05")), MaxValueValidator(Decimal("1"))],
+        help_text="Share of failed attempts (timeouts, connection errors, 5xx) that opens the breaker (default 0.5).",
+    )
+    breaker_min_attempts = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Attempts in the window before the failure share counts (default 20).",
+    )
+    breaker_consecutive_failures = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Timeouts or refused connections in a row that open the breaker (default 5).",
+    )
+    breaker_cool_off_s = models.DecimalField(
+        max_digits=7,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("3600"))],
+        help_text="Seconds an open breaker waits before its first probe; doubles per failed probe (default 10).",
+    )
+    breaker_max_cool_off_s = models.DecimalField(
+        max_digits=7,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("86400"))],
+        help_text="Longest wait between probes (default 60).",
+    )
+    breaker_probe_one_in = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="A half-open breaker lets one call in this many try the small model (default 10).",
+    )
+    breaker_close_after = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Successful probes that close the breaker (default 3).",
+    )
 
     class Meta:
         ordering = ["feature__slug"]
@@ -221,8 +276,32 @@ class RoutingPolicy(TimeStampedModel):
                 errors[attr] = f"{dep.name} is a {dep.tier}-tier deployment: pick a {tier.value}-tier one."
             elif dep is not None and not dep.is_active:
                 errors[attr] = f"{dep.name} is inactive: activate it first or pick another."
+        if not self.is_default:
+            for name in BREAKER_FIELDS:
+                if getattr(self, name) is not None:
+                    errors[name] = (
+                        "The breaker guards the small model for every feature: set it on the default policy."
+                    )
+        if (
+            self.breaker_cool_off_s is not None
+            and self.breaker_max_cool_off_s is not None
+            and self.breaker_max_cool_off_s < self.breaker_cool_off_s
+        ):
+            errors["breaker_max_cool_off_s"] = "Make the longest wait at least the first cool-off."
         if errors:
             raise ValidationError(errors)
+
+
+BREAKER_FIELDS = {  # model field -> bundle key under policies.default.breaker
+    "breaker_window_s": "window_s",
+    "breaker_failure_share": "failure_share",
+    "breaker_min_attempts": "min_attempts",
+    "breaker_consecutive_failures": "consecutive_failures",
+    "breaker_cool_off_s": "cool_off_s",
+    "breaker_max_cool_off_s": "max_cool_off_s",
+    "breaker_probe_one_in": "probe_one_in",
+    "breaker_close_after": "close_after",
+}
 
 
 class FeatureKey(TimeStampedModel):

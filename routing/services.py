@@ -37,6 +37,7 @@ from routing.compiler import source_hash as compiler_source_hash
 from routing.engine import signing
 from routing.engine.bundle import canonical_json, content_hash, validate_bundle
 from routing.models import (
+    BREAKER_FIELDS,
     RUNNING_STATUSES,
     Bundle,
     FeatureKey,
@@ -84,6 +85,7 @@ POLICY_FIELDS = (
     "rule_context",
     "context_margin_tokens",
     "over_budget",
+    *BREAKER_FIELDS,
 )
 KEY_FIELDS = ("feature", "name", "prefix", "expires_at", "revoked_at")
 FEATURE_KEY_PREFIX = "fk-"

@@ -11,7 +11,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from tests.factories import FeatureFactory, MembershipFactory, TeamFactory, UserFactory  # noqa: E402
 
-
 # Tests write spend dated in 2026 (frozen clocks) and around the real "now"; the test database gets
 # monthly partitions for all of it, so no test depends on the day the suite runs (e.g. under faketime).
 PARTITIONS_FROM = datetime(2025, 10, 1, tzinfo=UTC)

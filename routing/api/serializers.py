@@ -5,7 +5,15 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from controlplane.models import Feature, Proxy
-from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RolloutTarget, RoutingPolicy
+from routing.models import (
+    BREAKER_FIELDS,
+    Bundle,
+    FeatureKey,
+    ModelDeployment,
+    Rollout,
+    RolloutTarget,
+    RoutingPolicy,
+)
 
 DEPLOYMENT_REF = {
     "slug_field": "name",
@@ -67,6 +75,7 @@ class PolicySerializer(serializers.ModelSerializer):
             "rule_context",
             "context_margin_tokens",
             "over_budget",
+            *BREAKER_FIELDS,
             "created_at",
             "updated_at",
         ]

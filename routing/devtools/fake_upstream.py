@@ -3,6 +3,9 @@
 Run: `python -m routing.devtools.fake_upstream --port 9100 --name slm --latency-ms 20`.
 `POST /_control` with a JSON object changes any behaviour field (see `UpstreamBehaviour`);
 `GET /_control` returns the behaviour and request counters; `POST /_control/reset` zeroes counters.
+`down: true` makes it drop every connection without an answer (and, in process, refuse new ones:
+the port is closed), as a dead model server does. `FakeUpstream.schedule([(10.0, {"down": True})])`
+switches faults at set times (seconds from the call), for the scenario benchmark.
 Stdlib only so it starts in milliseconds.
 """
 
@@ -43,6 +46,8 @@ class UpstreamBehaviour:
     completion_tokens: int = 8
     reply: str = ""  # empty: "answer from <name>"
     stream_chunk_ms: float = 0.0  # delay between streamed chunks
+    down: bool = False  # drop connections without answering (a dead server)
+    even_faults: bool = False  # hangs and errors spread evenly (exactly the rates) instead of drawn at random
 
 
 class UpstreamState:
@@ -55,6 +60,8 @@ class UpstreamState:
         self.completions = 0
         self.errors = 0
         self.hangs = 0
+        self.refused = 0
+        self.hang_credit = self.error_credit = 0.5  # even faults: the first one half a period in
         self.last_request: dict[str, Any] = {}
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -74,12 +81,13 @@ class UpstreamState:
                 "completions": self.completions,
                 "errors": self.errors,
                 "hangs": self.hangs,
+                "refused": self.refused,
                 "last_request": self.last_request,
             }
 
     def reset(self) -> None:
         with self.lock:
-            self.requests = self.completions = self.errors = self.hangs = 0
+            self.requests = self.completions = self.errors = self.hangs = self.refused = 0
             self.last_request = {}
 
 
@@ -202,17 +210,31 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         with state.lock:
             b = UpstreamBehaviour(**asdict(state.behaviour))
-            state.requests += 1
-            state.last_request = body
-        roll = random.random()
-        if roll < b.hang_rate:
+            if b.down:
+                state.refused += 1
+            else:
+                state.requests += 1
+                state.last_request = body
+            if b.even_faults and not b.down:  # a fault each time its running credit reaches one
+                state.hang_credit += b.hang_rate
+                state.error_credit += b.error_rate
+                hang = state.hang_credit >= 1.0
+                state.hang_credit -= hang
+                error = not hang and state.error_credit >= 1.0
+                state.error_credit -= error
+        if b.down:
+            self.close_connection = True  # a keep-alive connection opened before it went down
+            return
+        if not b.even_faults:
+            hang, error = random.random() < b.hang_rate, random.random() < b.error_rate
+        if hang:
             with state.lock:
                 state.hangs += 1
             time.sleep(b.hang_s)  # the client's timeout should fire long before this
             return
         if b.latency_ms:
             time.sleep(b.latency_ms / 1000.0)
-        if random.random() < b.error_rate:
+        if error:
             with state.lock:
                 state.errors += 1
             self._send_json(
@@ -305,24 +327,55 @@ class FakeUpstream:
         self, behaviour: UpstreamBehaviour | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.state = UpstreamState(behaviour or UpstreamBehaviour())
-        self.server = _UpstreamServer((host, port), self.state)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-upstream", daemon=True)
+        self.host = host
+        self.server: _UpstreamServer | None = _UpstreamServer((host, port), self.state)
+        self._port = int(self.server.server_address[1])
+        self._listen_lock = threading.Lock()
+        self._timers: list[threading.Timer] = []
 
     @property
     def port(self) -> int:
-        return int(self.server.server_address[1])
+        return self._port
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> FakeUpstream:
-        self.thread.start()
+        with self._listen_lock:
+            if self.server is None:
+                self.server = _UpstreamServer((self.host, self._port), self.state)
+            server = self.server
+        threading.Thread(target=server.serve_forever, name="fake-upstream", daemon=True).start()
         return self
 
+    def _close_port(self) -> None:
+        with self._listen_lock:
+            server, self.server = self.server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def apply(self, changes: dict[str, Any]) -> None:
+        """Change behaviour now; `down` also closes the port (connection refused) or opens it again."""
+        self.state.update(changes)
+        if changes.get("down") is True:
+            self._close_port()
+        elif changes.get("down") is False and self.server is None:
+            self.start()
+
+    def schedule(self, steps: list[tuple[float, dict[str, Any]]]) -> None:
+        """Apply each step's changes `at` seconds from now."""
+        for at, changes in steps:
+            timer = threading.Timer(at, self.apply, args=(changes,))
+            timer.daemon = True
+            timer.start()
+            self._timers.append(timer)
+
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for timer in self._timers:
+            timer.cancel()
+        self._close_port()
 
 
 def main(argv: list[str] | None = None) -> None:

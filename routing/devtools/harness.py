@@ -249,7 +249,8 @@ class ProxyProcess:
         port: int | None = None,
         plugin: bool = True,
         extra_env: dict[str, str] | None = None,
-        allowed_fails: int = 2,
+        allowed_fails: int = 2,  # frontier deployments only: small ones never cool down (our breaker)
+        workers: int = 1,
     ) -> None:
         self.bundle = bundle
         self.workdir = Path(workdir)
@@ -260,6 +261,7 @@ class ProxyProcess:
         self.plugin = plugin
         self.extra_env = extra_env or {}
         self.allowed_fails = allowed_fails
+        self.workers = workers
         self.state_dir = self.workdir / "state"
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_s: float | None = None
@@ -332,7 +334,8 @@ class ProxyProcess:
         log_file = open(self.workdir / f"proxy-{self.port}.log", "ab")  # noqa: SIM115 - lives as long as the process
         started = time.perf_counter()
         self.process = subprocess.Popen(
-            [str(litellm_bin), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(self.port)],
+            [str(litellm_bin), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(self.port)]
+            + (["--num_workers", str(self.workers)] if self.workers > 1 else []),
             cwd=str(self.workdir),
             env=self.environment(),
             stdout=log_file,

@@ -190,6 +190,36 @@ class ShippingSettings:
 
 
 @dataclass(frozen=True)
+class BreakerSettings:
+    """The small model's circuit breaker (routing/proxy/breaker.py); set on the default policy only.
+
+    One breaker guards each small model group for every feature that uses it, so its settings
+    cannot differ per feature."""
+
+    window_s: float = 30.0  # sliding window of SLM attempts the failure share is taken over
+    failure_share: float = 0.5  # opens at this share of failed attempts in the window...
+    min_attempts: int = 20  # ...once the window holds at least this many attempts
+    consecutive_failures: int = 5  # opens on this many hard failures in a row (timeouts, refused)
+    cool_off_s: float = 10.0  # first wait before probing an open breaker
+    max_cool_off_s: float = 60.0  # the wait doubles after each failed probe, up to this
+    probe_one_in: int = 10  # half-open: one call in this many tries the SLM (one at a time)
+    close_after: int = 3  # successful probes in a row that close the breaker
+
+
+# field -> (low, high, whole number, hint) for validation and the control plane's form
+BREAKER_LIMITS: dict[str, tuple[float, float, bool, str]] = {
+    "window_s": (1, 3600, False, "seconds of SLM attempts the failure share is taken over"),
+    "failure_share": (0.05, 1.0, False, "share of failed attempts that opens the breaker"),
+    "min_attempts": (1, 100_000, True, "attempts in the window before the share counts"),
+    "consecutive_failures": (1, 1000, True, "hard failures in a row that open the breaker"),
+    "cool_off_s": (0.1, 3600, False, "seconds before the first probe"),
+    "max_cool_off_s": (0.1, 86_400, False, "longest wait between probes"),
+    "probe_one_in": (1, 100_000, True, "one call in this many probes a half-open breaker"),
+    "close_after": (1, 1000, True, "successful probes that close the breaker"),
+}
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A validated bundle with the lookups the hot path needs precomputed."""
 
@@ -204,6 +234,7 @@ class Bundle:
     attribution: Attribution
     shipping: ShippingSettings
     document: dict[str, Any]
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
     topology: str = ""  # hash of the deployments alone, precomputed for the hot path
     groups: dict[str, tuple[Deployment, ...]] = field(default_factory=dict)
 
@@ -346,6 +377,7 @@ _POLICY_FIELDS = {
     "confidence_floor",
     "over_budget",
     "rules",
+    "breaker",
 }
 _RULE_FIELDS = {*RULE_NAMES, "context_margin_tokens"}
 
@@ -460,6 +492,8 @@ def _check_policy(c: _Check, raw: Any, path: str, groups: dict[str, set[str]], *
         )
     if "over_budget" in policy and policy["over_budget"] not in OVER_BUDGET_ACTIONS:
         c.err(f"{path}.over_budget", f"must be 'block' or 'degrade', got {policy['over_budget']!r}")
+    if "breaker" in policy:
+        _check_breaker(c, policy["breaker"], f"{path}.breaker", full=full)
     if "rules" in policy:
         rules = c.obj(policy["rules"], f"{path}.rules", _RULE_FIELDS)
         if rules is not None:
@@ -468,6 +502,32 @@ def _check_policy(c: _Check, raw: Any, path: str, groups: dict[str, set[str]], *
                     c.boolean(rules[rule], f"{path}.rules.{rule}")
             if "context_margin_tokens" in rules:
                 c.integer(rules["context_margin_tokens"], f"{path}.rules.context_margin_tokens", 0, 1_000_000)
+
+
+def _check_breaker(c: _Check, raw: Any, path: str, *, full: bool) -> None:
+    if not full:
+        c.err(
+            path,
+            "is set on a feature policy: the breaker guards the small model for every feature, "
+            "so set it on the default policy only",
+        )
+        return
+    breaker = c.obj(raw, path, set(BREAKER_LIMITS))
+    if breaker is None:
+        return
+    for name, (low, high, whole, hint) in BREAKER_LIMITS.items():
+        if name not in breaker:
+            continue
+        if whole:
+            c.integer(breaker[name], f"{path}.{name}", int(low), int(high))
+        else:
+            c.number(breaker[name], f"{path}.{name}", low, high, hint)
+    cool_off = breaker.get("cool_off_s", BreakerSettings.cool_off_s)
+    longest = breaker.get("max_cool_off_s", BreakerSettings.max_cool_off_s)
+    if isinstance(cool_off, int | float) and isinstance(longest, int | float) and longest < cool_off:
+        c.err(
+            f"{path}.max_cool_off_s", f"is shorter than cool_off_s ({cool_off}): make it at least that long"
+        )
 
 
 def validate_bundle(doc: Any) -> list[str]:
@@ -746,6 +806,7 @@ def _build(doc: dict[str, Any]) -> Bundle:
         attribution=Attribution(**doc.get("attribution", {})),
         shipping=ShippingSettings(**doc.get("shipping", {})),
         document=doc,
+        breaker=BreakerSettings(**default_raw.get("breaker", {})),
         topology=hashlib.sha256(canonical_json(doc["deployments"])).hexdigest(),
         groups={
             group: tuple(d for d in deployments if d.model_group == group)

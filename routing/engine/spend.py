@@ -17,7 +17,13 @@ SCHEMA_VERSION = 1
 
 ROUTES = ("small", "frontier")
 STATUSES = ("success", "error")
-FALLBACK_REASONS = ("", "timeout", "error", "low_confidence", "budget")
+SLM_UNAVAILABLE = (
+    "slm_unavailable"  # the small model's breaker was open: sent to the frontier, not a fallback
+)
+FALLBACK_REASONS = ("", "timeout", "error", "low_confidence", "budget", SLM_UNAVAILABLE)
+# Fallbacks that count against the small model (the fallback-rate alert, experiments, what-if): budget
+# degradation is a decision and slm_unavailable an open breaker, each counted and alerted on apart.
+SMALL_MODEL_FALLBACK_REASONS = ("timeout", "error", "low_confidence")
 MONEY_PLACES = Decimal("0.0000000001")  # 10 decimal places: sub-micro-dollar token prices add up
 MAX_MONEY = Decimal("1000000")
 MAX_ATTEMPT_DURATION = timedelta(hours=24)
@@ -236,6 +242,18 @@ class _Reader:
             self.err(name, "has no UTC offset: add +00:00 (naive times are ambiguous)")
             return None
         return moment.astimezone(UTC)
+
+
+def fallback_alert_fires(
+    *, requests: int, by_reason: dict[str, int], threshold: float | Decimal, min_requests: int
+) -> bool:
+    """The fallback-rate alert's rule: small-model fallbacks over requests reach the threshold, with enough requests."""
+    fallbacks = sum(n for reason, n in by_reason.items() if reason in SMALL_MODEL_FALLBACK_REASONS)
+    return (
+        requests > 0
+        and requests >= min_requests
+        and Decimal(fallbacks) / Decimal(requests) >= Decimal(str(threshold))
+    )
 
 
 def parse_spend_record(raw: Any) -> tuple[SpendRecord | None, list[FieldError]]:

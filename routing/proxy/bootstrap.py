@@ -3,8 +3,12 @@
     python -m routing.proxy.bootstrap --bundle bundle.json --out config.yaml [--state-dir DIR]
 
 The config carries the bundle's topology (one model group per deployment group), router
-settings for an instant fallback (no retries; a failing SLM deployment is cooled down after a
-few failures so later calls skip it), and the plugin's dotted paths. Provider keys appear only
+settings for an instant fallback (no retries), and the plugin's dotted paths. LiteLLM's own
+cooldown is switched off for small-tier deployments (`model_info.cooldown_time: 0`): the plugin's
+circuit breaker (routing/proxy/breaker.py) decides when the small model is skipped, on its failure
+share, so a few sparse errors never sideline it. Frontier deployments keep LiteLLM's cooldown
+(`allowed_fails` failures in a minute), so a frontier outage answers callers with an error at once
+instead of calling a dead provider again and again. Provider keys appear only
 as `os.environ/NAME` references. With `--state-dir` the bundle is also seeded as the proxy's
 last-known-good bundle, so the proxy serves even if the control plane is down when it starts.
 """
@@ -48,12 +52,14 @@ def model_list_for(bundle: Bundle) -> list[dict[str, Any]]:
             params["input_cost_per_token"] = float(deployment.input_cost_per_token)
         if deployment.output_cost_per_token is not None:
             params["output_cost_per_token"] = float(deployment.output_cost_per_token)
+        model_info: dict[str, Any] = {
+            "finops_tier": deployment.tier,
+            "max_input_tokens": deployment.context_window,
+        }
+        if deployment.tier == "small":
+            model_info["cooldown_time"] = 0  # our breaker owns the SLM's health, not LiteLLM's cooldown
         model_list.append(
-            {
-                "model_name": deployment.model_group,
-                "litellm_params": params,
-                "model_info": {"finops_tier": deployment.tier, "max_input_tokens": deployment.context_window},
-            }
+            {"model_name": deployment.model_group, "litellm_params": params, "model_info": model_info}
         )
     return model_list
 
@@ -76,7 +82,8 @@ def litellm_config(bundle: Bundle, *, allowed_fails: int = 2, cooldown_s: int = 
                 "RateLimitErrorRetries": 0,
                 "DefaultRetries": 0,
             },
-            # explicit per-exception entries: LiteLLM never cools down a one-deployment group otherwise
+            # frontier only (small deployments set cooldown_time 0): explicit per-exception entries,
+            # as LiteLLM never cools down a one-deployment group otherwise
             "allowed_fails_policy": {name: allowed_fails for name in COOLDOWN_EXCEPTIONS},
             "cooldown_time": cooldown_s,
         },
@@ -109,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="where to write config.yaml")
     parser.add_argument("--state-dir", help="seed this FINOPS_STATE_DIR with the bundle as last-known-good")
     parser.add_argument(
-        "--allowed-fails", type=int, default=2, help="SLM failures per minute before cooldown"
+        "--allowed-fails",
+        type=int,
+        default=2,
+        help="frontier failures per minute before LiteLLM cools a frontier deployment down",
     )
     parser.add_argument("--cooldown-s", type=int, default=30)
     args = parser.parse_args(argv)

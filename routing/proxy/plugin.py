@@ -19,6 +19,7 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
 from routing.engine.decision import BudgetBlocked, Decision, decide
+from routing.proxy import breaker
 from routing.proxy.access import call_type_refusal
 from routing.proxy.records import COOLDOWN_ERROR, STAMP_KEY, build_record, confidence_of, metadata_of
 from routing.proxy.runtime import ProxyRuntime
@@ -100,9 +101,12 @@ class FinOpsRouter(CustomLogger):
                 score_fn=runtime.score_fn(),
                 shares=runtime.shares,
             )
+            decision, admission = breaker.gate(runtime.breakers, decision)
         except BudgetBlocked as blocked:
             runtime.blocked.count(_who(user_api_key_dict, team, feature), "budget")
             raise HTTPException(status_code=429, detail=str(blocked)) from None
+        except breaker.SmallModelUnavailable as unavailable:
+            raise HTTPException(status_code=503, detail=str(unavailable)) from None
         policy = bundle.policy_for(feature)
         data["model"] = decision.model_group
         data["fallbacks"] = []  # only the policy picks fallbacks
@@ -117,6 +121,7 @@ class FinOpsRouter(CustomLogger):
         stamp = _stamp(decision, team, feature, call_id, end_user, bundle.version, policy.frontier_model)
         timeouts = [d.timeout_s for d in bundle.deployments_in(policy.frontier_model) if d.timeout_s]
         stamp["frontier_timeout_s"] = max(timeouts) if timeouts else FRONTIER_TIMEOUT_S
+        stamp.update(breaker.stamp_fields(admission))
         who = _who(user_api_key_dict, team, feature)
         stamp.update(team_code=who.team_code, feature_code=who.feature_code)
         metadata[STAMP_KEY] = seal(stamp)
@@ -197,6 +202,7 @@ class FinOpsRouter(CustomLogger):
             self._seen[seen_key] = None
             if len(self._seen) > SEEN_ATTEMPTS:
                 self._seen.popitem(last=False)
+            breaker.observe(runtime.breakers, kwargs, record)
             runtime.shipper.enqueue(record.to_json())
         except Exception as exc:  # a logging problem must never surface to the caller
             log.exception("finops: could not record spend")

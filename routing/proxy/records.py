@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from routing.engine.bundle import Bundle
-from routing.engine.spend import MONEY_PLACES, SpendRecord
+from routing.engine.spend import MONEY_PLACES, SLM_UNAVAILABLE, SpendRecord
 
 STAMP_KEY = "finops"  # request metadata key holding the decision stamp
 ZERO = Decimal("0")
@@ -129,6 +129,9 @@ def build_record(
         previous = metadata.get("previous_models") or []
         last = previous[-1] if previous and isinstance(previous[-1], dict) else {}
         attempt, fallback, reason = 2, True, fallback_reason_of(str(last.get("exception_type", "")))
+    elif stamp.get("reason") == SLM_UNAVAILABLE:
+        # the open breaker sent it straight to the frontier: counted apart from fallbacks
+        attempt, fallback, reason = 1, False, SLM_UNAVAILABLE
     elif stamp.get("budget_forced"):
         attempt, fallback, reason = 1, True, "budget"
     else:

@@ -22,6 +22,7 @@ from routing.engine import signing
 from routing.engine.bundle import Bundle, validate_bundle
 from routing.engine.decision import ScoreFn, ShareThreshold, length_score
 from routing.proxy.blocked import BlockedCalls
+from routing.proxy.breaker import BreakerBoard
 from routing.proxy.control_plane import ControlPlaneClient
 from routing.proxy.settings import ProxySettings
 from routing.proxy.shipper import SpendShipper
@@ -38,6 +39,7 @@ class ProxyRuntime:
         self.settings = settings
         self.bundle: Bundle | None = None
         self.shares: dict[str, ShareThreshold] = {}
+        self.breakers = BreakerBoard()  # this worker process's view of each small model's health
         self.errors: deque[str] = deque(maxlen=MAX_ERRORS)
         self.restart_required = False
         self.router_topology: str | None = None  # topology hash LiteLLM's router was last brought to
@@ -54,6 +56,7 @@ class ProxyRuntime:
         self._score_fn: ScoreFn | None = None
         self.last_heartbeat_at: datetime | None = None
         self.target_hash: str | None = None
+        self._unassigned_said: str | None = None
 
     # -- scoring -------------------------------------------------------------------------------
     def score_fn(self) -> ScoreFn:
@@ -125,6 +128,7 @@ class ProxyRuntime:
         self.spool.full_policy = shipping.spool_full_policy
         self.shipper.batch_size = shipping.batch_size
         self.shipper.interval_s = shipping.interval_ms / 1000.0
+        self.breakers.configure(bundle.breaker)
 
     def sync_router(self, bundle: Bundle, router: Any) -> None:
         """Bring LiteLLM's router to the bundle's deployments; call only on the event loop.
@@ -177,6 +181,17 @@ class ProxyRuntime:
         reply = self.client.pull_bundle(current)
         if reply.status == 304:
             return False
+        if reply.status == 404 and _no_bundle_assigned(reply.body):
+            serving = (
+                f"serving last-known-good bundle {self.bundle.version}"
+                if self.bundle is not None
+                else "waiting for one (calls get 503 until then)"
+            )
+            if self._unassigned_said != serving:  # once per state, not on every heartbeat
+                self._unassigned_said = serving
+                log.info("finops: the control plane has no bundle assigned to this proxy yet; %s", serving)
+            return False
+        self._unassigned_said = None
         if reply.status != 200:
             self.note_error(f"bundle pull failed: HTTP {reply.status} {reply.error}".strip())
             return False
@@ -203,6 +218,8 @@ class ProxyRuntime:
             "errors": errors,
             "restart_required": self.restart_required,
             "plugin_version": self.settings.plugin_version,
+            "breakers": self.breakers.report(),
+            "pid": os.getpid(),
         }
 
     def heartbeat_once(self) -> None:
@@ -275,6 +292,12 @@ def key_env_errors(doc: Any, allowed: frozenset[str]) -> list[str]:
                         "if it really holds a provider key)"
                     )
     return errors
+
+
+def _no_bundle_assigned(body: Any) -> bool:
+    """The control plane's 404 for a pool without a published bundle (not a wrong URL)."""
+    detail = body.get("detail") if isinstance(body, dict) else ""
+    return isinstance(detail, str) and "no bundle" in detail
 
 
 def _resolve(value: Any) -> Any:

@@ -15,6 +15,7 @@ from billing import alerts, budgets
 from billing.budget_models import (
     Alert,
     AlertKind,
+    AlertSeverity,
     AlertStatus,
     BudgetAction,
     FeatureAlertSettings,
@@ -69,6 +70,28 @@ def no_datadog(settings):
     settings.DATADOG_ENABLED = False  # notifications are tested in test_notifications
 
 
+def skipped_calls(feature, *, at: datetime, requests: int) -> None:
+    """Calls an open breaker sent straight to the frontier in the minute before `at` (one attempt each)."""
+    SpendEvent.objects.bulk_create(
+        SpendEvent(
+            event_id=uuid.uuid4().hex,
+            call_id=uuid.uuid4().hex,
+            attempt=1,
+            team_id=feature.team_id,
+            feature=feature,
+            start_time=at - timedelta(seconds=50 - i % 40),
+            end_time=at - timedelta(seconds=49 - i % 40),
+            status="success",
+            route="frontier",
+            model_group="frontier",
+            fallback=False,
+            fallback_reason="slm_unavailable",
+            decision_reason="slm_unavailable",
+        )
+        for i in range(requests)
+    )
+
+
 # --- fallback rate -------------------------------------------------------------------------------------
 
 
@@ -108,6 +131,33 @@ def test_fallback_rate_needs_the_minimum_sample_and_ignores_budget_degrade(featu
     calls(feature, at=T0 + timedelta(minutes=20), requests=60, fallbacks={"budget": 60})
     evaluate(T0 + timedelta(minutes=20))
     assert unresolved(AlertKind.FALLBACK_RATE) == []
+
+
+@pytest.mark.django_db
+def test_an_open_breaker_is_its_own_alert_and_not_a_fallback(feature):
+    from tests.routing.fleet_support import make_routing
+
+    make_routing()  # the default policy's small deployment is the group "slm"
+    calls(feature, at=T0, requests=40, fallbacks={"timeout": 5})
+    skipped_calls(feature, at=T0, requests=200)  # every call of the minute skipped the SLM
+    evaluate(T0)
+    assert unresolved(AlertKind.FALLBACK_RATE) == []  # 5 of 240 fell back; the skipped ones are not fallbacks
+    (alert,) = unresolved(AlertKind.SLM_UNAVAILABLE)
+    assert alert.title == "Small model slm unavailable since 11:59 UTC"
+    assert alert.severity == AlertSeverity.CRITICAL and alert.team_id == feature.team_id
+    assert alert.details["calls"] == 200 and alert.details["features"] == [feature.slug]
+    assert "not counted as fallbacks" in alert.message
+
+    # still open a minute later: the same alert, still "since 11:59"
+    skipped_calls(feature, at=T0 + timedelta(minutes=1), requests=100)
+    evaluate(T0 + timedelta(minutes=1))
+    (again,) = unresolved(AlertKind.SLM_UNAVAILABLE)
+    assert again.pk == alert.pk and again.title == alert.title
+
+    # the breaker closed: no skipped call for two minutes resolves it
+    calls(feature, at=T0 + timedelta(minutes=4), requests=60)
+    evaluate(T0 + timedelta(minutes=4))
+    assert unresolved(AlertKind.SLM_UNAVAILABLE) == []
 
 
 @pytest.mark.django_db

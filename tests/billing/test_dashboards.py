@@ -104,6 +104,27 @@ def test_overview_net_savings_subtract_prorated_small_model_hosting(client, db, 
     assert data["net_savings_pct"] == pytest.approx(360 / 500)
 
 
+def test_calls_an_open_breaker_skipped_are_shown_apart_from_fallbacks(client, db, feature, users, frozen):
+    hour = datetime(2026, 11, 10, 9, tzinfo=UTC)
+    rollup(feature, hour, requests=70, fallbacks=7, fallback_reason="timeout")
+    rollup(feature, hour, route="frontier", model="frontier", requests=30, fallback_reason="slm_unavailable")
+    client.force_login(users["viewer"])
+    range_ = {"start": "2026-11-01", "end": "2026-11-10"}
+    response = client.get(reverse("overview"), range_)
+    summary = response.context["data"]["summary"]
+    assert summary["fallback_rate"] == pytest.approx(0.07)  # 7 of 100: the 30 skipped calls are no fallbacks
+    assert summary["slm_unavailable"] == 30 and summary["slm_unavailable_share"] == pytest.approx(0.3)
+    assert "30 (30.0%) sent to frontier while the small model was unavailable" in html.unescape(
+        response.content.decode()
+    )
+    analytics = client.get(reverse("routing-analytics"), range_).context["data"]
+    (row,) = analytics["features"]
+    assert row["fallback_rate"] == pytest.approx(0.07) and row["slm_unavailable"] == 30
+    assert [r["reason"] for r in row["reasons"]] == ["timeout"]
+    page = client.get(reverse("feature-detail", args=[feature.code]), range_)
+    assert "(30 while the small model was unavailable)" in page.content.decode()
+
+
 def test_scoped_overview_carries_its_share_of_hosting(client, db, feature, other_feature, users, frozen):
     ModelDeployment.objects.create(
         name="llama", tier="small", litellm_model="openai/llama-3-8b", monthly_hosting_usd=Decimal("300.00")

@@ -204,3 +204,31 @@ def test_content_hash_is_the_engine_hash(feature):
     make_routing()
     doc = compile_bundle(version="v1").document
     assert doc["content_hash"] == content_hash(doc)
+
+
+def test_the_breaker_is_compiled_from_the_default_policy_with_its_defaults(feature):
+    from django.core.exceptions import ValidationError
+
+    _, _, default = make_routing()
+    services.policy_update(
+        actor=None, policy=default, breaker_cool_off_s=Decimal("2.5"), breaker_close_after=1
+    )
+    result = compile_bundle(version="v1", created_at="2026-11-27T12:00:00+00:00")
+    assert result.errors == []
+    assert result.document["policies"]["default"]["breaker"] == {
+        "window_s": 30.0,
+        "failure_share": 0.5,
+        "min_attempts": 20,
+        "consecutive_failures": 5,
+        "cool_off_s": 2.5,
+        "max_cool_off_s": 60.0,
+        "probe_one_in": 10,
+        "close_after": 1,
+    }
+    assert EngineBundle.from_json(result.document).breaker.cool_off_s == 2.5
+    with pytest.raises(ValidationError) as refused:
+        services.policy_create(actor=None, feature=feature, breaker_window_s=5)
+    assert "set it on the default policy" in str(refused.value)
+    with pytest.raises(ValidationError) as refused:
+        services.policy_update(actor=None, policy=default, breaker_max_cool_off_s=Decimal("1"))
+    assert "at least the first cool-off" in str(refused.value)

@@ -86,6 +86,16 @@ def test_heartbeat_records_the_report_and_answers_the_target(client, registered,
         "errors": ["spool full: 2 dropped"],
         "restart_required": True,
         "plugin_version": "0.1.0",
+        "pid": 4242,
+        "breakers": [
+            {
+                "model_group": "slm",
+                "state": "open",
+                "open_since": "2026-11-27T10:03:00+00:00",
+                "skipped": 12,
+                "transitions": [{"to": "open", "why": "5 hard failures in a row"}],  # not kept
+            }
+        ],
     }
     response = client.post(
         reverse("api-fleet-heartbeat"), report, content_type="application/json", **_bearer(token)
@@ -96,6 +106,10 @@ def test_heartbeat_records_the_report_and_answers_the_target(client, registered,
     assert proxy.applied_hash == "ab" * 32
     assert proxy.last_report["spool_depth"] == 3 and proxy.last_report["restart_required"] is True
     assert proxy.last_heartbeat_at is not None
+    assert proxy.last_report["breakers"] == [
+        {"model_group": "slm", "state": "open", "open_since": "2026-11-27T10:03:00+00:00", "skipped": 12}
+    ]
+    assert proxy.last_report["pid"] == 4242
 
 
 def test_heartbeat_without_a_bundle_answers_nulls(client, registered):

@@ -40,6 +40,14 @@ def test_example_bundle_is_valid_and_builds() -> None:
     assert bundle.experiments["support-bot"].arms[1].name == "lower"
 
 
+def test_breaker_settings_default_and_come_from_the_default_policy() -> None:
+    assert Bundle.from_json(example_bundle()).breaker.window_s == 30.0
+    doc = mutated(lambda d: d["policies"]["default"].update(breaker={"cool_off_s": 2, "close_after": 1}))
+    bundle = Bundle.from_json(doc)
+    assert bundle.breaker.cool_off_s == 2 and bundle.breaker.close_after == 1
+    assert bundle.breaker.min_attempts == 20  # unset fields keep their documented default
+
+
 def test_example_file_on_disk_is_valid_with_its_own_hash() -> None:
     from routing.engine.bundle import EXAMPLE_PATH
 
@@ -159,6 +167,31 @@ def test_content_hash_ignores_the_hash_field_and_key_order() -> None:
             "between 0",
         ),
         (lambda d: d["policies"].update({"Bad Slug": {}}), "$.policies.Bad Slug", "feature slug"),
+        (
+            lambda d: d["policies"]["support-bot"].update(breaker={"cool_off_s": 5}),
+            "$.policies.support-bot.breaker",
+            "default policy only",
+        ),
+        (
+            lambda d: d["policies"]["default"].update(breaker={"failure_share": 1.5}),
+            "$.policies.default.breaker.failure_share",
+            "between 0.05 and 1.0",
+        ),
+        (
+            lambda d: d["policies"]["default"].update(breaker={"min_attempts": 2.5}),
+            "$.policies.default.breaker.min_attempts",
+            "whole number",
+        ),
+        (
+            lambda d: d["policies"]["default"].update(breaker={"cool_off_s": 30, "max_cool_off_s": 10}),
+            "$.policies.default.breaker.max_cool_off_s",
+            "at least that long",
+        ),
+        (
+            lambda d: d["policies"]["default"].update(breaker={"probes": 3}),
+            "$.policies.default.breaker.probes",
+            "not a known field",
+        ),
         (lambda d: d.update(budgets={}), "$.budgets", "must be a list"),
         (lambda d: d["budgets"][0].update(state="red"), "$.budgets[0].state", "'ok' or 'over'"),
         (lambda d: d["budgets"][0].update(spend_usd=1.5), "$.budgets[0].spend_usd", "not a float"),

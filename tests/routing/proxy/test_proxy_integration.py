@@ -161,7 +161,8 @@ def test_failing_slm_falls_back_at_once(fleet: Fleet) -> None:
 
 
 def test_repeatedly_failing_slm_is_skipped(fleet: Fleet) -> None:
-    for _ in range(3):  # allowed_fails=2: the third failure within a minute cools the deployment down
+    # five timeouts in a row with no answer in between open the breaker (consecutive_failures=5)
+    for _ in range(5):
         status, body, _ = fleet.proxy.chat("fk-dead", "hello")
         assert status == 200 and answer_of(body) == "answer from frontier"
     seen_by_slm = fleet.requests_to("slm-dead")
@@ -174,19 +175,30 @@ def test_repeatedly_failing_slm_is_skipped(fleet: Fleet) -> None:
         timings.append(elapsed)
     skip = sorted(timings)[1]
     print(
-        f"\ncooled-down SLM skipped: {[round(t * 1000) for t in timings]} ms (direct frontier {direct * 1000:.0f} ms)"
+        f"\nopen breaker skips the SLM: {[round(t * 1000) for t in timings]} ms (direct frontier {direct * 1000:.0f} ms)"
     )
     assert fleet.requests_to("slm-dead") == seen_by_slm  # the SLM never saw them
     assert skip < 0.1 or skip - direct < 0.1  # skipping costs under 100 ms
-    # every call, skipped or not, is one failed attempt 1 on the SLM group and one attempt-2 fallback
-    records = records_of(fleet, "dead", 12)
-    by_call: dict[str, list[tuple[int, str, str]]] = {}
+    # the five that waited are a failed SLM attempt plus a timeout fallback; the three skipped are
+    # one frontier attempt each, reason slm_unavailable, and not a fallback
+    records = records_of(fleet, "dead", 13)
+    by_call: dict[str, list[tuple[int, str, str, bool, str]]] = {}
     for r in records:
-        by_call.setdefault(r["call_id"], []).append((r["attempt"], r["model_group"], r["status"]))
-    shapes = {tuple(sorted(v)) for v in by_call.values()}
-    print(f"attempt shapes: {shapes}")
-    assert len(by_call) == 6
-    assert shapes == {((1, "slm-dead", "error"), (2, "frontier", "success"))}
+        by_call.setdefault(r["call_id"], []).append(
+            (r["attempt"], r["model_group"], r["status"], r["fallback"], r["fallback_reason"])
+        )
+    shapes = sorted(tuple(sorted(v)) for v in by_call.values())
+    print(f"attempt shapes: {set(shapes)}")
+    assert len(by_call) == 8
+    assert (
+        shapes.count(((1, "slm-dead", "error", False, ""), (2, "frontier", "success", True, "timeout"))) == 5
+    )
+    assert shapes.count(((1, "frontier", "success", False, "slm_unavailable"),)) == 3
+    skipped = [r for r in records if r["fallback_reason"] == "slm_unavailable"]
+    assert {(r["route"], r["decision_reason"]) for r in skipped} == {("frontier", "slm_unavailable")}
+    [breaker] = [b for b in fleet.proxy.status()["breakers"] if b["model_group"] == "slm-dead"]
+    assert breaker["state"] == "open" and breaker["skipped"] == 3
+    assert breaker["transitions"][-1]["why"] == "5 hard failures in a row"
 
 
 def test_low_confidence_slm_answer_is_replaced_by_the_frontier(fleet: Fleet) -> None:

@@ -106,4 +106,46 @@ def test_status_has_the_heartbeat_fields(tmp_path: Path) -> None:
         "errors",
         "restart_required",
         "plugin_version",
+        "breakers",
+        "pid",
     }
+
+
+def test_a_proxy_without_an_assigned_bundle_says_so_instead_of_failing(tmp_path: Path, caplog: Any) -> None:
+    import logging
+
+    from routing.devtools.harness import ControlPlaneDouble
+
+    double = ControlPlaneDouble("t").start()  # answers 404 "no bundle published" until one is set
+    try:
+        runtime = ProxyRuntime(
+            ProxySettings(state_dir=tmp_path, control_plane_url=double.url, proxy_token="t")
+        )
+        with caplog.at_level(logging.INFO, logger="finops.runtime"):
+            assert runtime.pull_bundle() is False
+            assert runtime.pull_bundle() is False
+            runtime.apply_bundle(example_bundle(), source="last-known-good")
+            assert runtime.pull_bundle() is False
+        said = [r.getMessage() for r in caplog.records if "no bundle assigned" in r.getMessage()]
+        assert said == [
+            "finops: the control plane has no bundle assigned to this proxy yet; "
+            "waiting for one (calls get 503 until then)",
+            "finops: the control plane has no bundle assigned to this proxy yet; "
+            "serving last-known-good bundle 2026-11-27.1",
+        ]
+        assert not any("bundle pull failed" in e for e in runtime.status()["errors"])
+        assert not any("HTTP 404" in r.getMessage() for r in caplog.records)
+    finally:
+        double.stop()
+
+
+def test_litellm_never_cools_down_a_small_deployment_but_still_cools_down_the_frontier() -> None:
+    from routing.engine.bundle import Bundle
+    from routing.proxy.bootstrap import litellm_config
+
+    config = litellm_config(Bundle.from_json(example_bundle()))
+    info = {entry["model_name"]: entry["model_info"] for entry in config["model_list"]}
+    assert info["slm"]["cooldown_time"] == 0  # the breaker decides when the SLM is skipped
+    assert "cooldown_time" not in info["frontier"]
+    assert config["router_settings"]["cooldown_time"] == 30
+    assert config["router_settings"]["allowed_fails_policy"]["TimeoutErrorAllowedFails"] == 2

@@ -1,0 +1,314 @@
+"""The breaker's state machine on an injected clock: no sleeping, no proxy."""
+
+from __future__ import annotations
+
+import litellm
+import pytest
+
+from routing.engine.decision import Decision
+from routing.proxy.breaker import (
+    CLOSED,
+    HALF_OPEN,
+    HARD_FAILURE,
+    OPEN,
+    SOFT_FAILURE,
+    SUCCESS,
+    BreakerBoard,
+    BreakerSettings,
+    CircuitBreaker,
+    classify_failure,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def breaker(clock: Clock, **settings: object) -> CircuitBreaker:
+    return CircuitBreaker("slm", BreakerSettings(**settings), clock=clock, wall_clock=lambda: 1_800_000_000.0)  # type: ignore[arg-type]
+
+
+def attempt(b: CircuitBreaker, clock: Clock, outcome: str, *, lasts: float = 0.05) -> bool:
+    """Admit one call; when it may try the SLM, finish it `lasts` seconds later with `outcome`."""
+    admission = b.admit()
+    if admission.allowed:
+        clock.advance(lasts)
+        b.record(outcome, started_at=admission.started_at, probe=admission.probe)
+    return admission.allowed
+
+
+def test_a_flaky_slm_keeps_its_traffic(clock: Clock) -> None:
+    b = breaker(clock)
+    # 5 % failures spread evenly, at 20 attempts a second for two minutes
+    for i in range(2400):
+        outcome = SOFT_FAILURE if i % 40 == 7 else HARD_FAILURE if i % 40 == 23 else SUCCESS
+        assert attempt(b, clock, outcome, lasts=0.0)
+        clock.advance(0.05)
+    assert b.state == CLOSED and b.skipped == 0
+
+
+def test_opens_when_the_failure_share_reaches_the_threshold(clock: Clock) -> None:
+    b = breaker(clock)
+    # alternate success and 5xx: never 5 hard failures in a row, but half of them fail
+    for i in range(19):
+        attempt(b, clock, SOFT_FAILURE if i % 2 else SUCCESS)
+        assert b.state == CLOSED, f"opened after only {i + 1} attempts (minimum 20)"
+    attempt(b, clock, SOFT_FAILURE)  # 10 of 20 failed: 50 %
+    assert b.state == OPEN
+    assert "10 of 20 attempts failed" in b.transitions[-1]["why"]
+    assert b.admit().allowed is False
+
+
+def test_the_share_counts_only_the_sliding_window(clock: Clock) -> None:
+    b = breaker(clock)
+    for _ in range(10):
+        for outcome in (SOFT_FAILURE, SUCCESS, SUCCESS):  # a third fail: 5xx are soft, no streak
+            attempt(b, clock, outcome)
+    assert b.state == CLOSED
+    clock.advance(31)  # those 30 attempts leave the 30 s window
+    for _ in range(10):
+        attempt(b, clock, SUCCESS)
+    for _ in range(9):
+        attempt(b, clock, SOFT_FAILURE)
+    assert b.state == CLOSED
+    attempt(b, clock, SOFT_FAILURE)
+    # 10 of the 20 in the window; counting the old 30 too it would be 20 of 50
+    assert b.state == OPEN
+
+
+def test_low_confidence_answers_are_answers(clock: Clock) -> None:
+    b = breaker(clock)
+    for _ in range(100):
+        attempt(b, clock, SUCCESS)  # the plugin records a low-confidence answer as a success
+    assert b.state == CLOSED
+
+
+def test_opens_on_consecutive_hard_failures_even_at_low_traffic(clock: Clock) -> None:
+    b = breaker(clock)
+    attempt(b, clock, SUCCESS)
+    for i in range(4):
+        clock.advance(60)  # one call a minute: the share never has 20 attempts
+        attempt(b, clock, HARD_FAILURE)
+        assert b.state == CLOSED, f"opened after {i + 1} failures"
+    clock.advance(60)
+    attempt(b, clock, HARD_FAILURE)
+    assert b.state == OPEN
+    assert "5 hard failures in a row" in b.transitions[-1]["why"]
+
+
+def test_a_success_breaks_the_streak_and_5xx_do_not_extend_it(clock: Clock) -> None:
+    b = breaker(clock)
+    for outcome in [HARD_FAILURE] * 4 + [SUCCESS] + [HARD_FAILURE] * 2 + [SOFT_FAILURE] * 3 + [HARD_FAILURE]:
+        attempt(b, clock, outcome)
+    assert b.state == CLOSED
+
+
+def test_timeouts_of_a_slow_but_alive_slm_do_not_open_it(clock: Clock) -> None:
+    """Slow calls time out while others get answers: the SLM is alive, so no streak builds up."""
+    b = breaker(clock)
+    slow = []
+    for i in range(600):
+        admission = b.admit()
+        assert admission.allowed
+        if i % 10 < 3:  # 30 % hang past the 2 s timeout
+            slow.append(admission)
+        else:
+            b.record(SUCCESS, started_at=admission.started_at)
+        clock.advance(0.07)
+        while slow and clock.now - slow[0].started_at >= 2.0:
+            b.record(HARD_FAILURE, started_at=slow.pop(0).started_at)
+    assert b.state == CLOSED
+
+
+def test_a_hang_opens_it_on_the_first_timeouts(clock: Clock) -> None:
+    b = breaker(clock)
+    for _ in range(50):
+        attempt(b, clock, SUCCESS)
+    in_flight = [b.admit() for _ in range(30)]  # the SLM stops answering: all of these hang
+    clock.advance(2.0)
+    for admission in in_flight[:5]:
+        b.record(HARD_FAILURE, started_at=admission.started_at)
+    assert b.state == OPEN
+
+
+def test_half_open_probes_one_in_n_then_closes_after_m_successes(clock: Clock) -> None:
+    b = breaker(clock, probe_one_in=4, close_after=2)
+    for _ in range(5):
+        attempt(b, clock, HARD_FAILURE)
+    assert b.state == OPEN
+    clock.advance(9.0)
+    assert b.admit().allowed is False  # still cooling off (10 s)
+    clock.advance(1.0)
+    first = b.admit()
+    assert first.allowed and first.probe and b.state == HALF_OPEN
+    # one probe at a time: while it runs, everything else skips the SLM
+    assert [b.admit().allowed for _ in range(6)] == [False] * 6
+    b.record(SUCCESS, started_at=first.started_at, probe=True)
+    assert b.state == HALF_OPEN
+    verdicts = [b.admit() for _ in range(4)]
+    # more than 4 requests went by since the first probe: the next one probes at once
+    assert [v.allowed for v in verdicts] == [True, False, False, False]
+    probe = next(v for v in verdicts if v.allowed)
+    b.record(SUCCESS, started_at=probe.started_at, probe=True)
+    assert b.state == CLOSED
+    assert b.admit().allowed and b.open_since is None
+
+
+def test_a_failed_probe_reopens_with_a_doubled_cool_off_up_to_the_maximum(clock: Clock) -> None:
+    b = breaker(clock)
+    for _ in range(5):
+        attempt(b, clock, HARD_FAILURE)
+    cool_offs = []
+    for _ in range(5):
+        waited = 0.0
+        while not b.admit().allowed:
+            clock.advance(0.5)
+            waited += 0.5
+        cool_offs.append(waited)
+        b.record(HARD_FAILURE, started_at=clock.now, probe=True)
+        assert b.state == OPEN
+    assert cool_offs == [pytest.approx(x, abs=0.6) for x in (10, 20, 40, 60, 60)]
+    # once it closes, the next opening starts from the base cool-off again
+    clock.advance(60)
+    for _ in range(3):
+        probe = b.admit()
+        b.record(SUCCESS, started_at=probe.started_at, probe=True)
+        for _ in range(9):
+            b.admit()
+    assert b.state == CLOSED
+    for _ in range(5):
+        attempt(b, clock, HARD_FAILURE)
+    clock.advance(10.0)
+    assert b.admit().probe
+
+
+def test_results_of_calls_admitted_before_it_opened_change_nothing(clock: Clock) -> None:
+    b = breaker(clock)
+    late = [b.admit() for _ in range(10)]
+    for _ in range(5):
+        attempt(b, clock, HARD_FAILURE)
+    opened = b.transitions[-1]["at"]
+    for admission in late:
+        b.record(SUCCESS, started_at=admission.started_at)
+    assert b.state == OPEN and b.transitions[-1]["at"] == opened
+
+
+def test_a_lost_probe_does_not_wedge_the_breaker(clock: Clock) -> None:
+    b = breaker(clock)
+    for _ in range(5):
+        attempt(b, clock, HARD_FAILURE)
+    clock.advance(10)
+    assert b.admit().probe  # its result never comes back
+    assert b.admit().allowed is False
+    clock.advance(61)
+    assert b.admit().probe
+
+
+def test_report_and_open_since(clock: Clock) -> None:
+    b = breaker(clock)
+    for _ in range(5):
+        attempt(b, clock, HARD_FAILURE)
+    b.admit()
+    report = b.report()
+    assert report["state"] == OPEN
+    assert report["open_since"] == "2027-01-15T08:00:00+00:00"
+    assert report["skipped"] == 1
+    assert [t["to"] for t in report["transitions"]] == [OPEN]
+
+
+def test_board_keeps_state_across_new_settings(clock: Clock) -> None:
+    board = BreakerBoard(clock=clock)
+    for _ in range(5):
+        attempt(board.breaker("slm"), clock, HARD_FAILURE)
+    board.configure(BreakerSettings(cool_off_s=2.0, max_cool_off_s=30.0))
+    assert board.breaker("slm").state == OPEN
+    assert board.breaker("slm-b").state == CLOSED
+    assert board.breaker("slm-b").settings.cool_off_s == 2.0
+    assert [r["model_group"] for r in board.report()] == ["slm", "slm-b"]
+
+
+@pytest.mark.parametrize(
+    ("exception", "expected"),
+    [
+        (litellm.Timeout("slow", model="m", llm_provider="openai"), HARD_FAILURE),
+        (litellm.APIConnectionError("Connection refused", llm_provider="openai", model="m"), HARD_FAILURE),
+        (litellm.InternalServerError("boom", llm_provider="openai", model="m"), SOFT_FAILURE),
+        (litellm.ServiceUnavailableError("busy", llm_provider="openai", model="m"), SOFT_FAILURE),
+        (litellm.BadRequestError("bad", model="m", llm_provider="openai"), None),
+        (litellm.RateLimitError("slow down", llm_provider="openai", model="m"), None),
+    ],
+)
+def test_which_failures_count(exception: Exception, expected: str | None) -> None:
+    assert classify_failure(exception) == expected
+
+
+def test_failures_are_classified_by_logged_class_name_too() -> None:
+    assert classify_failure(None, "Timeout") == HARD_FAILURE
+    assert classify_failure(None, "RouterRateLimitError") is None
+    assert classify_failure(None, "InternalServerError") == SOFT_FAILURE
+    # LiteLLM reports a refused connection as an InternalServerError: the message tells them apart
+    refused = litellm.InternalServerError(
+        "OpenAIException - Connection error.", llm_provider="openai", model="m"
+    )
+    assert classify_failure(refused, "InternalServerError") == HARD_FAILURE
+
+
+def _decision(**overrides: object) -> Decision:
+    values: dict[str, object] = {
+        "route": "small",
+        "model_group": "slm",
+        "fallback_group": "frontier",
+        "reason": "score",
+        "score": 0.2,
+        "threshold": 0.6,
+        "slm_timeout_s": 2.0,
+        "confidence_floor": 0.4,
+        "experiment": "exp",
+        "arm": "a",
+    }
+    values.update(overrides)
+    return Decision(**values)  # type: ignore[arg-type]
+
+
+def test_gate_sends_small_calls_of_an_open_breaker_to_the_frontier(clock: Clock) -> None:
+    from routing.proxy.breaker import SLM_UNAVAILABLE, gate
+
+    board = BreakerBoard(clock=clock)
+    decision, admission = gate(board, _decision())
+    assert decision == _decision() and admission is not None and admission.allowed
+    for _ in range(5):
+        attempt(board.breaker("slm"), clock, HARD_FAILURE)
+    skipped, admission = gate(board, _decision())
+    assert admission is not None and not admission.allowed
+    assert (skipped.route, skipped.model_group, skipped.reason) == ("frontier", "frontier", SLM_UNAVAILABLE)
+    assert (
+        skipped.fallback_group is None and skipped.slm_timeout_s is None and skipped.confidence_floor is None
+    )
+    # what replay and experiments need survives: score, threshold, arm
+    assert (skipped.score, skipped.threshold, skipped.experiment, skipped.arm) == (0.2, 0.6, "exp", "a")
+    frontier = _decision(route="frontier", model_group="frontier", fallback_group=None)
+    assert gate(board, frontier) == (frontier, None)  # the breaker only guards small-route calls
+
+
+def test_gate_refuses_a_degraded_call_when_the_small_model_is_unavailable(clock: Clock) -> None:
+    from routing.proxy.breaker import SmallModelUnavailable, gate
+
+    board = BreakerBoard(clock=clock, wall_clock=lambda: 1_800_000_000.0)
+    for _ in range(5):
+        attempt(board.breaker("slm"), clock, HARD_FAILURE)
+    with pytest.raises(SmallModelUnavailable) as refused:
+        gate(board, _decision(fallback_group=None, reason="budget_degrade"))
+    assert "small model 'slm' is unavailable since 08:00:00 UTC" in str(refused.value)
+    assert "over budget" in str(refused.value)
