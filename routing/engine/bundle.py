@@ -32,6 +32,9 @@ STICKY_BY = ("end_user", "request")
 SPOOL_FULL_POLICIES = ("drop_oldest", "drop_newest")
 RULE_NAMES = ("tools", "images", "structured_output", "context")
 EXAMPLE_PATH = Path(__file__).with_name("bundle_example.json")
+# A bundle without `scorer_weights` was written for complexity-v1's score scale (its thresholds
+# assume it), so it keeps that scorer; a bundle opts into newer weights by naming them.
+UNPINNED_SCORER_WEIGHTS = "complexity-v1"
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -50,6 +53,7 @@ _TOP_LEVEL = {
     "attribution",
     "shipping",
     "signature",  # Ed25519 over the content hash (routing.engine.signing); not part of the hash
+    "scorer_weights",
 }
 
 
@@ -236,6 +240,7 @@ class Bundle:
     document: dict[str, Any]
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     topology: str = ""  # hash of the deployments alone, precomputed for the hot path
+    scorer_weights: str = "complexity-v1"  # the scorer version the bundle's thresholds are meant for
     groups: dict[str, tuple[Deployment, ...]] = field(default_factory=dict)
 
     @classmethod
@@ -557,6 +562,15 @@ def validate_bundle(doc: Any) -> list[str]:
         c.moment(bundle["created_at"], "$.created_at")
     if "signature" in bundle:
         c.text(bundle["signature"], "$.signature", max_len=200)
+    if bundle.get("scorer_weights") is not None:
+        from routing.engine.scorer import shipped_versions
+
+        if bundle["scorer_weights"] not in shipped_versions():
+            c.err(
+                "$.scorer_weights",
+                f"must be a shipped scorer weights version ({', '.join(shipped_versions())}) or left out "
+                f"for the default, got {bundle['scorer_weights']!r}",
+            )
 
     groups = _check_deployments(c, bundle.get("deployments"))
 
@@ -808,6 +822,7 @@ def _build(doc: dict[str, Any]) -> Bundle:
         document=doc,
         breaker=BreakerSettings(**default_raw.get("breaker", {})),
         topology=hashlib.sha256(canonical_json(doc["deployments"])).hexdigest(),
+        scorer_weights=doc.get("scorer_weights") or UNPINNED_SCORER_WEIGHTS,
         groups={
             group: tuple(d for d in deployments if d.model_group == group)
             for group in {d.model_group for d in deployments}

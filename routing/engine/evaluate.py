@@ -1,18 +1,27 @@
-"""Compare routing scorers on labeled prompts: APGR, CPT(50 %), CPT(80 %), cost saved at 95 % quality.
+"""Compare routing scorers on every labeled source, the product holdout, calibration and latency.
 
-    python -m routing.engine.evaluate [--data FILE] [--bootstrap 200] [--folds 5]
+    python -m routing.engine.evaluate [--data FILE ...] [--bootstrap 200] [--folds 3]
 
-Scorers: ours (weights refit per split with the same recipe as `routing.engine.train`), the shipped
-weights (trained on everything, so in-sample here), random, prompt length, and LiteLLM's built-in
-`complexity_router` heuristic called from the installed litellm package.
-Splits: leave-one-benchmark-out (train on all other sources, test on one) and k-fold
-cross-validation inside each benchmark. Intervals are bootstrap 95 % percentiles over prompts.
+Sources: MMLU and GSM8K (labeled_prompts), Arena-Bench and AlpacaEval (open_ended_outcomes, primary
+pair, graded scores), and the hand-written product prompts. For each benchmark source, ours is
+refitted with the shipped recipe (`train.train_terms`) on every *other* source it may ship from
+(never AlpacaEval, never the product holdout) and scored on the held-out source: leave-one-source-out
+APGR. The product holdout (a third of the product prompts, fixed by id) is scored by a fit on
+every shippable prompt, and reported as AUC (complex vs routine). Baselines: LiteLLM's
+`complexity_router` heuristic from the installed package, prompt length, random, and the shipped
+weights (marked * when they were trained on the prompts they are scored on).
+Intervals are bootstrap 95 % percentiles over prompts; differences are paired (same resamples).
+Calibration: reliability table of the held-out probabilities against the frontier-needed label
+(strong beats weak), and the expected calibration error per source. Latency: p99 of
+`ComplexityScorer.default().score` over the benchmark's realistic mix of sizes up to 8k tokens.
+The last line is `apgr_min_source=… product_auc=… p99_us=… ece=…`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -20,13 +29,37 @@ from pathlib import Path
 
 import numpy as np
 
-from routing.engine.metrics import DEFAULT_PRICE_RATIO, bootstrap_metrics, paired_apgr_difference
+from routing.engine.metrics import (
+    DEFAULT_PRICE_RATIO,
+    bootstrap_metrics,
+    paired_apgr_difference,
+)
 from routing.engine.scorer import ComplexityScorer
 from routing.engine.signals import last_user_text, request_text
-from routing.engine.train import DEFAULT_L2, LabeledPrompt, load_labeled_prompts, signal_matrix, train
+from routing.engine.train import (
+    CALIBRATION_FOLDS,
+    EVALUATE_ONLY_SOURCES,
+    PRODUCT_SOURCE,
+    LabeledPrompt,
+    frontier_needed_labels,
+    is_product_holdout,
+    load_labeled_prompts,
+    prompt_features,
+    shippable_training_prompts,
+    train_terms,
+)
 
-DEFAULT_DATA = Path("/work/shared/data/routing/labeled_prompts.jsonl.gz")
+DATA_DIR = Path("/work/shared/data/routing")
+PRODUCT_DIR = Path(__file__).parent / "data"
+DEFAULT_DATA = (
+    DATA_DIR / "labeled_prompts.jsonl.gz",
+    DATA_DIR / "open_ended_outcomes.jsonl.gz",
+    PRODUCT_DIR / "product_prompts.jsonl",
+    PRODUCT_DIR / "product_prompts_2.jsonl",
+)
 SEED = 20260101
+RELIABILITY_BINS = 10
+LATENCY_REQUESTS = 1500
 
 
 def litellm_heuristic_scores(prompts: Sequence[LabeledPrompt]) -> np.ndarray:
@@ -48,6 +81,76 @@ def random_scores(prompts: Sequence[LabeledPrompt]) -> np.ndarray:
     return np.random.default_rng(SEED).random(len(prompts))
 
 
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Probability that a positive outranks a negative (ties count half)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if not n_pos or not n_neg:
+        return float("nan")
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _interval(samples: list[float], point: float) -> tuple[float, float, float]:
+    clean = [value for value in samples if np.isfinite(value)]
+    if not clean:
+        return point, point, point
+    low, high = np.percentile(clean, [2.5, 97.5])
+    return point, float(low), float(high)
+
+
+def bootstrap_auc(
+    scores: np.ndarray, positive: np.ndarray, *, rounds: int, baseline: np.ndarray | None = None
+) -> tuple[float, float, float]:
+    """AUC (or, with a baseline, the paired AUC difference) with a 95 % bootstrap interval."""
+
+    def value(pick: np.ndarray) -> float:
+        own = auc(scores[pick], positive[pick])
+        return own if baseline is None else own - auc(baseline[pick], positive[pick])
+
+    rng = np.random.default_rng(SEED)
+    n = len(scores)
+    return _interval([value(rng.integers(0, n, n)) for _ in range(rounds)], value(np.arange(n)))
+
+
+def reliability_table(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = RELIABILITY_BINS
+) -> list[tuple]:
+    """(low, high, count, mean predicted, mean observed) per equal-width probability bin."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        members = which == b
+        count = int(members.sum())
+        rows.append(
+            (
+                edges[b],
+                edges[b + 1],
+                count,
+                float(probabilities[members].mean()) if count else float("nan"),
+                float(labels[members].mean()) if count else float("nan"),
+            )
+        )
+    return rows
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = RELIABILITY_BINS
+) -> float:
+    total = len(probabilities)
+    return float(
+        sum(
+            count * abs(predicted - observed)
+            for _, _, count, predicted, observed in reliability_table(probabilities, labels, bins)
+            if count
+        )
+        / max(total, 1)
+    )
+
+
 def _format_interval(estimate: tuple[float, float, float]) -> str:
     point, low, high = estimate
     return f"{point:.3f} [{low:.3f}, {high:.3f}]"
@@ -62,9 +165,12 @@ def print_comparison(
     rounds: int,
     price_ratio: float,
 ) -> dict[str, dict[str, tuple[float, float, float]]]:
-    print(f"\n## {title}  (n={len(weak)}, weak acc {weak.mean():.3f}, strong acc {strong.mean():.3f})")
-    header = f"{'scorer':<22} {'APGR [95% CI]':<24} {'CPT(50%)':<24} {'CPT(80%)':<24} {'strong share @95%':<24} {'cost saved @95%':<24}"
-    print(header)
+    print(
+        f"\n## {title}  (n={len(weak)}, weak quality {weak.mean():.3f}, strong quality {strong.mean():.3f})"
+    )
+    print(
+        f"{'scorer':<22} {'APGR [95% CI]':<24} {'CPT(50%)':<24} {'CPT(80%)':<24} {'strong share @95%':<24} {'cost saved @95%':<24}"
+    )
     results = {}
     for name, scores in scores_by_scorer.items():
         metrics = bootstrap_metrics(scores, weak, strong, rounds=rounds, seed=SEED, price_ratio=price_ratio)
@@ -78,13 +184,23 @@ def print_comparison(
         )
     first, *others = scores_by_scorer
     for other in others:
-        if other in ("random",) or other.startswith("shipped"):
+        if other == "random" or other.startswith("shipped"):
             continue
         difference = paired_apgr_difference(
             scores_by_scorer[first], scores_by_scorer[other], weak, strong, rounds=rounds, seed=SEED
         )
+        results[f"diff {other}"] = {"apgr": difference}
         print(f"  APGR {first} - {other}: {_format_interval(difference)} (paired bootstrap)")
     return results
+
+
+def latency_p99_us(scorer: ComplexityScorer, count: int = LATENCY_REQUESTS) -> tuple[float, float]:
+    """p50 and p99 microseconds per score over the benchmark's realistic mix, best of three passes."""
+    from routing.engine.bench import _percentile, realistic_mix, time_scoring
+
+    scorer.score([{"role": "user", "content": "warm up"}])
+    timings = time_scoring(scorer, realistic_mix(count, random.Random(7)), "cpu", passes=3)
+    return _percentile(timings, 0.5), _percentile(timings, 0.99)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -92,83 +208,166 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--data", default=str(DEFAULT_DATA), help="labeled JSONL(.gz), same shape as the shared data"
-    )
-    parser.add_argument(
-        "--extra-train", action="append", default=[], help="labeled file added to every training split"
+        "--data",
+        action="append",
+        default=None,
+        help="labeled JSONL(.gz), repeatable (default: the shared benchmarks and the product prompts)",
     )
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap rounds for the intervals")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds inside each benchmark")
-    parser.add_argument("--l2", type=float, default=DEFAULT_L2)
+    parser.add_argument(
+        "--folds", type=int, default=CALIBRATION_FOLDS, help="folds for each fit's out-of-fold calibration"
+    )
     parser.add_argument(
         "--price-ratio", type=float, default=DEFAULT_PRICE_RATIO, help="strong:weak price per call"
     )
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's heuristic baseline")
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    prompts = load_labeled_prompts(args.data)
-    extra = [prompt for path in args.extra_train for prompt in load_labeled_prompts(path)]
-    signals = signal_matrix(prompts)
-    extra_signals = signal_matrix(extra) if extra else np.zeros((0, signals.shape[1]))
+    paths = args.data or [str(path) for path in DEFAULT_DATA]
+    prompts = [prompt for path in paths for prompt in load_labeled_prompts(path)]
+    features = prompt_features(prompts)
     weak = np.array([p.weak_score for p in prompts])
     strong = np.array([p.strong_score for p in prompts])
+    needed = frontier_needed_labels(prompts)
     sources = np.array([p.source for p in prompts])
+    shippable = np.isin(
+        np.array([p.id for p in prompts]), [p.id for p in shippable_training_prompts(prompts)]
+    )
+    product_holdout = np.array([p.source == PRODUCT_SOURCE and is_product_holdout(p.id) for p in prompts])
 
-    shipped = ComplexityScorer.default()
-    baselines: dict[str, np.ndarray] = {
-        f"shipped {shipped.version}*": np.array([shipped.score(p.messages, p.tools) for p in prompts]),
-        "random": random_scores(prompts),
-        "prompt length": prompt_length_scores(prompts),
-    }
+    baselines: dict[str, np.ndarray] = {}
+    for version in ("complexity-v1", None):
+        scorer = ComplexityScorer.for_version(version)
+        baselines[f"shipped {scorer.version}"] = np.array(
+            [scorer.score(p.messages, p.tools) for p in prompts]
+        )
+    baselines["random"] = random_scores(prompts)
+    baselines["prompt length"] = prompt_length_scores(prompts)
     if not args.no_litellm:
         baselines["litellm heuristic"] = litellm_heuristic_scores(prompts)
     print(
-        f"{len(prompts)} prompts from {args.data}; sources: "
+        f"{len(prompts)} prompts; sources: "
         + ", ".join(f"{name}={int((sources == name).sum())}" for name in sorted(set(sources)))
+        + f"; product holdout={int(product_holdout.sum())}"
     )
     print(
-        f"extra training prompts: {len(extra)}; bootstrap rounds: {args.bootstrap}; price ratio {args.price_ratio:g}"
+        f"bootstrap rounds: {args.bootstrap}; price ratio {args.price_ratio:g}; trained only on shippable sources"
     )
-    print("* shipped weights were trained on these prompts too: in-sample, not a held-out figure")
+    print("* shipped weights trained on (part of) these prompts: in-sample, not a held-out figure")
 
-    def fit_and_score(train_mask: np.ndarray, test_mask: np.ndarray) -> np.ndarray:
-        chosen = [prompts[i] for i in np.flatnonzero(train_mask)] + extra
-        fit = train(chosen, l2=args.l2, signals=np.vstack([signals[train_mask], extra_signals]))
-        return fit.logits(signals[test_mask])
-
-    def compare(title: str, mask: np.ndarray, ours: np.ndarray) -> None:
-        scorers: dict[str, np.ndarray] = {"ours (held out)": ours}
-        scorers.update({name: scores[mask] for name, scores in baselines.items()})
-        print_comparison(
-            title, scorers, weak[mask], strong[mask], rounds=args.bootstrap, price_ratio=args.price_ratio
+    def fit_on(train_mask: np.ndarray, test_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        chosen = train_mask & shippable
+        fit = train_terms(
+            [prompts[i] for i in np.flatnonzero(chosen)],
+            features=features.subset(chosen),
+            calibration_folds=args.folds,
         )
+        held_out = features.subset(test_mask)
+        return fit.logits(held_out), fit.probabilities(held_out)
 
-    source_names = sorted(set(sources))
-    if len(source_names) > 1:
-        print("\n# Leave one benchmark out: trained on the other source(s), tested on this one")
-        for held_out in source_names:
+    # Which prompts each shipped version was trained on: v1 on MMLU, GSM8K and the first 98 product prompts.
+    ids = [p.id for p in prompts]
+    trained_by = {
+        "shipped complexity-v1": np.isin(sources, ["mmlu", "gsm8k"])
+        | np.array([i.startswith("product-") for i in ids]),
+    }
+
+    def label(name: str, mask: np.ndarray) -> str:
+        if not name.startswith("shipped"):
+            return name
+        return name + ("*" if (trained_by.get(name, shippable) & mask).any() else "")
+
+    held_out_probability = np.full(len(prompts), np.nan)
+    summary: dict[str, dict[str, tuple[float, float, float]]] = {}
+    benchmark_sources = sorted(set(sources) - {PRODUCT_SOURCE})
+    if len(benchmark_sources) > 1:
+        print("\n# Leave one source out: ours trained on the other shippable sources, tested on this one")
+        for held_out in benchmark_sources:
             test_mask = sources == held_out
-            compare(
-                f"test on {held_out}, train on {', '.join(s for s in source_names if s != held_out)}",
-                test_mask,
-                fit_and_score(~test_mask, test_mask),
+            logits, probabilities = fit_on(~test_mask, test_mask)
+            held_out_probability[test_mask] = probabilities
+            scorers = {"ours (held out)": logits}
+            scorers.update({label(name, test_mask): scores[test_mask] for name, scores in baselines.items()})
+            trained_on = sorted(set(sources[shippable & ~test_mask]))
+            summary[held_out] = print_comparison(
+                f"test on {held_out}, train on {', '.join(trained_on)}"
+                + (" (evaluate-only source)" if held_out in EVALUATE_ONLY_SOURCES else ""),
+                scorers,
+                weak[test_mask],
+                strong[test_mask],
+                rounds=args.bootstrap,
+                price_ratio=args.price_ratio,
             )
 
-    print(f"\n# In-benchmark {args.folds}-fold cross-validation (out-of-fold scores)")
-    rng = np.random.default_rng(SEED)
-    for source in source_names:
-        members = np.flatnonzero(sources == source)
-        folds = rng.permutation(len(members)) % args.folds
-        out_of_fold = np.zeros(len(members))
-        for fold in range(args.folds):
-            train_mask = np.zeros(len(prompts), dtype=bool)
-            test_mask = np.zeros(len(prompts), dtype=bool)
-            train_mask[members[folds != fold]] = True
-            test_mask[members[folds == fold]] = True
-            out_of_fold[folds == fold] = fit_and_score(train_mask, test_mask)
-        compare(f"{source}, {args.folds}-fold CV", sources == source, out_of_fold)
+    product_auc = float("nan")
+    if product_holdout.any():
+        complex_ask = weak[product_holdout] < strong[product_holdout]
+        logits, probabilities = fit_on(~product_holdout, product_holdout)
+        held_out_probability[product_holdout] = probabilities
+        scorers = {"ours (held out)": logits}
+        scorers.update(
+            {label(name, product_holdout): scores[product_holdout] for name, scores in baselines.items()}
+        )
+        print(
+            f"\n## product holdout: AUC complex vs routine (n={int(product_holdout.sum())}, "
+            f"complex={int(complex_ask.sum())}); trained on every shippable prompt, none of these"
+        )
+        print(f"{'scorer':<22} {'AUC [95% CI]':<24} {'paired: ours - this':<28}")
+        for name, scores in scorers.items():
+            own = bootstrap_auc(scores, complex_ask, rounds=args.bootstrap)
+            difference = (
+                ""
+                if name == "ours (held out)"
+                else _format_interval(
+                    bootstrap_auc(logits, complex_ask, rounds=args.bootstrap, baseline=scores)
+                )
+            )
+            print(f"{name:<22} {_format_interval(own):<24} {difference:<28}")
+            if name == "ours (held out)":
+                product_auc = own[0]
+
+    print("\n# Calibration of held-out probabilities (label: frontier needed = strong beats weak)")
+    scored = ~np.isnan(held_out_probability)
+    print(f"{'bin':<12} {'n':>6} {'predicted':>10} {'observed':>10}")
+    for low, high, count, predicted, observed in reliability_table(
+        held_out_probability[scored], needed[scored]
+    ):
+        print(f"{low:.1f}-{high:.1f}    {count:>6} {predicted:>10.3f} {observed:>10.3f}")
+    ece_by_source = {}
+    for source in sorted(set(sources[scored])):
+        mask = scored & (sources == source)
+        ece_by_source[source] = expected_calibration_error(held_out_probability[mask], needed[mask])
+    macro_ece = float(np.mean(list(ece_by_source.values()))) if ece_by_source else float("nan")
+    print(
+        "ECE per source: "
+        + ", ".join(f"{source}={value:.3f}" for source, value in ece_by_source.items())
+        + f"; mean over sources={macro_ece:.3f}"
+    )
+
+    p99_us = float("nan")
+    if not args.no_latency:
+        p50_us, p99_us = latency_p99_us(ComplexityScorer.default())
+        print(
+            f"\n# Latency of {ComplexityScorer.default().version} (cpu clock, best of 3 passes, "
+            f"{LATENCY_REQUESTS} requests up to 8k tokens): p50 {p50_us:.0f} us, p99 {p99_us:.0f} us"
+        )
+
+    apgrs = {source: result["ours (held out)"]["apgr"][0] for source, result in summary.items()}
+    if apgrs:
+        print("\n# Summary: held-out APGR, ours vs LiteLLM heuristic (paired difference, 95% CI)")
+        for source, result in summary.items():
+            line = f"{source:<16} ours {_format_interval(result['ours (held out)']['apgr'])}"
+            for other in ("litellm heuristic", "prompt length"):
+                if f"diff {other}" in result:
+                    line += f"  - {other}: {_format_interval(result[f'diff {other}']['apgr'])}"
+            print(line)
+    apgr_min = min(apgrs.values()) if apgrs else float("nan")
     print(f"\ndone in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    print(
+        f"apgr_min_source={apgr_min:.3f} product_auc={product_auc:.3f} p99_us={p99_us:.0f} ece={macro_ece:.3f}"
+    )
 
 
 if __name__ == "__main__":

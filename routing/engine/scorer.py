@@ -1,8 +1,12 @@
 """The complexity scorer: learned weights over cheap signals, plain Python at inference.
 
-The score is a logistic model of (strong - weak + 1) / 2, the quality the frontier model adds
-rescaled to [0, 1]: about 0.5 means no expected gain, higher means the frontier model is more
-likely to do better. Weights come from `routing.engine.train` and ship in `weights/*.json`.
+Two weights formats ship side by side in `weights/`, each file named by its version:
+- `complexity-logistic/1` (complexity-v1): a logistic model of (strong - weak + 1) / 2 over the
+  signals; about 0.5 means no expected gain from the frontier model.
+- `complexity-terms/2` (complexity-v2 on): the same signals plus task-type signals and weighted ask
+  terms (words, word pairs, lead words), then a calibration, so the score is the probability that
+  the frontier model is needed (its answer beats the small model's).
+Weights come from `routing.engine.train`; a bundle may pin a version (`$.scorer_weights`).
 """
 
 from __future__ import annotations
@@ -10,15 +14,32 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from routing.engine.signals import SIGNAL_NAMES, extract_signals
+from routing.engine.signals import (
+    SIGNAL_NAMES,
+    TASK_SIGNAL_NAMES,
+    ask_terms,
+    extract_features,
+    extract_signals,
+    task_type_signals,
+)
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS_FILE = "complexity-v1.json"
+DEFAULT_WEIGHTS_FILE = "complexity-v2.json"
 WEIGHTS_FORMAT = "complexity-logistic/1"
+TERMS_FORMAT = "complexity-terms/2"
+_VERSION_NAME = re.compile(r"^complexity-v[0-9]{1,4}$")
+
+
+def shipped_versions() -> tuple[str, ...]:
+    """Weights versions shipped with this code (file stems in weights/), oldest first."""
+    stems = (path.stem for path in WEIGHTS_DIR.glob("complexity-v*.json"))
+    return tuple(sorted((stem for stem in stems if _VERSION_NAME.match(stem)), key=lambda v: int(v[12:])))
 
 
 def _sigmoid(z: float) -> float:
@@ -46,11 +67,19 @@ class ComplexityScorer:
     intercept: float
     signal_weights: tuple[SignalWeight, ...]
     trained_on: str = ""
+    # Format 2 only: task-type signals and term weights feed the logit, then the calibration maps it.
+    term_weights: Mapping[str, float] = field(default_factory=dict)
+    calibration: tuple[float, float] = (1.0, 0.0)
+    format: str = WEIGHTS_FORMAT
 
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> ComplexityScorer:
-        if document.get("format") != WEIGHTS_FORMAT:
-            raise ValueError(f"unknown weights format {document.get('format')!r}")
+        weights_format = document.get("format")
+        if weights_format not in (WEIGHTS_FORMAT, TERMS_FORMAT):
+            raise ValueError(
+                f"unknown weights format {weights_format!r} (this scorer reads {WEIGHTS_FORMAT}, {TERMS_FORMAT})"
+            )
+        known = set(SIGNAL_NAMES) | (set(TASK_SIGNAL_NAMES) if weights_format == TERMS_FORMAT else set())
         signal_weights = tuple(
             SignalWeight(
                 name=name,
@@ -60,14 +89,18 @@ class ComplexityScorer:
             )
             for name, entry in document["signals"].items()
         )
-        unknown = {weight.name for weight in signal_weights} - set(SIGNAL_NAMES)
+        unknown = {weight.name for weight in signal_weights} - known
         if unknown:
             raise ValueError(f"weights name signals this scorer does not compute: {sorted(unknown)}")
+        calibration = document.get("calibration") or {}
         return cls(
             version=str(document["version"]),
             intercept=float(document["intercept"]),
             signal_weights=signal_weights,
             trained_on=str(document.get("trained_on", "")),
+            term_weights={str(term): float(weight) for term, weight in document.get("terms", {}).items()},
+            calibration=(float(calibration.get("slope", 1.0)), float(calibration.get("offset", 0.0))),
+            format=str(weights_format),
         )
 
     @classmethod
@@ -80,6 +113,28 @@ class ComplexityScorer:
         """The shipped scorer, loaded once per process."""
         return _default_scorer()
 
+    @classmethod
+    def for_version(cls, version: str | None) -> ComplexityScorer:
+        """A shipped weights version (None: the default), loaded once per process."""
+        if version is None:
+            return _default_scorer()
+        if version not in shipped_versions():
+            raise ValueError(
+                f"unknown scorer weights version {version!r}; shipped: {', '.join(shipped_versions())}"
+            )
+        return _versioned_scorer(version)
+
+    def _all_signals(self, messages: object, tools: object) -> tuple[dict[str, float], set[str]]:
+        if self.format == WEIGHTS_FORMAT:
+            return extract_signals(messages, tools), set()
+        signals, window = extract_features(messages, tools)
+        signals.update(task_type_signals(window))
+        return signals, ask_terms(window) if self.term_weights else set()
+
+    def _calibrated(self, logit: float) -> float:
+        slope, offset = self.calibration
+        return _sigmoid(slope * logit + offset)
+
     def _contributions(self, signals: dict[str, float]) -> dict[str, float]:
         return {
             weight.name: weight.weight * (signals.get(weight.name, 0.0) - weight.mean) / weight.scale
@@ -88,27 +143,30 @@ class ComplexityScorer:
 
     def score(self, messages: object, tools: object = None) -> float:
         try:
-            signals = extract_signals(messages, tools)
+            signals, terms = self._all_signals(messages, tools)
         except Exception:
             # A malformed request must still be routed; the prior is the neutral answer.
-            return _sigmoid(self.intercept)
+            return self._calibrated(self.intercept)
         z = self.intercept
         for weight in self.signal_weights:
             z += weight.weight * (signals[weight.name] - weight.mean) / weight.scale
-        return _sigmoid(z)
+        if terms:
+            z += sum(map(self.term_weights.get, terms & self.term_weights.keys()))
+        return self._calibrated(z)
 
     def explain(self, messages: object, tools: object = None) -> dict[str, Any]:
         """The score, each signal's value and its contribution to the logit, largest first."""
         try:
-            signals = extract_signals(messages, tools)
+            signals, terms = self._all_signals(messages, tools)
         except Exception:
-            signals = {}
+            signals, terms = {}, set()
         contributions = self._contributions(signals) if signals else {}
-        logit = self.intercept + sum(contributions.values())
+        matched = {term: self.term_weights[term] for term in terms & self.term_weights.keys()}
+        logit = self.intercept + sum(contributions.values()) + sum(matched.values())
         ranked = sorted(contributions.items(), key=lambda item: (-abs(item[1]), item[0]))
-        return {
-            "score": round(_sigmoid(logit), 6),
-            "scorer": "complexity-logistic",
+        explanation: dict[str, Any] = {
+            "score": round(self._calibrated(logit), 6),
+            "scorer": "complexity-logistic" if self.format == WEIGHTS_FORMAT else "complexity-terms",
             "weights_version": self.version,
             "intercept": round(self.intercept, 6),
             "signals": [
@@ -116,8 +174,21 @@ class ComplexityScorer:
                 for name, contribution in ranked
             ],
         }
+        if self.format == TERMS_FORMAT:
+            explanation["logit"] = round(logit, 6)
+            explanation["calibration"] = {"slope": self.calibration[0], "offset": self.calibration[1]}
+            explanation["terms"] = [
+                {"term": term, "contribution": round(weight, 6)}
+                for term, weight in sorted(matched.items(), key=lambda item: (-abs(item[1]), item[0]))[:20]
+            ]
+        return explanation
 
 
 @functools.cache
 def _default_scorer() -> ComplexityScorer:
-    return ComplexityScorer.from_file(WEIGHTS_DIR / DEFAULT_WEIGHTS_FILE)
+    return _versioned_scorer(DEFAULT_WEIGHTS_FILE.removesuffix(".json"))
+
+
+@functools.cache
+def _versioned_scorer(version: str) -> ComplexityScorer:
+    return ComplexityScorer.from_file(WEIGHTS_DIR / f"{version}.json")

@@ -439,6 +439,11 @@ def instruction_part(ask: str) -> str | None:
 
 def extract_signals(messages: object, tools: object = None) -> dict[str, float]:
     """Signals for one chat request; never raises on well-typed or odd input."""
+    return extract_features(messages, tools)[0]
+
+
+def extract_features(messages: object, tools: object = None) -> tuple[dict[str, float], str]:
+    """The signals for one chat request, and the analysed window of its newest ask."""
     turns = _conversation(messages)
     last_user = max((i for i, (role, _, _) in enumerate(turns) if role == "user"), default=None)
     if last_user is None:
@@ -485,7 +490,7 @@ def extract_signals(messages: object, tools: object = None) -> dict[str, float]:
             "images": _log(images),
         }
     )
-    return {name: float(signals[name]) for name in SIGNAL_NAMES}
+    return {name: float(signals[name]) for name in SIGNAL_NAMES}, _ask_window(ask)
 
 
 def request_text(messages: object) -> str:
@@ -499,3 +504,100 @@ def last_user_text(messages: Any) -> str:
         if role == "user":
             return text
     return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Task type and ask terms (read by weights format 2; format 1 never computes them)
+
+# The kind of task decides more than its size: reshaping stated text rarely needs the frontier
+# model, reasoning about it often does. Lead words are the first words of the ask (its verb).
+TASK_LEAD_WORDS = 4
+TASK_SIGNAL_NAMES: tuple[str, ...] = (
+    "transform_task",
+    "extract_task",
+    "classify_task",
+    "compose_task",
+    "lookup_question",
+    "snippet_question",
+    "reason_task",
+    "design_task",
+    "debug_task",
+    "prove_task",
+    "quantitative_task",
+    "consistency_task",
+)
+_TASK_LEAD_VOCABULARIES: dict[str, frozenset[str]] = {
+    "transform_task": _words(
+        "translate traduce convert reformat format rewrite rephrase paraphrase shorten condense proofread",
+        "correct fix capitalize alphabetize sort make turn put change summarise summarize tldr tl dr",
+    ),
+    "extract_task": _words("extract pull list find grab which count get"),
+    "classify_task": _words(
+        "classify categorise categorize tag label detect rate sentiment is does priority"
+    ),
+    "compose_task": _words(
+        "write draft reply respond suggest give generate come compose create describe thank",
+    ),
+    "lookup_question": _words("what who when where how many"),
+}
+_TASK_VOCABULARIES: dict[str, frozenset[str]] = {
+    "snippet_question": _words("line snippet command oneliner liner"),
+    "reason_task": _words(
+        "why reason reasoning justify explain derive deduce infer prove show hypothesis hypotheses",
+        "implications assess critically evaluate weigh tradeoffs tradeoff consequences causal cause",
+    ),
+    "design_task": _words(
+        "design architect architecture scale scalable distributed sharding shard replicas failover",
+        "consistency partition throughput multi tenant region regions guarantee guarantees exactly",
+    ),
+    "debug_task": _words(
+        "debug bug bugs leak leaks deadlock deadlocks race flaky hangs hang crash crashes intermittent",
+        "sometimes occasionally garbage overflow wrong root incident traceback stale duplicate twice",
+    ),
+    "prove_task": _words(
+        "prove proof show theorem lemma induction contradiction counterexample irrational divisible",
+        "bound invariant correctness",
+    ),
+    "quantitative_task": _words(
+        "probability expected odds chance random dice coin cards uniformly independent significant",
+        "estimate compute calculate interest rate percent variance distribution fraction average",
+    ),
+    "consistency_task": _words(
+        "consistent inconsistent inconsistency inconsistencies reconcile discrepancy discrepancies",
+        "contradiction contradictions contradict disagree agree audit check verify add up adds",
+    ),
+}
+
+
+def _letter_words(window: str) -> list[str]:
+    cleaned = _analysed_lines(window)[0]
+    return (
+        cleaned.encode("utf-8", "surrogatepass")
+        .translate(_NON_LETTERS_TO_SPACE, _NON_ASCII_BYTES)
+        .lower()
+        .decode()
+        .split()
+    )
+
+
+def task_type_signals(window: str) -> dict[str, float]:
+    """How strongly the ask reads as each task type: lead-verb types from the first words, the rest anywhere."""
+    words = _letter_words(window)
+    lead = words[:TASK_LEAD_WORDS]
+    present = set(words)
+    signals = {
+        name: float(any(word in vocabulary for word in lead))
+        for name, vocabulary in _TASK_LEAD_VOCABULARIES.items()
+    }
+    for name, vocabulary in _TASK_VOCABULARIES.items():
+        signals[name] = _log(min(len(present & vocabulary), _VOCABULARY_CAP))
+    return signals
+
+
+def ask_terms(window: str) -> set[str]:
+    """Distinct words, word pairs ("a b") and lead words ("^a") of the analysed ask window."""
+    words = _letter_words(window)
+    terms = set(words)
+    terms.update(map(" ".join, zip(words, words[1:], strict=False)))
+    terms.update("^" + word for word in words[:TASK_LEAD_WORDS])
+    return terms

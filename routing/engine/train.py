@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,8 +33,15 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from routing.engine.scorer import WEIGHTS_FORMAT
-from routing.engine.signals import SIGNAL_NAMES, extract_signals
+from routing.engine.scorer import TERMS_FORMAT, WEIGHTS_FORMAT
+from routing.engine.signals import (
+    SIGNAL_NAMES,
+    TASK_SIGNAL_NAMES,
+    ask_terms,
+    extract_features,
+    extract_signals,
+    task_type_signals,
+)
 
 DEFAULT_L2 = 0.1
 DEFAULT_TARGET = "quality_gain"
@@ -42,6 +50,26 @@ TARGETS = ("quality_gain", "weak_fails", "strong_gain")
 # the free ones, where either direction is plausible.
 LOWERING_SIGNALS = frozenset({"routine_task_vocabulary", "output_format_vocabulary"})
 FREE_SIGNALS = frozenset({"system_tokens", "material_tokens"})
+
+
+# Evaluate-only data: AlpacaEval is CC BY-NC, so no shipped weights may be trained on it.
+EVALUATE_ONLY_SOURCES = frozenset({"alpacaeval"})
+PRODUCT_SOURCE = "product"
+
+
+def is_product_holdout(prompt_id: str) -> bool:
+    """A third of the product prompts, fixed by id before any tuning: never trained on, only evaluated."""
+    return int(hashlib.sha256(prompt_id.encode("utf-8")).hexdigest(), 16) % 3 == 0
+
+
+def shippable_training_prompts(prompts: Sequence[LabeledPrompt]) -> list[LabeledPrompt]:
+    """The prompts shipped weights may learn from: no evaluate-only source, no product holdout."""
+    return [
+        p
+        for p in prompts
+        if p.source not in EVALUATE_ONLY_SOURCES
+        and not (p.source == PRODUCT_SOURCE and is_product_holdout(p.id))
+    ]
 
 
 # Hand-labelled product prompts (routine vs complex), as opposed to measured model outcomes.
@@ -107,6 +135,9 @@ def load_labeled_prompts(path: str | Path) -> list[LabeledPrompt]:
         if not line.strip():
             continue
         row = json.loads(line)
+        if row.get("primary_pair") is False:
+            # Open-ended outcomes carry secondary model pairs too; one row per prompt is the primary pair.
+            continue
         if "messages" in row:
             messages = row["messages"]
         else:
@@ -323,9 +354,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help=f"default {DEFAULT_SOURCE_WEIGHTS}",
     )
     parser.add_argument("--version", help="version stamped in the file (default: the file name's stem)")
+    parser.add_argument(
+        "--terms",
+        action="store_true",
+        help="fit weights format 2 (task types, ask terms, calibration); drops evaluate-only sources "
+        "and the product holdout",
+    )
     args = parser.parse_args(argv)
 
     prompts = [prompt for path in args.data for prompt in load_labeled_prompts(path)]
+    if args.terms:
+        _main_terms(prompts, args)
+        return
     source_weight = {**DEFAULT_SOURCE_WEIGHTS, **_parse_source_weights(args.source_weight)}
     fit = train(prompts, target=args.target, l2=args.l2, source_weight=source_weight)
     sources = sorted({p.source for p in prompts})
@@ -339,6 +379,244 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"wrote {out} ({len(prompts)} prompts: {counts})")
     for i in np.argsort(-np.abs(fit.weights)):
         print(f"  {SIGNAL_NAMES[i]:<26} {fit.weights[i]:+.3f}")
+
+
+def _main_terms(prompts: list[LabeledPrompt], args: argparse.Namespace) -> None:
+    chosen = shippable_training_prompts(prompts)
+    source_weight = {**DEFAULT_TERMS_SOURCE_WEIGHTS, **_parse_source_weights(args.source_weight)}
+    fit = train_terms(chosen, source_weight=source_weight)
+    sources = sorted({p.source for p in chosen})
+    counts = ", ".join(f"{name}={sum(p.source == name for p in chosen)}" for name in sources)
+    out = Path(args.out)
+    document = terms_weights_document(fit, version=args.version or out.stem, trained_on=counts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out} ({len(chosen)} of {len(prompts)} prompts: {counts}; {len(fit.terms)} terms)")
+    print(f"calibration slope {fit.slope:+.3f} offset {fit.offset:+.3f}")
+    for i in np.argsort(-np.abs(fit.weights))[:15]:
+        print(f"  {DENSE_NAMES[i]:<26} {fit.weights[i]:+.3f}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights format 2: task-type signals and ask terms on top of the format-1 signals, calibrated.
+
+DENSE_NAMES: tuple[str, ...] = (*SIGNAL_NAMES, *TASK_SIGNAL_NAMES)
+DEFAULT_TERM_L2 = 10.0
+DEFAULT_DENSE_L2 = 10.0
+# A term must occur in this many prompts and in this many training sources to get a weight:
+# a word only one benchmark uses teaches the benchmark, not the task.
+DEFAULT_MIN_PROMPTS = 3
+DEFAULT_MIN_SOURCES = 2
+# Hand-written product prompts are clean and separable; at full weight they would drown the
+# measured outcomes of the benchmarks.
+DEFAULT_TERMS_SOURCE_WEIGHTS = {"product": 0.3}
+CALIBRATION_FOLDS = 3
+# Shipped term weights below this size change no score by a visible amount.
+MIN_SHIPPED_TERM_WEIGHT = 1e-5
+
+
+@dataclass(frozen=True)
+class PromptFeatures:
+    """Dense signals (DENSE_NAMES) and the ask terms of each prompt."""
+
+    dense: np.ndarray
+    terms: list[set[str]]
+
+    def subset(self, mask: np.ndarray) -> PromptFeatures:
+        return PromptFeatures(self.dense[mask], [self.terms[i] for i in np.flatnonzero(mask)])
+
+
+def prompt_features(prompts: Sequence[LabeledPrompt]) -> PromptFeatures:
+    rows, terms = [], []
+    for prompt in prompts:
+        signals, window = extract_features(prompt.messages, prompt.tools)
+        task = task_type_signals(window)
+        rows.append([signals[name] for name in SIGNAL_NAMES] + [task[name] for name in TASK_SIGNAL_NAMES])
+        terms.append(ask_terms(window))
+    return PromptFeatures(np.array(rows, dtype=float).reshape(len(prompts), len(DENSE_NAMES)), terms)
+
+
+def frontier_needed_labels(prompts: Sequence[LabeledPrompt]) -> np.ndarray:
+    """How much the frontier model's answer beats the small one's, 0 when it does not: the calibration target."""
+    return target_labels(prompts, "strong_gain")
+
+
+@dataclass(frozen=True)
+class TermsFit:
+    """A fitted format-2 model: standardised dense weights, term weights, and the calibration on top."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    terms: dict[str, float]
+    intercept: float
+    slope: float = 1.0
+    offset: float = 0.0
+
+    def logits(self, features: PromptFeatures) -> np.ndarray:
+        dense = ((features.dense - self.mean) / self.scale) @ self.weights + self.intercept
+        terms = np.array([sum(self.terms.get(term, 0.0) for term in row) for row in features.terms])
+        return dense + terms
+
+    def probabilities(self, features: PromptFeatures) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self.slope * self.logits(features) + self.offset)))
+
+
+def _term_matrix(terms: list[set[str]], vocabulary: dict[str, int]) -> Any:
+    from scipy.sparse import csr_matrix
+
+    rows, columns = [], []
+    for row, present in enumerate(terms):
+        for term in present:
+            column = vocabulary.get(term)
+            if column is not None:
+                rows.append(row)
+                columns.append(column)
+    return csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(terms), len(vocabulary)))
+
+
+def term_vocabulary(
+    terms: list[set[str]], sources: Sequence[str], *, min_prompts: int, min_sources: int
+) -> dict[str, int]:
+    prompt_count: dict[str, int] = {}
+    source_sets: dict[str, set[str]] = {}
+    for present, source in zip(terms, sources, strict=True):
+        for term in present:
+            prompt_count[term] = prompt_count.get(term, 0) + 1
+            source_sets.setdefault(term, set()).add(source)
+    kept = sorted(
+        t for t, n in prompt_count.items() if n >= min_prompts and len(source_sets[t]) >= min_sources
+    )
+    return {term: column for column, term in enumerate(kept)}
+
+
+def _fit_ranking(
+    features: PromptFeatures,
+    labels: np.ndarray,
+    sources: Sequence[str],
+    sample_weight: np.ndarray,
+    *,
+    l2: float,
+    term_l2: float,
+    min_prompts: int,
+    min_sources: int,
+) -> TermsFit:
+    """Soft-label logistic fit, one intercept per source, L2 on dense and (harder) on term weights."""
+    dense = features.dense
+    mean = np.average(dense, axis=0, weights=sample_weight)
+    scale = np.sqrt(np.average((dense - mean) ** 2, axis=0, weights=sample_weight))
+    scale = np.where(scale < 1e-9, 1.0, scale)
+    x = (dense - mean) / scale
+    vocabulary = term_vocabulary(features.terms, sources, min_prompts=min_prompts, min_sources=min_sources)
+    t = _term_matrix(features.terms, vocabulary)
+    group_names, group_of_row = np.unique(np.array(list(sources)), return_inverse=True)
+    d, m, k = x.shape[1], t.shape[1], len(group_names)
+    total = sample_weight.sum()
+
+    def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, v, b = params[:d], params[d : d + m], params[d + m :]
+        z = x @ w + t @ v + b[group_of_row]
+        log_p = -np.logaddexp(0.0, -z)
+        log_not_p = -np.logaddexp(0.0, z)
+        loss = -np.sum(sample_weight * (labels * log_p + (1 - labels) * log_not_p)) / total
+        residual = sample_weight * (np.exp(log_p) - labels) / total
+        gradient = np.concatenate(
+            [x.T @ residual + l2 * w, t.T @ residual + term_l2 * v, np.bincount(group_of_row, residual, k)]
+        )
+        return loss + 0.5 * l2 * float(w @ w) + 0.5 * term_l2 * float(v @ v), gradient
+
+    result = minimize(
+        loss_and_gradient, np.zeros(d + m + k), jac=True, method="L-BFGS-B", options={"maxiter": 3000}
+    )
+    weights, term_weights = result.x[:d], result.x[d : d + m]
+    terms = {
+        term: float(term_weights[column])
+        for term, column in vocabulary.items()
+        if abs(term_weights[column]) >= MIN_SHIPPED_TERM_WEIGHT
+    }
+    return TermsFit(mean, scale, weights, terms, float(result.x[d + m :].mean()))
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: slope and offset so sigmoid(slope * logit + offset) matches the labels."""
+
+    def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
+        z = params[0] * logits + params[1]
+        log_p = -np.logaddexp(0.0, -z)
+        log_not_p = -np.logaddexp(0.0, z)
+        loss = -np.sum(sample_weight * (labels * log_p + (1 - labels) * log_not_p)) / sample_weight.sum()
+        residual = sample_weight * (np.exp(log_p) - labels) / sample_weight.sum()
+        return loss, np.array([residual @ logits, residual.sum()])
+
+    result = minimize(loss_and_gradient, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    return float(result.x[0]), float(result.x[1])
+
+
+def train_terms(
+    prompts: Sequence[LabeledPrompt],
+    *,
+    features: PromptFeatures | None = None,
+    l2: float = DEFAULT_DENSE_L2,
+    term_l2: float = DEFAULT_TERM_L2,
+    min_prompts: int = DEFAULT_MIN_PROMPTS,
+    min_sources: int = DEFAULT_MIN_SOURCES,
+    source_weight: dict[str, float] | None = None,
+    calibration_folds: int = CALIBRATION_FOLDS,
+    seed: int = 0,
+) -> TermsFit:
+    """Rank by expected quality gain, then calibrate out-of-fold logits to the chance the frontier is needed.
+
+    The calibration is fitted on logits of prompts the ranking fit did not see (k folds), with every
+    source weighted equally, so one probability scale serves all sources.
+    """
+    features = prompt_features(prompts) if features is None else features
+    sources = [p.source for p in prompts]
+    labels = target_labels(prompts, DEFAULT_TARGET)
+    weights = source_balanced_weights(
+        sources, DEFAULT_TERMS_SOURCE_WEIGHTS if source_weight is None else source_weight
+    )
+    options = {"l2": l2, "term_l2": term_l2, "min_prompts": min_prompts, "min_sources": min_sources}
+    fit = _fit_ranking(features, labels, sources, weights, **options)
+    if calibration_folds < 2:
+        return fit
+    folds = np.random.default_rng(seed).permutation(len(prompts)) % calibration_folds
+    out_of_fold = np.zeros(len(prompts))
+    for fold in range(calibration_folds):
+        inside = folds != fold
+        part = _fit_ranking(
+            features.subset(inside),
+            labels[inside],
+            [s for s, keep in zip(sources, inside, strict=True) if keep],
+            weights[inside],
+            **options,
+        )
+        out_of_fold[~inside] = part.logits(features.subset(~inside))
+    slope, offset = fit_calibration(out_of_fold, frontier_needed_labels(prompts), weights)
+    return TermsFit(fit.mean, fit.scale, fit.weights, fit.terms, fit.intercept, slope, offset)
+
+
+def terms_weights_document(fit: TermsFit, *, version: str, trained_on: str) -> dict[str, Any]:
+    return {
+        "format": TERMS_FORMAT,
+        "version": version,
+        "trained_on": trained_on,
+        "target": DEFAULT_TARGET,
+        "calibration": {
+            "target": "frontier_needed",
+            "slope": round(fit.slope, 8),
+            "offset": round(fit.offset, 8),
+        },
+        "intercept": round(fit.intercept, 8),
+        "signals": {
+            name: {
+                "mean": round(float(fit.mean[i]), 8),
+                "scale": round(float(fit.scale[i]), 8),
+                "weight": round(float(fit.weights[i]), 8),
+            }
+            for i, name in enumerate(DENSE_NAMES)
+        },
+        "terms": {term: round(weight, 7) for term, weight in sorted(fit.terms.items())},
+    }
 
 
 if __name__ == "__main__":

@@ -54,19 +54,22 @@ class ProxyRuntime:
         self._stop = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
         self._score_fn: ScoreFn | None = None
+        self._score_version: str | None = None
         self.last_heartbeat_at: datetime | None = None
         self.target_hash: str | None = None
         self._unassigned_said: str | None = None
 
     # -- scoring -------------------------------------------------------------------------------
     def score_fn(self) -> ScoreFn:
-        if self._score_fn is None:
+        # The applied bundle names the scorer weights its thresholds are for; None: the shipped default.
+        version = self.bundle.scorer_weights if self.bundle is not None else None
+        if self._score_fn is None or self._score_version != version:
             try:
                 from routing.engine import (
                     ComplexityScorer,  # lazy: the scorer is optional for routing to work
                 )
 
-                scorer = ComplexityScorer.default()
+                scorer = ComplexityScorer.for_version(version)
                 scorer.score([{"role": "user", "content": "warm up"}])
                 self._score_fn = lambda messages, tools: scorer.score(messages, tools=tools)
             except Exception as exc:  # fall back so routing never stops on a scorer problem
@@ -74,6 +77,7 @@ class ProxyRuntime:
                     f"complexity scorer unavailable, using length score: {type(exc).__name__}: {exc}"
                 )
                 self._score_fn = length_score
+            self._score_version = version
         return self._score_fn
 
     def note_error(self, message: str) -> None:

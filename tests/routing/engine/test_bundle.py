@@ -298,3 +298,17 @@ def test_topology_hash_changes_only_with_deployments() -> None:
     policy_change = Bundle.from_json(mutated(lambda d: d["policies"]["default"].update(threshold=0.4)))
     topology_change = Bundle.from_json(mutated(lambda d: d["deployments"][0].update(context_window=4096)))
     assert base.topology_hash() == policy_change.topology_hash() != topology_change.topology_hash()
+
+
+def test_a_bundle_pins_its_scorer_weights_and_unpinned_bundles_keep_v1() -> None:
+    from routing.engine.bundle import UNPINNED_SCORER_WEIGHTS
+
+    # Bundles written before complexity-v2 set thresholds on v1's score scale: they keep v1.
+    assert Bundle.from_json(example_bundle()).scorer_weights == UNPINNED_SCORER_WEIGHTS == "complexity-v1"
+    for version in ("complexity-v1", "complexity-v2"):
+        pinned = mutated(lambda d, v=version: d.update(scorer_weights=v))
+        assert validate_bundle(pinned) == []
+        assert Bundle.from_json(pinned).scorer_weights == version
+    [error] = validate_bundle(mutated(lambda d: d.update(scorer_weights="complexity-v99")))
+    assert error.startswith("$.scorer_weights: must be a shipped scorer weights version (complexity-v1, ")
+    assert "'complexity-v99'" in error

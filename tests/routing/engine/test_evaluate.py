@@ -80,9 +80,12 @@ def test_trained_weights_score_like_the_fit(tmp_path):
 def test_evaluate_runs_end_to_end(tmp_path, capsys):
     path = tmp_path / "tiny.jsonl.gz"
     _write_rows(path, _tiny_rows())
-    main(["--data", str(path), "--bootstrap", "5", "--folds", "2", "--no-litellm"])
+    main(["--data", str(path), "--bootstrap", "5", "--folds", "2", "--no-litellm", "--no-latency"])
     output = capsys.readouterr().out
-    assert "Leave one benchmark out" in output
+    assert "Leave one source out" in output
+    assert "ECE per source: alpha=" in output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("apgr_min_source=") and " product_auc=nan p99_us=nan " in last
     assert "test on alpha, train on beta" in output
     assert "ours (held out)" in output and "prompt length" in output and "random" in output
 
@@ -152,3 +155,40 @@ def test_product_prompts_move_only_task_type_weights(tmp_path):
     routine = SIGNAL_NAMES.index("routine_task_vocabulary")
     # Routine requests gain nothing from the strong model in the product prompts: the weight drops further.
     assert with_product.weights[routine] < outcome_only.weights[routine] <= 0.0
+
+
+def test_reliability_table_and_calibration_error():
+    from routing.engine.evaluate import auc, expected_calibration_error, reliability_table
+
+    rng = np.random.default_rng(3)
+    predicted = rng.random(20_000)
+    calibrated = (rng.random(20_000) < predicted).astype(float)
+    assert expected_calibration_error(predicted, calibrated) < 0.02
+    # Always saying 0.9 for events that happen half the time is off by 0.4.
+    assert abs(expected_calibration_error(np.full(1000, 0.9), np.tile([0.0, 1.0], 500)) - 0.4) < 1e-9
+    rows = reliability_table(predicted, calibrated)
+    assert len(rows) == 10 and sum(row[2] for row in rows) == 20_000
+    assert auc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([False, False, True, True])) == 1.0
+
+
+def test_shipped_training_never_sees_alpacaeval_or_the_product_holdout():
+    from routing.engine.train import LabeledPrompt, is_product_holdout, shippable_training_prompts
+
+    def prompt(id_, source):
+        return LabeledPrompt(id_, source, source, [{"role": "user", "content": "x"}], 1.0, 1.0)
+
+    product = [prompt(f"product2-x-{i:03d}", "product") for i in range(60)]
+    kept = shippable_training_prompts([prompt("a", "alpacaeval"), prompt("m", "mmlu"), *product])
+    assert [p.id for p in kept if p.source != "product"] == ["m"]
+    held = [p for p in product if is_product_holdout(p.id)]
+    assert 10 < len(held) < 30 and not {p.id for p in held} & {p.id for p in kept}
+
+
+def test_calibration_recovers_a_known_slope_and_offset():
+    from routing.engine.train import fit_calibration
+
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 2, 50_000)
+    labels = (rng.random(50_000) < 1 / (1 + np.exp(-(0.5 * logits - 1.0)))).astype(float)
+    slope, offset = fit_calibration(logits, labels, np.ones(50_000))
+    assert abs(slope - 0.5) < 0.05 and abs(offset + 1.0) < 0.05

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routing.engine import ComplexityScorer
-from routing.engine.scorer import DEFAULT_WEIGHTS_FILE, WEIGHTS_DIR, WEIGHTS_FORMAT
-from routing.engine.signals import ASK_HEAD_CHARS, SIGNAL_NAMES, estimate_tokens, extract_signals
+from routing.engine.scorer import (
+    DEFAULT_WEIGHTS_FILE,
+    TERMS_FORMAT,
+    WEIGHTS_DIR,
+    WEIGHTS_FORMAT,
+    shipped_versions,
+)
+from routing.engine.signals import (
+    ASK_HEAD_CHARS,
+    SIGNAL_NAMES,
+    TASK_SIGNAL_NAMES,
+    estimate_tokens,
+    extract_signals,
+)
 
 SCORER = ComplexityScorer.default()
 
@@ -163,22 +176,25 @@ def test_token_estimate_sees_the_full_length_beyond_the_analysed_window():
 def test_explain_lists_every_signal_with_its_contribution():
     explanation = SCORER.explain(_ask("Prove that sqrt(2) is irrational."))
     assert explanation["weights_version"] == SCORER.version
-    assert {entry["name"] for entry in explanation["signals"]} == set(SIGNAL_NAMES)
+    assert {entry["name"] for entry in explanation["signals"]} == set(SIGNAL_NAMES) | set(TASK_SIGNAL_NAMES)
+    assert explanation["terms"], "the matched ask terms and their contributions are listed"
     contributions = [abs(entry["contribution"]) for entry in explanation["signals"]]
     assert contributions == sorted(contributions, reverse=True)
 
 
 def test_shipped_weights_file_is_versioned_and_loaded_once():
     document = json.loads((WEIGHTS_DIR / DEFAULT_WEIGHTS_FILE).read_text())
-    assert document["format"] == WEIGHTS_FORMAT
-    assert document["version"] == DEFAULT_WEIGHTS_FILE.removesuffix(".json")
-    assert set(document["signals"]) == set(SIGNAL_NAMES)
+    # complexity-v2 is the default: format 2 adds task-type signals, ask terms and a calibration.
+    assert document["format"] == TERMS_FORMAT
+    assert document["version"] == DEFAULT_WEIGHTS_FILE.removesuffix(".json") == "complexity-v2"
+    assert set(document["signals"]) == set(SIGNAL_NAMES) | set(TASK_SIGNAL_NAMES)
+    assert document["terms"] and set(document["calibration"]) >= {"slope", "offset"}
     assert ComplexityScorer.default() is ComplexityScorer.default()
     assert ComplexityScorer.default().version == document["version"]
 
 
 def test_weights_from_a_file_change_the_score(tmp_path):
-    document = json.loads((WEIGHTS_DIR / DEFAULT_WEIGHTS_FILE).read_text())
+    document = json.loads((WEIGHTS_DIR / "complexity-v1.json").read_text())
     document["version"] = "complexity-test"
     document["intercept"] = 5.0
     for entry in document["signals"].values():
@@ -210,3 +226,35 @@ def test_bench_keeps_each_request_fastest_timing():
     best_of_three = time_scoring(SCORER, requests, "cpu", passes=3)
     assert len(single) == len(best_of_three) == 20
     assert best_of_three == sorted(best_of_three) and best_of_three[0] > 0
+
+
+def test_old_weights_stay_loadable_and_unknown_versions_are_refused():
+    assert shipped_versions()[:2] == ("complexity-v1", "complexity-v2")
+    v1 = ComplexityScorer.for_version("complexity-v1")
+    assert v1.version == "complexity-v1" and v1.format == WEIGHTS_FORMAT
+    assert ComplexityScorer.for_version(None) is ComplexityScorer.default()
+    # v1 scores exactly as its file says: the format-1 path reads the format-1 signals only.
+    document = json.loads((WEIGHTS_DIR / "complexity-v1.json").read_text())
+    assert ComplexityScorer.from_dict(document).score(_ask("Prove it.")) == v1.score(_ask("Prove it."))
+    with pytest.raises(ValueError, match="complexity-v1, complexity-v2"):
+        ComplexityScorer.for_version("complexity-v99")
+
+
+def test_routine_asks_score_below_hard_ones_with_the_default_weights():
+    routine = [
+        "Write a SQL query that returns the number of orders per customer.",
+        "Regex to match a 5-digit zip code?",
+        "What does this do? x = [i for i in range(10) if i % 2]",
+        "Classify the sentiment of: 'love this phone, battery is great'",
+        "Suggest a title for this conversation about resetting a router.",
+        "Reply to the customer: they ask whether we ship to Ireland. We do.",
+    ]
+    hard = [
+        "Our service deadlocks under load when two requests update the same account rows in different orders; "
+        "find the cause and fix it.",
+        "Prove that every finite integral domain is a field.",
+        "Design a globally distributed rate limiter with per-tenant quotas and explain the consistency trade-offs.",
+        "I roll three dice. What is the probability that the sum is at least 15?",
+        "The report says revenue was 4.2M in Q1 and 3.9M in Q2, a 10% rise. Are these numbers consistent?",
+    ]
+    assert max(SCORER.score(_ask(text)) for text in routine) < min(SCORER.score(_ask(text)) for text in hard)
