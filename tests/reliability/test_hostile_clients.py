@@ -169,7 +169,7 @@ def hostile_fleet(django_db_setup, django_db_blocker, tmp_path_factory):
             assert any(b["feature"] == "a-over" for b in bundle.document["budgets"])
             server.start()
             proxy = IsolatedProxy(
-                bundle.document,
+                services.bundle_signed_document(bundle.document),
                 workdir / "proxy",
                 proxy_token=token,
                 control_plane_url=server.url,

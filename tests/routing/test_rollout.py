@@ -169,6 +169,7 @@ def test_canary_rejection_rolls_back_to_the_previous_bundle(
     assert AuditEntry.objects.filter(action="rollback", object_type="routing.Rollout").exists()
 
 
+@pytest.mark.realclock
 @pytest.mark.django_db
 def test_canary_that_goes_away_during_the_window_rolls_back(
     stand_ins, feature, django_capture_on_commit_callbacks, settings

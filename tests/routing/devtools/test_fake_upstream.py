@@ -49,6 +49,7 @@ def test_down_refuses_connections_until_it_is_up_again(upstream: FakeUpstream) -
     assert upstream.state.snapshot()["requests"] == 2
 
 
+@pytest.mark.realclock
 def test_a_schedule_switches_faults_at_set_times(upstream: FakeUpstream) -> None:
     upstream.schedule([(0.3, {"error_rate": 1.0}), (0.6, {"error_rate": 0.0})])
     assert chat(upstream) == 200

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour
-from routing.devtools.harness import ControlPlaneDouble, ProxyProcess
+from routing.devtools.harness import ControlPlaneDouble, ProxyProcess, dev_signed
 from routing.engine.bundle import with_content_hash
 from routing.engine.signing import token_hash
 from tests.routing.proxy.conftest import PROXY_TOKEN, TEAM
@@ -94,7 +94,7 @@ def breaker_bundle(upstreams: dict[str, FakeUpstream]) -> dict[str, Any]:
         ],
         "shipping": {"batch_size": 20, "interval_ms": 200, "max_spool_records": 100000},
     }
-    return with_content_hash(doc)
+    return dev_signed(with_content_hash(doc))
 
 
 class Rig:

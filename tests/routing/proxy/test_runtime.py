@@ -119,12 +119,18 @@ def test_a_proxy_without_an_assigned_bundle_says_so_instead_of_failing(tmp_path:
     double = ControlPlaneDouble("t").start()  # answers 404 "no bundle published" until one is set
     try:
         runtime = ProxyRuntime(
-            ProxySettings(state_dir=tmp_path, control_plane_url=double.url, proxy_token="t")
+            ProxySettings(
+                state_dir=tmp_path,
+                control_plane_url=double.url,
+                proxy_token="t",
+                bundle_public_keys=dev_public_key(),
+                allowed_key_envs=EXAMPLE_KEY_ENVS,
+            )
         )
         with caplog.at_level(logging.INFO, logger="finops.runtime"):
             assert runtime.pull_bundle() is False
             assert runtime.pull_bundle() is False
-            runtime.apply_bundle(example_bundle(), source="last-known-good")
+            runtime.apply_bundle(dev_signed(example_bundle()), source="last-known-good")
             assert runtime.pull_bundle() is False
         said = [r.getMessage() for r in caplog.records if "no bundle assigned" in r.getMessage()]
         assert said == [

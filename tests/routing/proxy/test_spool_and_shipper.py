@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from routing.devtools.harness import ControlPlaneDouble
 from routing.engine import signing
 from routing.proxy.control_plane import ControlPlaneClient
@@ -157,6 +159,7 @@ def test_wrong_token_is_refused_and_kept(tmp_path: Path) -> None:
         double.stop()
 
 
+@pytest.mark.realclock
 def test_background_thread_ships_without_being_asked(tmp_path: Path) -> None:
     double = ControlPlaneDouble(TOKEN).start()
     shipper = make_shipper(tmp_path, double.url)
