@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour
-from routing.devtools.harness import ControlPlaneDouble, ProxyProcess
+from routing.devtools.harness import ControlPlaneDouble, ProxyProcess, dev_signed
 from routing.devtools.traffic import COMPLEX, ROUTINE
 from routing.engine.bundle import BreakerSettings, with_content_hash
 from routing.engine.signing import token_hash
@@ -188,7 +188,7 @@ def bench_bundle(base_urls: dict[str, str]) -> dict[str, Any]:
         "keys": keys,
         "shipping": {"batch_size": 500, "interval_ms": 500, "max_spool_records": 1_000_000},
     }
-    return with_content_hash(doc)
+    return dev_signed(with_content_hash(doc))
 
 
 @dataclass
