@@ -122,6 +122,7 @@ def rollout_detail(request: HttpRequest, code: str) -> HttpResponse:
         "rollout": rollout,
         "targets": rollout.targets.select_related("proxy"),
         "progress": selectors.rollout_progress(rollout),
+        "may_read_bundles": can(request.user, Action.VIEW_FLEET),
     }
     if request.htmx:
         return render(request, "controlplane/fleet_rollout_live.html", context)

@@ -216,6 +216,32 @@ def test_team_scoped_members_cannot_read_bundles(client, users, feature, other_f
     assert str(bundle.code) not in fleet and bundle.content_hash not in fleet
 
 
+@pytest.mark.parametrize("who", ["admin", "mlops", "viewer", "pm", "team_viewer", "outsider"])
+def test_every_bundle_link_a_page_shows_opens_for_that_user(client, users, feature, other_feature, who):
+    """Pages show a bundle link only to those who may read bundles: a team-scoped member got a 404."""
+    import re
+
+    from routing.models import Rollout, RolloutStatus
+
+    make_routing()
+    services.feature_key_create(actor=None, feature=other_feature, name="growth key")
+    bundle = services.bundle_publish(actor=None, note="note-for-fleet-readers", rollout=False)
+    rollout = Rollout.objects.create(bundle=bundle, status=RolloutStatus.SUCCEEDED)
+    client.force_login(users[who])
+    links: set[str] = set()
+    for page in (reverse("routing"), reverse("fleet"), reverse("fleet-rollout", args=[rollout.code])):
+        answer = client.get(page)
+        assert answer.status_code == 200, page
+        links |= set(re.findall(r'href="(/fleet/bundles/[^"]*)"', answer.content.decode()))
+    for link in links:
+        assert client.get(link).status_code == 200, f"{who} is shown {link}, which does not open for them"
+    readers = {"admin", "mlops", "viewer"}
+    assert bool(links) == (who in readers)
+    if who not in readers:  # the routing page still says which version is live, without the note
+        page = client.get(reverse("routing")).content.decode()
+        assert "Latest bundle: v1" in page and "note-for-fleet-readers" not in page
+
+
 @pytest.mark.parametrize("who", ["admin", "mlops", "viewer"])
 def test_org_wide_roles_read_bundles(client, users, feature, who):
     make_routing()
