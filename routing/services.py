@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from controlplane.fleet_services import decrypt_token, fleet_setting
+from controlplane.fleet_services import decrypt_token, fleet_setting, proxy_base_url_problem
 from controlplane.models import AuditAction, Feature, Proxy
 from controlplane.permissions import Action, can
 from controlplane.services import audit_record, audited_create, audited_update, snapshot
@@ -464,6 +464,9 @@ _OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 def _http(method: str, url: str, token: str, body: bytes | None, timeout: float) -> tuple[int, Any, str]:
+    problem = proxy_base_url_problem(url)
+    if problem:  # the one place a proxy token leaves the control plane
+        return 0, None, f"base_url: {problem}"
     request = urllib.request.Request(url, data=body, method=method)
     request.add_header("Authorization", f"Bearer {token}")
     if body is not None:
@@ -500,6 +503,9 @@ def push_bundle(
             0,
             "no usable push credential (SECRET_KEY changed?): rotate the proxy's token",
         )
+    problem = proxy_base_url_problem(base_url)
+    if problem:  # registered before the check, or the setting changed since: the token stays home
+        return PushResult(TargetStatus.REJECTED, 0, f"base_url: {problem}")
     url = base_url.rstrip("/") + PUSH_PATH
     error = ""
     for attempt in range(1, attempts + 1):
