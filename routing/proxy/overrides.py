@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qs
 
 # Fields that choose an upstream, a credential, a provider or a price for one request.
 OVERRIDE_FIELDS = frozenset(
@@ -98,6 +99,24 @@ def refusal_body(field: str) -> bytes:
     ).encode()
 
 
+def _content_type(scope: dict[str, Any]) -> bytes:
+    for name, value in scope.get("headers") or []:
+        if name.lower() == b"content-type":
+            return bytes(value.split(b";", 1)[0].strip().lower())
+    return b""
+
+
+def _may_be_json(scope: dict[str, Any]) -> bool:
+    """Multipart bodies (files, audio) stream through unread: LiteLLM's own check and the hook's strip cover them."""
+    return not _content_type(scope).startswith(b"multipart/")
+
+
+def _parse(body: bytes, content_type: bytes) -> Any:
+    if content_type == b"application/x-www-form-urlencoded":  # LiteLLM reads form fields as parameters
+        return {name: values for name, values in parse_qs(body.decode("latin-1")).items()}
+    return json.loads(body)
+
+
 class OverrideGuard:
     """ASGI wrapper: buffers a JSON body, refuses overrides with 400, replays the body otherwise."""
 
@@ -113,6 +132,7 @@ class OverrideGuard:
             scope.get("type") != "http"
             or scope.get("method") not in GUARDED_METHODS
             or path.startswith(OWN_PREFIX)
+            or not _may_be_json(scope)
         ):
             await self.app(scope, receive, send)
             return
@@ -126,13 +146,11 @@ class OverrideGuard:
             chunks.append(message.get("body", b"") or b"")
             if not message.get("more_body", False):
                 break
-        field = None
         body = b"".join(chunks)
-        if body[:1] in (b"{", b" ", b"\n", b"\r", b"\t"):
-            try:
-                field = override_in(json.loads(body), self.forbidden, self.in_metadata)
-            except (ValueError, RecursionError):
-                field = None  # not JSON: LiteLLM answers that itself
+        try:
+            field = override_in(_parse(body, _content_type(scope)), self.forbidden, self.in_metadata)
+        except (ValueError, RecursionError):
+            field = None  # not JSON: LiteLLM answers that itself
         if field is not None:
             payload = refusal_body(field)
             await send(

@@ -190,6 +190,24 @@ def test_request_overrides_get_a_400_naming_the_field(
     assert upstream_calls(fleet) == before
 
 
+def test_a_form_encoded_override_is_refused_too(fleet: Fleet) -> None:
+    """LiteLLM reads form bodies as parameters: `api_base=` in a form must not slip past the guard."""
+    import urllib.error
+
+    before = upstream_calls(fleet)
+    request = urllib.request.Request(
+        fleet.proxy.url + "/v1/chat/completions",
+        data=b"model=frontier&api_base=http%3A%2F%2F127.0.0.1%3A9%2Fv1",
+        method="POST",
+        headers={"Authorization": "Bearer fk-routine", "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read())["error"]["param"] == "api_base"
+    assert upstream_calls(fleet) == before
+
+
 def test_a_plain_chat_still_passes_the_override_guard(fleet: Fleet) -> None:
     """The guard replays the body it read: an ordinary call (with harmless metadata) is served."""
     status, answer, _ = http_json(
