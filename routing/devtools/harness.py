@@ -114,7 +114,8 @@ class ControlPlaneDouble:
                 self.wfile.write(payload)
 
             def _authorized(self) -> bool:
-                return self.headers.get("Authorization") == f"Bearer {double.proxy_token}"
+                bearer = signing.split_credential(double.proxy_token)[0]
+                return self.headers.get("Authorization") == f"Bearer {bearer}"
 
             def do_GET(self) -> None:
                 if self.path != "/api/v1/fleet/bundle":
@@ -156,7 +157,7 @@ class ControlPlaneDouble:
                     return
                 timestamp = self.headers.get(signing.TIMESTAMP_HEADER, "")
                 signature = self.headers.get(signing.SIGNATURE_HEADER, "")
-                key = signing.signing_key(double.proxy_token)
+                key = signing.ingest_key(double.proxy_token)
                 if (
                     not signing.verify(key, timestamp, raw, signature)
                     or abs(time.time() - int(timestamp or 0)) > 300
@@ -388,12 +389,14 @@ class ProxyProcess:
             "PUT",
             self.url + "/finops/v1/bundle",
             doc,
-            headers={"Authorization": f"Bearer {self.proxy_token}"},
+            headers={"Authorization": f"Bearer {signing.split_credential(self.proxy_token)[0]}"},
         )
 
     def status(self) -> dict[str, Any]:
         _, body, _ = http_json(
-            "GET", self.url + "/finops/v1/status", headers={"Authorization": f"Bearer {self.proxy_token}"}
+            "GET",
+            self.url + "/finops/v1/status",
+            headers={"Authorization": f"Bearer {signing.split_credential(self.proxy_token)[0]}"},
         )
         return body
 

@@ -279,18 +279,17 @@ class _Who:
 
 
 def _who(user_api_key_dict: Any, team: str = "", feature: str = "") -> _Who:
-    """Codes come from the key entry, so only the key's own team and feature get them."""
+    """Codes come from the key entry: the key's team, its own feature and the extra features it lists."""
     identity = (getattr(user_api_key_dict, "metadata", None) or {}).get(IDENTITY_KEY) or {}
     team = team or str(identity.get("team") or "")
     feature = feature or str(identity.get("feature") or "")
     own_team = team == identity.get("team")
-    own_feature = own_team and feature == identity.get("feature")
-    return _Who(
-        team,
-        feature,
-        str(identity.get("team_code") or "") if own_team else "",
-        str(identity.get("feature_code") or "") if own_feature else "",
-    )
+    feature_code = ""
+    if own_team and feature == identity.get("feature"):
+        feature_code = str(identity.get("feature_code") or "")
+    elif own_team and feature in (identity.get("features") or ()):
+        feature_code = str((identity.get("feature_codes") or {}).get(feature) or "")
+    return _Who(team, feature, str(identity.get("team_code") or "") if own_team else "", feature_code)
 
 
 def _is_final_proxy_failure(kwargs: dict[str, Any]) -> bool:

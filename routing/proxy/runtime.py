@@ -44,7 +44,10 @@ class ProxyRuntime:
         self.restart_required = False
         self.router_topology: str | None = None  # topology hash LiteLLM's router was last brought to
         self.client = ControlPlaneClient(
-            settings.control_plane_url, settings.proxy_token, timeout_s=settings.ship_timeout_s
+            settings.control_plane_url,
+            settings.proxy_token,
+            timeout_s=settings.ship_timeout_s,
+            ingest_secret=settings.ingest_secret,
         )
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.spool = SpendSpool(settings.state_dir / SPOOL_FILE)

@@ -96,6 +96,7 @@ def run_load(fleet: dict[str, Any], seconds: float, *, during: Any = None) -> Lo
 def wait_drained(fleet: dict[str, Any], timeout_s: float = 90) -> None:
     """Until every proxy reports an empty spool (and its in-memory queue had time to reach it)."""
     from routing.devtools.harness import http_json
+    from routing.engine import signing
 
     time.sleep(1.0)
     deadline = time.monotonic() + timeout_s
@@ -105,7 +106,7 @@ def wait_drained(fleet: dict[str, Any], timeout_s: float = 90) -> None:
             status, body, _ = http_json(
                 "GET",
                 proxy.url + "/finops/v1/status",
-                headers={"Authorization": f"Bearer {proxy.proxy_token}"},
+                headers={"Authorization": f"Bearer {signing.split_credential(proxy.proxy_token)[0]}"},
             )
             depths.append(body.get("spool_depth") if status == 200 and isinstance(body, dict) else None)
         if all(d == 0 for d in depths):

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import pytest
+from django.forms.models import model_to_dict
 from django.urls import reverse
 
 from controlplane import fleet_services
@@ -36,17 +37,20 @@ def registered(db):
     return proxy, token
 
 
-def _bearer(token):
-    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+def _bearer(credential):
+    return {"HTTP_AUTHORIZATION": f"Bearer {signing.split_credential(credential)[0]}"}
 
 
 def test_token_is_shown_once_and_stored_only_hashed_or_encrypted(registered):
-    proxy, token = registered
+    proxy, credential = registered
+    token, ingest_secret = signing.split_credential(credential)
+    assert token.startswith("fpx-") and ingest_secret.startswith("fps-") and token != ingest_secret
     stored = Proxy.objects.get(pk=proxy.pk)
     assert stored.token_hash == signing.token_hash(token)
-    assert stored.signing_key == signing.signing_key(token)
+    assert stored.signing_key == signing.signing_key(ingest_secret)  # derived from the secret half only
     assert token not in stored.push_credential
-    assert decrypt_token(stored.push_credential) == token
+    assert decrypt_token(stored.push_credential) == token  # only the token half is kept for pushes
+    assert ingest_secret not in json.dumps(model_to_dict(stored), default=str)
     assert AuditEntry.objects.filter(object_type="controlplane.Proxy", action="create").count() == 1
 
 

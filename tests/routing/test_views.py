@@ -177,7 +177,7 @@ def test_publish_of_an_invalid_bundle_lists_every_error(client, users, db):
     assert not Bundle.objects.exists()
 
 
-PROXY_POST = {"name": "edge-1", "base_url": "http://10.0.0.7:4000", "pool": "default", "is_active": "on"}
+PROXY_POST = {"name": "edge-1", "base_url": "https://10.0.0.7:4000", "pool": "default", "is_active": "on"}
 
 
 @pytest.mark.parametrize(
@@ -381,7 +381,7 @@ def test_api_rollback_and_proxy_create_permission(users, routing, who):
     api = _api(users[who])
     rollback = api.post(f"/api/v1/fleet/bundles/{bundle.code}/rollout/", {"note": "back"}, format="json")
     created = api.post(
-        "/api/v1/fleet/proxies/", {"name": "api-edge", "base_url": "http://10.0.0.8:4000"}, format="json"
+        "/api/v1/fleet/proxies/", {"name": "api-edge", "base_url": "https://10.0.0.8:4000"}, format="json"
     )
     expected = {"admin": 201, "mlops": 201, "nobody": 404}.get(who, 403)
     # team-scoped members do not see bundles at all (issue 14 item 11)
