@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routing.engine import spend_decode
-from routing.engine.spend import SpendRecord, parse_spend_items
+from routing.engine.spend import ParsedBatch, SpendRecord, parse_spend_items
 
 
 def wire(i: int = 0, **changes: Any) -> dict[str, Any]:
@@ -57,8 +57,12 @@ def body(*records: dict[str, Any]) -> bytes:
 
 
 def reference(raw: bytes) -> Any:
-    parsed, errors = parse_spend_items(orjson.loads(raw))
-    return parsed, errors
+    """What ingest's reference path makes of a body: (parsed batch, body-level errors)."""
+    try:
+        decoded = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:  # e.g. Infinity: ingest answers 400 for the body
+        return ParsedBatch(), [str(exc)]
+    return parse_spend_items(decoded)
 
 
 def test_wire_fields_are_the_record_fields():
