@@ -252,6 +252,7 @@ class ProxyProcess:
         extra_env: dict[str, str] | None = None,
         allowed_fails: int = 2,  # frontier deployments only: small ones never cool down (our breaker)
         workers: int = 1,
+        custom_auth: str = "",  # stock proxies only: a dotted `custom_auth` in place of the master key alone
     ) -> None:
         self.bundle = bundle
         self.workdir = Path(workdir)
@@ -263,6 +264,7 @@ class ProxyProcess:
         self.extra_env = extra_env or {}
         self.allowed_fails = allowed_fails
         self.workers = workers
+        self.custom_auth = custom_auth
         self.state_dir = self.workdir / "state"
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_s: float | None = None
@@ -294,6 +296,8 @@ class ProxyProcess:
             config = yaml.safe_load(config_path.read_text())
             config["litellm_settings"].pop("callbacks", None)
             config["general_settings"] = {"master_key": "os.environ/LITELLM_MASTER_KEY"}
+            if self.custom_auth:
+                config["general_settings"]["custom_auth"] = self.custom_auth
             config_path.write_text(yaml.safe_dump(config))
         return config_path
 
