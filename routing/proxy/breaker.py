@@ -53,6 +53,7 @@ class Admission:
     probe: bool = False
     started_at: float = 0.0
     open_since: float | None = None  # wall-clock epoch the breaker opened (when not allowed)
+    generation: int = 0  # how often the breaker had opened when this call was admitted
 
 
 _CONNECTION_SIGNS = (
@@ -93,8 +94,10 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        on_open: Callable[[str], None] | None = None,
     ) -> None:
         self.group = group
+        self._on_open = on_open  # told (outside the lock) each time the breaker opens
         self.settings = settings or BreakerSettings()
         self._clock = clock
         self._wall_clock = wall_clock
@@ -112,6 +115,8 @@ class CircuitBreaker:
         self._probe_started_at = 0.0
         self._probe_successes = 0
         self.skipped = 0  # calls sent to the frontier while open, since the process started
+        self.abandoned = 0  # SLM attempts in flight when it opened, cut off and sent to the frontier
+        self.openings = 0  # how often it opened: an attempt admitted before the latest opening is abandoned
         self.transitions: deque[dict[str, Any]] = deque(maxlen=TRANSITIONS_KEPT)
 
     # -- pre-call --------------------------------------------------------------------------------
@@ -125,25 +130,39 @@ class CircuitBreaker:
                 self._probe_successes = 0
                 self._probe_in_flight = False
             if self.state == CLOSED:
-                return Admission(True, started_at=now)
+                return Admission(True, started_at=now, generation=self.openings)
             if self._probe_in_flight and now - self._probe_started_at > self.settings.max_cool_off_s:
                 self._probe_in_flight = False  # its result never came back (client gone): probe again
                 self._since_probe = self.settings.probe_one_in
             if self.state == CLOSED:
-                return Admission(True, started_at=now)
+                return Admission(True, started_at=now, generation=self.openings)
             if self.state == HALF_OPEN:
                 self._since_probe += 1
                 if not self._probe_in_flight and self._since_probe >= self.settings.probe_one_in:
                     self._since_probe = 0
                     self._probe_in_flight = True
                     self._probe_started_at = now
-                    return Admission(True, probe=True, started_at=now)
+                    return Admission(True, probe=True, started_at=now, generation=self.openings)
             self.skipped += 1
             return Admission(False, open_since=self.open_since)
 
     # -- outcomes --------------------------------------------------------------------------------
     def record(self, outcome: str, *, started_at: float, probe: bool = False) -> None:
         """Count one finished SLM attempt (`started_at` from its `Admission`)."""
+        openings = self.openings
+        self._record(outcome, started_at=started_at, probe=probe)
+        if self.openings != openings and self._on_open is not None:
+            self._on_open(self.group)
+
+    def opened_since(self, generation: int) -> bool:
+        """Has the breaker opened since a call was admitted with this `generation`?"""
+        return self.openings != generation
+
+    def count_abandoned(self) -> None:
+        with self._lock:
+            self.abandoned += 1
+
+    def _record(self, outcome: str, *, started_at: float, probe: bool) -> None:
         now = self._clock()
         with self._lock:
             if self.state == OPEN:
@@ -195,6 +214,7 @@ class CircuitBreaker:
     # -- transitions -----------------------------------------------------------------------------
     def _open(self, now: float, why: str) -> None:
         self._opened_at = now
+        self.openings += 1
         if self.state == CLOSED:
             self.open_since = self._wall_clock()
         self._move(OPEN, why)
@@ -239,6 +259,7 @@ class CircuitBreaker:
                 "window_failures": self._failures_in_window,
                 "cool_off_s": self._cool_off,
                 "skipped": self.skipped,
+                "abandoned": self.abandoned,
                 "transitions": list(self.transitions),
             }
 
@@ -247,9 +268,14 @@ class BreakerBoard:
     """The process's breakers, one per small model group, created on first use."""
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        on_open: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = BreakerSettings()
+        self.on_open = on_open
         self._clock = clock
         self._wall_clock = wall_clock
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -270,8 +296,18 @@ class BreakerBoard:
         with self._lock:
             return self._breakers.setdefault(
                 group,
-                CircuitBreaker(group, self.settings, clock=self._clock, wall_clock=self._wall_clock),
+                CircuitBreaker(
+                    group,
+                    self.settings,
+                    clock=self._clock,
+                    wall_clock=self._wall_clock,
+                    on_open=self._opened,
+                ),
             )
+
+    def _opened(self, group: str) -> None:
+        if self.on_open is not None:
+            self.on_open(group)
 
     def report(self) -> list[dict[str, Any]]:
         return [b.report() for _, b in sorted(self._breakers.items())]
@@ -316,7 +352,11 @@ def stamp_fields(admission: Admission | None) -> dict[str, Any]:
     """What the decision stamp carries so the attempt's outcome finds its way back to the breaker."""
     if admission is None or not admission.allowed:
         return {}
-    return {"breaker_started_at": admission.started_at, "breaker_probe": admission.probe}
+    return {
+        "breaker_started_at": admission.started_at,
+        "breaker_probe": admission.probe,
+        "breaker_generation": admission.generation,
+    }
 
 
 def observe(board: BreakerBoard, kwargs: dict[str, Any], record: SpendRecord) -> None:

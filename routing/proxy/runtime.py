@@ -13,7 +13,7 @@ import os
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from routing.engine import signing
 from routing.engine.bundle import Bundle, validate_bundle
 from routing.engine.decision import ScoreFn, ShareThreshold, length_score
+from routing.proxy import abandon
 from routing.proxy.blocked import BlockedCalls
 from routing.proxy.breaker import BreakerBoard
 from routing.proxy.control_plane import ControlPlaneClient
@@ -32,6 +33,7 @@ log = logging.getLogger("finops.runtime")
 
 BUNDLE_FILE = "bundle.json"  # last-known-good bundle in FINOPS_STATE_DIR
 MAX_ERRORS = 20
+ABANDONED_KEPT = 4096  # call ids of recently abandoned SLM attempts, to mark their records
 
 
 class ProxyRuntime:
@@ -39,7 +41,12 @@ class ProxyRuntime:
         self.settings = settings
         self.bundle: Bundle | None = None
         self.shares: dict[str, ShareThreshold] = {}
-        self.breakers = BreakerBoard()  # this worker process's view of each small model's health
+        self.open_signals = abandon.OpenSignals()
+        # this worker process's view of each small model's health; an opening wakes its in-flight attempts
+        self.breakers = BreakerBoard(on_open=self.open_signals.fire)
+        self._abandoned: OrderedDict[str, None] = OrderedDict()
+        self._abandoned_lock = threading.Lock()
+        self._abandoning_installed = False
         self.errors: deque[str] = deque(maxlen=MAX_ERRORS)
         self.restart_required = False
         self.router_topology: str | None = None  # topology hash LiteLLM's router was last brought to
@@ -79,6 +86,32 @@ class ProxyRuntime:
                 self._score_fn = length_score
             self._score_version = version
         return self._score_fn
+
+    # -- abandoned SLM attempts ----------------------------------------------------------------
+    def install_abandoning(self) -> None:
+        """Let an opening breaker cut off the SLM attempts in flight (see `routing.proxy.abandon`)."""
+        if self._abandoning_installed:
+            return
+        self._abandoning_installed = True
+        problem = abandon.install(
+            opened_since=lambda attempt: self.breakers.breaker(attempt.group).opened_since(
+                attempt.generation
+            ),
+            signals=self.open_signals,
+            on_abandon=self._note_abandoned,
+        )
+        if problem:
+            self.note_error(problem)
+
+    def _note_abandoned(self, attempt: abandon.SlmAttempt) -> None:
+        self.breakers.breaker(attempt.group).count_abandoned()
+        with self._abandoned_lock:
+            self._abandoned[attempt.call_id] = None
+            while len(self._abandoned) > ABANDONED_KEPT:
+                self._abandoned.popitem(last=False)
+
+    def was_abandoned(self, call_id: str) -> bool:
+        return call_id in self._abandoned
 
     def note_error(self, message: str) -> None:
         stamped = f"{datetime.now(UTC).isoformat(timespec='seconds')} {message}"
