@@ -313,6 +313,57 @@ class BreakerBoard:
         return [b.report() for _, b in sorted(self._breakers.items())]
 
 
+_SEVERITY = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+
+def combine_reports(by_worker: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """One report per small model group over every worker of a proxy (each worker has its own breaker).
+
+    The state is the most severe any worker is in (open, then half-open, then closed), `open_since`
+    the earliest opening among workers not closed; counts are summed, transitions merged in time
+    order (each with the worker's pid); `workers_open` of `workers` says how many are open and
+    `by_worker` lists each worker's own state.
+    """
+    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for pid, reports in by_worker:
+        for report in reports:
+            groups.setdefault(str(report.get("model_group")), []).append((pid, report))
+    combined = []
+    for group, entries in sorted(groups.items()):
+        entries.sort(key=lambda entry: entry[0])
+        state = max((r.get("state", CLOSED) for _, r in entries), key=lambda st: _SEVERITY.get(st, 0))
+        since = [r["open_since"] for _, r in entries if r.get("state") != CLOSED and r.get("open_since")]
+        transitions = sorted(
+            ({**t, "pid": pid} for pid, r in entries for t in r.get("transitions", [])),
+            key=lambda t: str(t.get("at", "")),
+        )
+        combined.append(
+            {
+                "model_group": group,
+                "state": state,
+                "open_since": min(since) if since else None,
+                "workers": len(entries),
+                "workers_open": sum(1 for _, r in entries if r.get("state") == OPEN),
+                **{
+                    name: sum(int(r.get(name) or 0) for _, r in entries)
+                    for name in ("window_attempts", "window_failures", "skipped", "abandoned")
+                },
+                "cool_off_s": max(float(r.get("cool_off_s") or 0) for _, r in entries),
+                "transitions": transitions[-TRANSITIONS_KEPT:],
+                "by_worker": [
+                    {
+                        "pid": pid,
+                        **{
+                            k: r.get(k) for k in ("state", "open_since", "skipped", "abandoned", "cool_off_s")
+                        },
+                    }
+                    for pid, r in entries
+                ],
+            }
+        )
+    return combined
+
+
 class SmallModelUnavailable(Exception):
     """The breaker is open and the call has nowhere else to go (budget degrade allows no frontier)."""
 
