@@ -13,9 +13,11 @@ shows. Faults are switched on the fake SLM at fixed times. Every figure comes fr
 the proxies shipped (joined to the client's requests by end user) and the client's own latencies.
 
 Definitions: fallback rate = calls the policy wanted on the small model that fell back to the
-frontier (timeout, error, low confidence), over those calls; breaker-open share = calls sent straight
-to the frontier because the breaker was open (`slm_unavailable`), over all calls; waited = calls
-whose SLM attempt ran into the SLM timeout; savings = 1 - cost / all-frontier baseline (per-token,
+frontier (timeout, error, low confidence, or cut off in flight by the opening breaker: reason
+`slm_unavailable` with fallback set), over those calls; breaker-open share = calls sent straight
+to the frontier because the breaker was open (`slm_unavailable`, not a fallback), over all calls;
+waited = calls whose SLM attempt ran into the SLM timeout (an attempt cut off after 95 % of it
+counts too); abandoned_in_flight = SLM attempts cut off when the breaker opened; savings = 1 - cost / all-frontier baseline (per-token,
 before hosting). "Frontier latency" in the hanging criterion is the same percentile of the calls
 that went straight to the frontier through the same proxies in the same run, so proxy overhead
 under load is on both sides of the bound.

@@ -12,7 +12,9 @@ Settings: `routing.engine.bundle.BreakerSettings` (the default policy's `breaker
   SLM answered nobody. A timeout whose attempt started before some other attempt got an answer
   proves the SLM alive but slow, so it does not extend the streak.
 - open: calls skip the SLM (decision reason `slm_unavailable`) for the cool-off (first
-  `cool_off_s`, doubled on each failed probe up to `max_cool_off_s`).
+  `cool_off_s`, doubled on each failed probe up to `max_cool_off_s`). Each opening is counted
+  (`openings`) and announced (`on_open`): SLM attempts admitted before it and still waiting are cut
+  off and fall back at once (`routing.proxy.abandon`).
 - half-open: one request in `probe_one_in` tries the SLM, one probe at a time; `close_after`
   successful probes in a row close the breaker, a failed probe opens it again.
 
