@@ -30,6 +30,7 @@ from routing.engine.spend import FieldError, parse_spend_items
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_KEY_ENVS = "FINOPS_TEST_UPSTREAM_KEY"  # what test bundles name; proxies allow only these by default
+WORKER_HEALTHCHECK_S = 120  # seconds a proxy worker may take to answer uvicorn's health ping
 MASTER_KEY = "sk-" + secrets.token_hex(24)  # per test run: the proxy refuses to start without one
 
 
@@ -340,7 +341,18 @@ class ProxyProcess:
         started = time.perf_counter()
         self.process = subprocess.Popen(
             [str(litellm_bin), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(self.port)]
-            + (["--num_workers", str(self.workers)] if self.workers > 1 else []),
+            # uvicorn kills a worker that does not answer its health ping within 5 s, and a worker still
+            # importing litellm on a loaded machine takes longer: every worker then died and restarted
+            + (
+                [
+                    "--num_workers",
+                    str(self.workers),
+                    "--timeout_worker_healthcheck",
+                    str(WORKER_HEALTHCHECK_S),
+                ]
+                if self.workers > 1
+                else []
+            ),
             cwd=str(self.workdir),
             env=self.environment(),
             stdout=log_file,
