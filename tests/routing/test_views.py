@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from controlplane import fleet_services
 from controlplane.models import AuditEntry, Proxy
 from routing import services
-from routing.engine.signing import token_hash
+from routing.engine.signing import signing_key, split_credential, token_hash
 from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy
 from tests.routing.fleet_support import make_routing
 
@@ -189,8 +189,11 @@ def test_proxy_register_permission_and_token_once(client, users, who, status):
     assert response.status_code == status
     assert Proxy.objects.filter(name="edge-1").exists() is (status == 200)
     if status == 200:
-        token = response.content.decode().split("FINOPS_PROXY_TOKEN=")[1].split("<")[0].strip()
-        assert Proxy.objects.get(name="edge-1").token_hash == token_hash(token)
+        credential = response.content.decode().split("FINOPS_PROXY_TOKEN=")[1].split("<")[0].strip()
+        token, ingest_secret = split_credential(credential)
+        proxy = Proxy.objects.get(name="edge-1")
+        assert proxy.token_hash == token_hash(token)
+        assert ingest_secret != token and proxy.signing_key == signing_key(ingest_secret)
 
 
 @pytest.fixture
