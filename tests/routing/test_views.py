@@ -391,7 +391,9 @@ def test_api_rollback_and_proxy_create_permission(users, routing, who):
     assert rollback.status_code == (404 if who in ("pm", "team_viewer") else expected)
     assert created.status_code == expected
     if expected == 201:
-        assert token_hash(created.json()["token"]) == Proxy.objects.get(name="api-edge").token_hash
+        token, ingest_secret = split_credential(created.json()["token"])
+        proxy = Proxy.objects.get(name="api-edge")
+        assert token_hash(token) == proxy.token_hash and signing_key(ingest_secret) == proxy.signing_key
 
 
 def test_api_bundle_diff(users, routing):
