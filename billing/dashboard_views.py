@@ -128,12 +128,16 @@ def overview(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "data": data,
         "charts": {
-            "daily": charts.daily_spend_by_model(data["daily_by_model"]),
+            "daily": charts.daily_spend_by_model(
+                data["daily_by_model"], start=filters.start, end=filters.end, granularity=data["granularity"]
+            ),
             "teams": charts.spend_bars(data["by_team"], label_key="team_name", title="Spend by team (USD)"),
             "features": charts.spend_bars(
-                data["by_feature"], label_key="feature__slug", title="Spend by feature (USD)"
+                data["by_feature"], label_key="feature__name", title="Spend by feature (USD)"
             ),
-            "fallbacks": charts.rate_trend(data["fallback_trend"]),
+            "fallbacks": charts.rate_trend(
+                data["fallback_trend"], start=filters.start, end=filters.end, granularity=data["granularity"]
+            ),
         },
         "has_traffic": bool(data["summary"]["requests"] or data["month_to_date"]),
     }

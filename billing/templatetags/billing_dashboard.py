@@ -19,3 +19,9 @@ def usd(value: Any) -> str:
 @register.filter
 def pct(value: Any) -> str:
     return pct_label(None if value is None or value == "" else float(value))
+
+
+@register.filter
+def count(value: Any) -> str:
+    """A whole number with thousands separators ("12,345"), or "—"."""
+    return "—" if value is None or value == "" else f"{int(value):,}"
