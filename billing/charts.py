@@ -94,8 +94,10 @@ def usd_label(value: Decimal | float | int) -> str:
         text = f"{amount:,.0f}"
     elif amount >= 1 or amount == 0:
         text = f"{amount:,.2f}"
-    else:
+    elif amount >= 0.01:
         text = f"{amount:.4f}"
+    else:  # sub-cent amounts (a call's cost): three significant digits, never "0.0000"
+        text = f"{amount:.{2 - math.floor(math.log10(amount))}f}"
     return f"{sign}${text}"
 
 

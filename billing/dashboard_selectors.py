@@ -46,6 +46,27 @@ class DashboardFilters:
     visible_team_ids: list[int] | None = None
     teams: list[Team] = field(default_factory=list)
     features: list[Feature] = field(default_factory=list)
+    today: date | None = None
+
+    @property
+    def presets(self) -> list[dict[str, Any]]:
+        """24 h (yesterday and today, hourly), 7 d, 30 d and month to date, each keeping team and feature."""
+        today = self.today or self.end
+        out = []
+        for label, start in (
+            ("24 h", today - timedelta(days=1)),
+            ("7 d", today - timedelta(days=6)),
+            ("30 d", today - timedelta(days=29)),
+            ("Month to date", today.replace(day=1)),
+        ):
+            out.append(
+                {
+                    "label": label,
+                    "query": self.query(start=start.isoformat(), end=today.isoformat()),
+                    "active": self.start == start and self.end == today,
+                }
+            )
+        return out
 
     @property
     def start_at(self) -> datetime:
@@ -137,6 +158,7 @@ def dashboard_filters(
         visible_team_ids=None if is_org_wide(user) else [t.pk for t in teams],
         teams=teams,
         features=features,
+        today=today,
     )
 
 
@@ -482,8 +504,16 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
     baseline = summary["baseline_cost_usd"]
     range_hours = (min(filters.end_at, now) - filters.start_at).total_seconds() / 3600
     monthly_volume = round(summary["requests"] / range_hours * 24 * 365.25 / 12) if range_hours >= 1 else None
+    month_start = today.replace(day=1)
+    month_spend = {
+        feature_id: row["cost_usd"]
+        for feature_id, row in _fold(
+            (c for c in cells if month_start <= c["day"] <= today), lambda c: c["feature_id"], ["cost_usd"]
+        ).items()
+    }
     return {
         "summary": summary,
+        "month_spend_by_feature": month_spend,
         "month_to_date": month["month_to_date"],
         "projected_month_end": forecast.projection,
         "projected_low": forecast.low,
@@ -728,3 +758,86 @@ def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
             }
         )
     return {"features": features, "latency": _latency_rows(cells)}
+
+
+# Per-role landing ----------------------------------------------------------------------------------------------------
+
+# What a feature's users experience once its budget reaches 100 % (shown beside the budget choices too)
+ACTION_EFFECTS = {
+    "alert": "Nothing changes for users: calls are served as before and the owners get an alert.",
+    "degrade": (
+        "Every call goes to the small model: users keep getting answers, but complex prompts may get "
+        "weaker ones, until the month ends or the budget is raised."
+    ),
+    "block": (
+        "Calls are refused (HTTP 429): users of the feature get an error until the month ends or the "
+        "budget is raised."
+    ),
+}
+
+
+def landing_role(user: Any) -> str:
+    """Which question the landing page answers first: "mlops", "pm" or "vp" (org-wide viewers and admins)."""
+    from controlplane.models import Membership, Role
+
+    if not getattr(user, "is_authenticated", False) or user.is_superuser:
+        return "vp"
+    roles = set(Membership.objects.filter(user=user).values_list("role", flat=True))
+    if Role.MLOPS in roles:
+        return "mlops"
+    if Role.PM in roles:
+        return "pm"
+    return "vp"
+
+
+def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal]) -> list[dict[str, Any]]:
+    """Per feature: this month's spend against its budget, the run-out date and what happens at 100 %."""
+    from billing.budget_models import Budget
+
+    features = list(features)
+    budgets = {
+        b.feature_id: b
+        for b in Budget.objects.filter(feature__in=features, is_active=True).select_related("status")
+    }
+    rows = []
+    for feature in features:
+        budget = budgets.get(feature.pk)
+        status = getattr(budget, "status", None) if budget else None
+        spent = month_spend.get(feature.pk, ZERO)
+        limit = budget.amount_usd if budget else None
+        rows.append(
+            {
+                "feature": feature,
+                "spend_usd": spent,
+                "budget_usd": limit,
+                "used": float(spent / limit) if limit else None,
+                "runs_out_on": status.runs_out_on if status else None,
+                "forecast_basis": status is not None and status.projection_usd is not None,
+                "action": budget.get_action_display() if budget else None,
+                "effect": ACTION_EFFECTS[budget.action] if budget else None,
+                "over": bool(limit) and spent >= limit,
+            }
+        )
+    rows.sort(key=lambda r: (-(r["used"] or -1), -r["spend_usd"], r["feature"].name))
+    return rows
+
+
+MLOPS_MIN_REQUESTS = 20
+
+
+def mlops_landing(*, filters: DashboardFilters) -> dict[str, Any]:
+    """Fallback rate and small-model share per feature, the worst one (with enough requests) and the alert line."""
+    from django.conf import settings
+
+    analytics = routing_analytics(filters=filters)
+    line = float(getattr(settings, "ALERT_FALLBACK_THRESHOLD", "0.20"))
+    rows = sorted(analytics["features"], key=lambda f: (-f["fallback_rate"], f["feature_name"]))
+    candidates = [f for f in rows if f["requests"] >= MLOPS_MIN_REQUESTS]
+    worst = candidates[0] if candidates else None
+    return {
+        "features": rows,
+        "worst": worst,
+        "alert_line": line,
+        "worst_over_line": worst is not None and worst["fallback_rate"] > line,
+        "min_requests": MLOPS_MIN_REQUESTS,
+    }

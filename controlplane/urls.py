@@ -27,7 +27,12 @@ urlpatterns = [
     path("", include("routing.urls")),
     path("", include("billing.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        SpectacularRedocView.as_view(url_name="api-schema", template_name="api/redoc.html"),
+        name="api-docs",
+    ),
+    path("favicon.ico", views.favicon, name="favicon"),
     path(
         "admin/login/", throttled_login(admin.site.login)
     ),  # before admin.site.urls: same throttle as /login/

@@ -194,3 +194,11 @@ def _broker_status() -> str:
         return "ok"
     except Exception as exc:  # kombu raises many kinds; any of them means unreachable
         return f"error: {exc.__class__.__name__}"
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on every page (the API docs too): point them at the static icon."""
+    from django.shortcuts import redirect
+    from django.templatetags.static import static
+
+    return redirect(static("favicon.svg"), permanent=True)

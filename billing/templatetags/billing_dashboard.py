@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import template
@@ -25,3 +26,26 @@ def pct(value: Any) -> str:
 def count(value: Any) -> str:
     """A whole number with thousands separators ("12,345"), or "—"."""
     return "—" if value is None or value == "" else f"{int(value):,}"
+
+
+@register.filter
+def as_json(value: Any) -> str:
+    """A bundle value as JSON (true, null, "double quotes"), never a Python repr."""
+    return json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
+
+
+@register.filter
+def diff_value(value: Any, unit: str) -> str:
+    """A treatment-minus-control difference: rates in percentage points, money in USD, signed."""
+    if value is None or value == "":
+        return "—"
+    number = float(value)
+    sign = "+" if number > 0 else ("−" if number < 0 else "±")
+    size = abs(number)
+    if unit == "pct":
+        return f"{sign}{size * 100:.1f} pp"
+    if unit == "usd":
+        return f"{sign}{usd_label(size)}"
+    if unit == "ms":
+        return f"{sign}{size:,.0f} ms"
+    return f"{sign}{size:.2f}"
