@@ -14,6 +14,7 @@ PENDING: dict[str, tuple[str, str]] = {}
 urlpatterns = [
     path("teams/", views.team_list, name="team-list"),
     path("teams/<uuid:code>/", views.team_detail, name="team-detail"),
+    path("teams/<uuid:code>/members/", views.team_member_add, name="team-member-add"),
     path("features/", views.feature_list, name="feature-list"),
     path("features/<uuid:code>/", views.feature_detail, name="feature-detail"),
     path("audit/", views.audit_list, name="audit-list"),

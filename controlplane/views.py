@@ -11,13 +11,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from billing.dashboard_views import feature_sections
 from controlplane import services
 from controlplane.filtersets import AuditEntryFilterSet
-from controlplane.forms import FeatureForm, TeamForm
+from controlplane.forms import FeatureForm, MemberAddForm, TeamForm
 from controlplane.models import AuditEntry
 from controlplane.permissions import (
     Action,
@@ -83,8 +83,25 @@ def team_detail(request: HttpRequest, code: str) -> HttpResponse:
         "may_edit": may_edit,
         "features": team.features.select_related("owner"),
         "memberships": team.memberships.select_related("user"),
+        "member_form": MemberAddForm(team=team) if can(request.user, Action.MANAGE_MEMBERS) else None,
     }
     return render(request, "controlplane/team_detail.html", context)
+
+
+@login_required
+@require_POST
+def team_member_add(request: HttpRequest, code: str) -> HttpResponse:
+    """Add a user to the team with a role (audited); the form with its errors comes back on bad input."""
+    team = team_for_user(request.user, code)
+    if not can(request.user, Action.MANAGE_MEMBERS):
+        raise PermissionDenied("Only admins add team members.")
+    form = MemberAddForm(request.POST, team=team)
+    if form.is_valid():
+        services.membership_create(
+            actor=request.user, user=form.cleaned_data["username"], team=team, role=form.cleaned_data["role"]
+        )
+        return HttpResponseClientRedirect(reverse("team-detail", args=[team.code]))
+    return render(request, "controlplane/_member_form.html", {"member_form": form, "team": team}, status=422)
 
 
 @login_required

@@ -289,3 +289,61 @@ def test_budget_status_on_the_first_hours_of_a_month_says_not_enough_data(client
     assert "Not enough data yet" in html_text and "Not this month" not in html_text
     later = budget_evaluate(budget=budget, now=first_hour)  # 6.5 hours seen: a run-rate projection
     assert later.projection_usd is not None and later.projection_usd > Decimal("2")
+
+
+# Forms ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [
+        ("-50, 500", "Alert thresholds: -50, 500 are outside 1–200 %"),
+        ("0", "Alert thresholds: 0 is outside 1–200 %"),
+        ("50, fifty", "Alert thresholds: write whole percentages"),
+        ("80, 80", "Alert thresholds: a percentage repeats"),
+    ],
+)
+def test_budget_thresholds_outside_the_range_are_refused_naming_the_field(
+    client, db, feature, users, thresholds, message
+):
+    client.force_login(users["pm"])
+    response = client.post(
+        reverse("feature-budget", args=[feature.code]),
+        {"amount_usd": "100", "thresholds": thresholds, "action": "alert", "is_active": "on"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert message in _body(response)
+    assert not Budget.objects.filter(feature=feature).exists()
+
+
+def test_budget_form_says_what_each_at_100_choice_does_to_users(client, db, feature, users):
+    client.force_login(users["pm"])
+    body = _body(client.get(reverse("feature-budget", args=[feature.code]), headers={"HX-Request": "true"}))
+    assert 'type="radio"' in body
+    assert "Nothing changes for users" in body
+    assert "users of the feature get an error" in body
+    assert "complex prompts may get weaker ones" in body
+    assert "only place over-budget behaviour is set" in body
+
+
+def test_admin_adds_a_member_to_a_team_from_the_ui(client, db, team, users):
+    from controlplane.models import AuditEntry, Membership
+    from tests.factories import UserFactory
+
+    newcomer = UserFactory(username="jane", email="jane@example.com")
+    client.force_login(users["admin"])
+    page = client.get(reverse("team-detail", args=[team.code])).content.decode()
+    assert "Add a member" in page
+    url = reverse("team-member-add", args=[team.code])
+    bad = client.post(url, {"username": "nobody-here", "role": "pm"}, headers={"HX-Request": "true"})
+    assert bad.status_code == 422 and "User: no account 'nobody-here'" in _body(bad)
+    ok = client.post(url, {"username": "jane@example.com", "role": "pm"}, headers={"HX-Request": "true"})
+    assert ok.status_code == 200 and ok["HX-Redirect"] == reverse("team-detail", args=[team.code])
+    assert Membership.objects.get(user=newcomer, team=team).role == "pm"
+    assert AuditEntry.objects.filter(object_type__icontains="membership").exists()
+    again = client.post(url, {"username": "jane", "role": "viewer"}, headers={"HX-Request": "true"})
+    assert again.status_code == 422 and "already a member" in _body(again)
+    client.force_login(users["pm"])
+    assert "Add a member" not in client.get(reverse("team-detail", args=[team.code])).content.decode()
+    assert client.post(url, {"username": "jane", "role": "pm"}).status_code == 403
