@@ -7,6 +7,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -121,7 +122,13 @@ def feature_list(request: HttpRequest) -> HttpResponse:
     team_slug = request.GET.get("team", "")
     if team_slug:
         features = features.filter(team__slug=team_slug)
+    query = request.GET.get("q", "").strip()
+    if query:
+        features = features.filter(
+            Q(name__icontains=query) | Q(slug__icontains=query) | Q(description__icontains=query)
+        )
     context = {
+        "query": query,
         "features": features,
         "teams": visible_teams(request.user),
         "team_slug": team_slug,

@@ -347,3 +347,20 @@ def test_admin_adds_a_member_to_a_team_from_the_ui(client, db, team, users):
     client.force_login(users["pm"])
     assert "Add a member" not in client.get(reverse("team-detail", args=[team.code])).content.decode()
     assert client.post(url, {"username": "jane", "role": "pm"}).status_code == 403
+
+
+def test_search_on_features_and_the_audit_log(client, db, feature, other_feature, users):
+    from controlplane import services
+
+    client.force_login(users["admin"])
+    found = client.get(reverse("feature-list"), {"q": "summar"}).context["features"]
+    assert list(found) == [feature]
+    rows = client.get(
+        reverse("feature-list"), {"q": "email"}, headers={"HX-Request": "true"}
+    ).content.decode()
+    assert other_feature.name in rows and feature.name not in rows
+    services.feature_update(actor=users["admin"], feature=feature, description="renamed for search")
+    services.feature_update(actor=users["admin"], feature=other_feature, description="other")
+    entries = client.get(reverse("audit-list"), {"q": "ticket"}).context["page"]
+    assert entries.object_list and all("Ticket" in e.object_repr for e in entries.object_list)
+    assert not client.get(reverse("audit-list"), {"q": "no-such-thing"}).context["page"].object_list
