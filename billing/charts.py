@@ -160,7 +160,8 @@ def daily_spend_by_model(
         }
     )
     per = "Hourly" if granularity == "hour" else "Daily"
-    extra: dict[str, Any] = {"yaxis": {"title": "USD", **USD_AXIS}}
+    # headroom above the tallest bar for its total label, so no label is clipped
+    extra: dict[str, Any] = {"yaxis": {"title": "USD", **USD_AXIS, "range": [0, max(totals) * 1.18 or 1]}}
     if start is not None and end is not None:
         extra["xaxis"] = time_axis(start, end, granularity)
     return {
@@ -237,7 +238,7 @@ def rate_trend(
         "layout": _layout(
             title or f"Fallback rate per {granularity}",
             showlegend=False,
-            yaxis={"title": "% of requests", **PCT_AXIS},
+            yaxis={"title": "% of requests", **PCT_AXIS, "range": [0, max(y) * 1.2 or 1]},
             **(
                 {"xaxis": time_axis(start, end, granularity)} if start is not None and end is not None else {}
             ),

@@ -137,7 +137,7 @@ def test_overview_page_states_total_cost_the_savings_base_and_break_even(client,
     )
     assert "Total cost" in body and "$140.00" in body
     assert "72.0% of the $500.00 all-frontier cost" in body
-    assert "7 requests/month" in body
+    assert "7 <small>requests/month</small>" in body
     # features by name, each linking to its page, before the charts
     link = reverse("feature-detail", args=[feature.code])
     assert f'href="{link}"' in body and body.index(link) < body.index("Daily spend by served model")

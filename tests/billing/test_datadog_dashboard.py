@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.billing import test_datadog
 from tests.billing.conftest import make_record
-from tests.billing.test_datadog import agent, ingest_and_mirror, received  # noqa: F401  (agent is a fixture)
+from tests.billing.test_datadog import ingest_and_mirror, received
+
+agent = test_datadog.agent  # the fake DogStatsD agent fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +81,7 @@ def test_every_metric_and_tag_referenced_is_emitted(
     proxy,
     feature,
     agent,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     records = [
         make_record(cost_usd=Decimal("0.001"), baseline_cost_usd=Decimal("0.01")),
