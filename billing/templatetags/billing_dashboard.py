@@ -49,3 +49,22 @@ def diff_value(value: Any, unit: str) -> str:
     if unit == "ms":
         return f"{sign}{size:,.0f} ms"
     return f"{sign}{size:.2f}"
+
+
+@register.filter
+def when(value: Any) -> str:
+    """A moment for people: "20 Nov 2026, 12:30 UTC" from a datetime or an ISO string (never raw ISO)."""
+    from datetime import UTC, datetime
+
+    if value in (None, ""):
+        return "—"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return f"{value.day} {value:%b %Y, %H:%M} UTC"
+    return str(value)

@@ -364,3 +364,15 @@ def test_search_on_features_and_the_audit_log(client, db, feature, other_feature
     entries = client.get(reverse("audit-list"), {"q": "ticket"}).context["page"]
     assert entries.object_list and all("Ticket" in e.object_repr for e in entries.object_list)
     assert not client.get(reverse("audit-list"), {"q": "no-such-thing"}).context["page"].object_list
+
+
+def test_timestamps_are_written_for_people_and_todays_overview_refreshes_itself(client, db, users, frozen):
+    from billing.templatetags.billing_dashboard import when
+
+    assert when("2026-11-20T12:30:05+00:00") == "20 Nov 2026, 12:30 UTC"
+    assert when(datetime(2026, 11, 3, 9, 5, tzinfo=UTC)) == "3 Nov 2026, 09:05 UTC"
+    client.force_login(users["viewer"])
+    live = client.get(reverse("overview")).content.decode()
+    assert 'hx-trigger="every 60s' in live
+    past = client.get(reverse("overview"), {"start": "2026-10-01", "end": "2026-10-31"}).content.decode()
+    assert 'hx-trigger="every 60s' not in past  # a closed range does not change
