@@ -376,3 +376,24 @@ def test_timestamps_are_written_for_people_and_todays_overview_refreshes_itself(
     assert 'hx-trigger="every 60s' in live
     past = client.get(reverse("overview"), {"start": "2026-10-01", "end": "2026-10-31"}).content.decode()
     assert 'hx-trigger="every 60s' not in past  # a closed range does not change
+
+
+def test_an_alert_links_to_the_chart_that_shows_it(client, db, feature, users, frozen):
+    from billing.budget_models import Alert, AlertKind
+
+    Alert.objects.create(
+        key="fb",
+        kind=AlertKind.FALLBACK_RATE,
+        status="open",
+        team=feature.team,
+        feature=feature,
+        title="fallback rate 31 %",
+        opened_at=NOW,
+        last_seen_at=NOW,
+    )
+    client.force_login(users["viewer"])
+    body = client.get(reverse("alerts")).content.decode()
+    link = re.search(r'class="alert-chart" href="([^"]+)"', body).group(1).replace("&amp;", "&")
+    assert link == f"{reverse('overview')}?feature=ticket-summary&start=2026-11-20&end=2026-11-20"
+    chart = client.get(link)  # one day: the hourly fallback chart of that feature
+    assert chart.status_code == 200 and chart.context["data"]["granularity"] == "hour"
