@@ -28,7 +28,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Sum
 from django.utils import timezone
 
 DEMO_UPSTREAM_KEY_ENV = "DEMO_UPSTREAM_KEY"  # the fake upstreams accept anything; the name is what matters
@@ -168,7 +167,6 @@ class Command(BaseCommand):
         from billing import budgets
         from billing import services as billing_services
         from billing.models import IngestBatch
-        from billing.selectors import rollups_in
         from controlplane.models import Feature
 
         now = timezone.now()
@@ -186,22 +184,16 @@ class Command(BaseCommand):
         feature = Feature.objects.select_related("team").filter(slug="reply-draft").first()
         if feature is None:
             return
-        month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        spent = rollups_in(start=month_start, end=now, features=[feature.pk]).aggregate(c=Sum("cost_usd"))[
-            "c"
-        ]
-        if spent:
-            amount = max(Decimal("0.01"), (spent * Decimal("0.9")).quantize(Decimal("0.01")))
-            budgets.budget_save(
-                actor=None,
-                team=feature.team,
-                feature=feature,
-                amount_usd=amount,
-                thresholds=[50, 80, 100],
-                action="alert",
-                is_active=True,
-            )
-            self._step(f"{feature.name} has crossed its ${amount} monthly budget (alerts only)")
+        # the budget month is the team's (its timezone): evaluate once to read that month's spend, then set
+        # the limit below it, so the feature has crossed its budget (alerts only; live traffic unaffected)
+        values = {"thresholds": [50, 80, 100], "action": "alert", "is_active": True}
+        budget = budgets.budget_save(
+            actor=None, team=feature.team, feature=feature, amount_usd=Decimal("1000000"), **values
+        )
+        spent = budget.status.spend_usd
+        amount = max(Decimal("0.01"), (spent * Decimal("0.9")).quantize(Decimal("0.01")))
+        budgets.budget_save(actor=None, team=feature.team, feature=feature, amount_usd=amount, **values)
+        self._step(f"{feature.name} has spent ${spent:.2f} of a ${amount} monthly budget (alerts only)")
 
     def _backdate_hosting(self) -> None:
         """The seeded history ran on the small model too: its hosting is charged from the history's start."""
