@@ -15,6 +15,8 @@ from django.db.models import Q
 from controlplane.models import Feature, Proxy, Team, TimeStampedModel
 
 DEFAULT_THRESHOLDS = [50, 80, 100]
+# alert thresholds are percentages of the budget: above 100 still alerts while overspending
+THRESHOLD_MIN, THRESHOLD_MAX = 1, 200
 
 
 def default_thresholds() -> list[int]:
@@ -82,9 +84,13 @@ class Budget(TimeStampedModel):
         thresholds = self.thresholds
         if not isinstance(thresholds, list) or not thresholds:
             errors["thresholds"] = "Give at least one percentage, e.g. 50, 80, 100."
-        elif not all(isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 1000 for t in thresholds):
+        elif not all(
+            isinstance(t, int) and not isinstance(t, bool) and THRESHOLD_MIN <= t <= THRESHOLD_MAX
+            for t in thresholds
+        ):
             errors["thresholds"] = (
-                "Each threshold is a whole percentage between 1 and 1000, e.g. 50, 80, 100."
+                f"Each threshold is a whole percentage between {THRESHOLD_MIN} and {THRESHOLD_MAX}, "
+                "e.g. 50, 80, 100."
             )
         elif len(set(thresholds)) != len(thresholds):
             errors["thresholds"] = "Thresholds repeat: list each percentage once."

@@ -15,7 +15,17 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import alerts, budgets
-from billing.budget_models import Alert, AlertKind, AlertStatus, Budget, BudgetAction, FeatureAlertSettings
+from billing.budget_models import (
+    THRESHOLD_MAX,
+    THRESHOLD_MIN,
+    Alert,
+    AlertKind,
+    AlertStatus,
+    Budget,
+    BudgetAction,
+    FeatureAlertSettings,
+)
+from billing.dashboard_selectors import ACTION_EFFECTS
 from controlplane.models import Feature, Team
 from controlplane.permissions import (
     Action,
@@ -38,9 +48,21 @@ class BudgetForm(forms.Form):
         help_text="Calendar month in the team's timezone.",
     )
     thresholds = forms.CharField(
-        initial="50, 80, 100", help_text="Alert at these percentages of the budget, comma-separated."
+        label="Alert thresholds (%)",
+        initial="50, 80, 100",
+        help_text=(
+            f"Alert at these percentages of the budget, comma-separated, each from {THRESHOLD_MIN} to "
+            f"{THRESHOLD_MAX} (above 100: alerts while overspending)."
+        ),
     )
-    action = forms.ChoiceField(label="At 100 %", choices=BudgetAction.choices, initial=BudgetAction.ALERT)
+    action = forms.ChoiceField(
+        label="At 100 %",
+        choices=[(value, f"{label}: {ACTION_EFFECTS[value]}") for value, label in BudgetAction.choices],
+        initial=BudgetAction.ALERT,
+        widget=forms.RadioSelect,
+        help_text="What the feature's users experience once spend reaches the budget. This is the only "
+        "place over-budget behaviour is set.",
+    )
     is_active = forms.BooleanField(label="Active", required=False, initial=True)
     fallback_threshold_pct = forms.DecimalField(
         label="Fallback-rate alert (%)",
@@ -59,11 +81,22 @@ class BudgetForm(forms.Form):
     def clean_thresholds(self) -> list[int]:
         raw = self.cleaned_data["thresholds"]
         try:
-            values = [int(part.strip().rstrip("%")) for part in raw.split(",") if part.strip()]
+            values = [int(part.strip().rstrip("%").strip()) for part in raw.split(",") if part.strip()]
         except ValueError as exc:
-            raise ValidationError("Write whole percentages separated by commas, e.g. 50, 80, 100.") from exc
+            raise ValidationError(
+                "Alert thresholds: write whole percentages separated by commas, e.g. 50, 80, 100."
+            ) from exc
         if not values:
-            raise ValidationError("Give at least one percentage, e.g. 50, 80, 100.")
+            raise ValidationError("Alert thresholds: give at least one percentage, e.g. 50, 80, 100.")
+        wrong = [v for v in values if not THRESHOLD_MIN <= v <= THRESHOLD_MAX]
+        if wrong:
+            raise ValidationError(
+                f"Alert thresholds: {', '.join(str(v) for v in wrong)} "
+                f"{'is' if len(wrong) == 1 else 'are'} outside {THRESHOLD_MIN}–{THRESHOLD_MAX} %; "
+                "use percentages of the budget such as 50, 80, 100."
+            )
+        if len(set(values)) != len(values):
+            raise ValidationError("Alert thresholds: a percentage repeats; list each once.")
         return sorted(values)
 
 

@@ -214,8 +214,13 @@ def budget_forecast(budget: Budget, *, period: Period, now: datetime) -> tuple[D
         series.append((day, per_day.get(day, Decimal(0))))
         day += timedelta(days=1)
     spent = sum(per_day.values(), Decimal(0))
+    hours_today = (now - datetime.combine(today, time.min, tzinfo=period.zone)).total_seconds() / 3600
     forecast = month_end_forecast(
-        series, as_of=today, period_end=period.last_day, spent_today=per_day.get(today, Decimal(0))
+        series,
+        as_of=today,
+        period_end=period.last_day,
+        spent_today=per_day.get(today, Decimal(0)),
+        hours_today=hours_today,
     )
     return spent, forecast
 
@@ -232,10 +237,13 @@ def budget_evaluate(*, budget: Budget, now: datetime) -> BudgetStatus:
         "limit_usd": limit,
         "state": state,
         "enforced": state == BudgetState.OVER and budget.action != BudgetAction.ALERT and budget.is_active,
-        "projection_usd": forecast.projection,
+        # no basis yet (the first hours of a period): no projection, and no "runs out" claim either way
+        "projection_usd": forecast.projection if forecast.has_basis else None,
         "projection_low_usd": forecast.low,
         "projection_high_usd": forecast.high,
-        "runs_out_on": forecast.runs_out_on(limit),
+        "runs_out_on": forecast.runs_out_on(limit)
+        if forecast.has_basis or state == BudgetState.OVER
+        else None,
         "evaluated_at": now,
     }
     status, _ = BudgetStatus.objects.update_or_create(budget=budget, defaults=values)

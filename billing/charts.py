@@ -7,7 +7,9 @@ data, so the template shows the empty state instead of a blank chart.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,9 +28,58 @@ def _layout(title: str, **extra: Any) -> dict[str, Any]:
         "plot_bgcolor": "#fff",
         "paper_bgcolor": "#fff",
         "height": 340,
+        # axes grow their margins to fit their tick labels, so no category name is clipped
+        "xaxis": {"automargin": True},
+        "yaxis": {"automargin": True},
     }
-    layout.update(extra)
+    for key, value in extra.items():
+        if key in ("xaxis", "yaxis") and isinstance(value, dict):
+            layout[key] = {**layout[key], **value}
+        else:
+            layout[key] = value
     return layout
+
+
+USD_AXIS = {"tickprefix": "$", "tickformat": ",.4~f", "rangemode": "tozero"}
+PCT_AXIS = {"ticksuffix": "%", "tickformat": ",.1~f", "rangemode": "tozero"}
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+def time_axis(start: date, end: date, granularity: str) -> dict[str, Any]:
+    """A date x-axis over the inclusive days [start, end]: hourly or daily ticks, never sub-hour ones.
+
+    Hourly: ticks every 3 hours on one day, every 6 on two, labelled "HH:MM" over the day. Daily: at most
+    about ten day ticks ("Nov 3"). The range is explicit, so a single bucket does not zoom to milliseconds.
+    """
+    days = (end - start).days + 1
+    first = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    last = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+    if granularity == "hour":
+        return {
+            "type": "date",
+            "range": [_stamp(first), _stamp(last)],
+            "dtick": HOUR_MS * (3 if days <= 1 else 6),
+            "tick0": _stamp(first),
+            "tickformat": "%H:%M\n%b %-d",
+            "hoverformat": "%b %-d %H:%M UTC",
+        }
+    return {
+        "type": "date",
+        "range": [_stamp(first - timedelta(hours=12)), _stamp(last - timedelta(hours=12))],
+        "dtick": DAY_MS * max(1, math.ceil(days / 10)),
+        "tick0": _stamp(first),
+        "tickformat": "%b %-d",
+        "hoverformat": "%b %-d %Y",
+    }
+
+
+def _stamp(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M")
+
+
+def _bar_width(granularity: str) -> int:
+    return int((HOUR_MS if granularity == "hour" else DAY_MS) * 0.8)
 
 
 def _usd(value: Decimal | float | int) -> float:
@@ -43,8 +94,10 @@ def usd_label(value: Decimal | float | int) -> str:
         text = f"{amount:,.0f}"
     elif amount >= 1 or amount == 0:
         text = f"{amount:,.2f}"
-    else:
+    elif amount >= 0.01:
         text = f"{amount:.4f}"
+    else:  # sub-cent amounts (a call's cost): three significant digits, never "0.0000"
+        text = f"{amount:.{2 - math.floor(math.log10(amount))}f}"
     return f"{sign}${text}"
 
 
@@ -53,11 +106,20 @@ def pct_label(rate: float | None) -> str:
 
 
 def _day(value: Any) -> str:
+    """A bucket as plotly reads it: a date, or an hour (UTC) for hourly buckets."""
+    if isinstance(value, datetime):
+        return _stamp(value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value)
     return value.isoformat()[:10] if hasattr(value, "isoformat") else str(value)
 
 
-def daily_spend_by_model(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """Stacked bars: spend per UTC day, one patterned series per served model, with day totals on top."""
+def daily_spend_by_model(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    granularity: str = "day",
+) -> dict[str, Any] | None:
+    """Stacked bars: spend per UTC day (or hour), one patterned series per served model, totals on top."""
     if not rows:
         return None
     days = sorted({_day(r["day"]) for r in rows})
@@ -79,7 +141,8 @@ def daily_spend_by_model(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | 
                     "color": COLOURS[i % len(COLOURS)],
                     "pattern": {"shape": PATTERNS[i % len(PATTERNS)]},
                 },
-                "hovertemplate": f"{model}<br>%{{x}}: $%{{y:,.2f}}<extra></extra>",
+                "hovertemplate": f"{model}<br>%{{x}}: $%{{y:,.4~f}}<extra></extra>",
+                "width": _bar_width(granularity),
             }
         )
     totals = [sum(cost.get((day, m), 0.0) for m in models) for day in days]
@@ -96,9 +159,14 @@ def daily_spend_by_model(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | 
             "hoverinfo": "skip",
         }
     )
+    per = "Hourly" if granularity == "hour" else "Daily"
+    # headroom above the tallest bar for its total label, so no label is clipped
+    extra: dict[str, Any] = {"yaxis": {"title": "USD", **USD_AXIS, "range": [0, max(totals) * 1.18 or 1]}}
+    if start is not None and end is not None:
+        extra["xaxis"] = time_axis(start, end, granularity)
     return {
         "data": data,
-        "layout": _layout("Daily spend by served model (USD)", barmode="stack", yaxis={"title": "USD"}),
+        "layout": _layout(f"{per} spend by served model (USD)", barmode="stack", **extra),
     }
 
 
@@ -129,15 +197,21 @@ def spend_bars(
         "layout": _layout(
             title,
             height=max(220, 60 + 34 * len(rows)),
-            margin={"l": 140, "r": 20, "t": 50, "b": 40},
+            margin={"l": 20, "r": 20, "t": 50, "b": 40},
             showlegend=False,
-            xaxis={"title": "USD"},
+            # headroom right of the longest bar for its outside label
+            xaxis={"title": "USD", **USD_AXIS, "range": [0, max(values) * 1.3]},
         ),
     }
 
 
 def rate_trend(
-    points: Sequence[Mapping[str, Any]], *, title: str = "Fallback rate per day"
+    points: Sequence[Mapping[str, Any]],
+    *,
+    title: str | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    granularity: str = "day",
 ) -> dict[str, Any] | None:
     """A line with markers and a percentage label on each point (days with requests only)."""
     points = [p for p in points if p["requests"]]
@@ -161,7 +235,14 @@ def rate_trend(
                 "hovertemplate": "%{x}: %{y:.1f}% (%{customdata[0]} of %{customdata[1]})<extra></extra>",
             }
         ],
-        "layout": _layout(title, showlegend=False, yaxis={"title": "% of requests", "rangemode": "tozero"}),
+        "layout": _layout(
+            title or f"Fallback rate per {granularity}",
+            showlegend=False,
+            yaxis={"title": "% of requests", **PCT_AXIS, "range": [0, max(y) * 1.2 or 1]},
+            **(
+                {"xaxis": time_axis(start, end, granularity)} if start is not None and end is not None else {}
+            ),
+        ),
     }
 
 
@@ -243,8 +324,8 @@ def burn_down(data: Mapping[str, Any]) -> dict[str, Any] | None:
             "Month-to-date spend and month-end forecast (USD)",
             shapes=shapes,
             annotations=annotations,
-            yaxis={"title": "USD", "rangemode": "tozero"},
-            xaxis={"range": [_day(data["month_start"]), _day(data["month_end"])]},
+            yaxis={"title": "USD", **USD_AXIS},
+            xaxis=time_axis(data["month_start"], data["month_end"], "day"),
         ),
     }
 
@@ -301,9 +382,7 @@ def cost_per_request(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | Non
                 "hovertemplate": "%{x}: $%{y:.5f}<extra></extra>",
             }
         ],
-        "layout": _layout(
-            "Cost per request (USD)", showlegend=False, yaxis={"title": "USD", "rangemode": "tozero"}
-        ),
+        "layout": _layout("Cost per request (USD)", showlegend=False, yaxis={"title": "USD", **USD_AXIS}),
     }
 
 

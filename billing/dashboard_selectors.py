@@ -46,6 +46,27 @@ class DashboardFilters:
     visible_team_ids: list[int] | None = None
     teams: list[Team] = field(default_factory=list)
     features: list[Feature] = field(default_factory=list)
+    today: date | None = None
+
+    @property
+    def presets(self) -> list[dict[str, Any]]:
+        """24 h (yesterday and today, hourly), 7 d, 30 d and month to date, each keeping team and feature."""
+        today = self.today or self.end
+        out = []
+        for label, start in (
+            ("24 h", today - timedelta(days=1)),
+            ("7 d", today - timedelta(days=6)),
+            ("30 d", today - timedelta(days=29)),
+            ("Month to date", today.replace(day=1)),
+        ):
+            out.append(
+                {
+                    "label": label,
+                    "query": self.query(start=start.isoformat(), end=today.isoformat()),
+                    "active": self.start == start and self.end == today,
+                }
+            )
+        return out
 
     @property
     def start_at(self) -> datetime:
@@ -137,6 +158,7 @@ def dashboard_filters(
         visible_team_ids=None if is_org_wide(user) else [t.pk for t in teams],
         teams=teams,
         features=features,
+        today=today,
     )
 
 
@@ -147,28 +169,64 @@ def _money(value: Any) -> Decimal:
     return Decimal(value or 0).quantize(Decimal("0.0000000001"))
 
 
-def hosting_cost_for_range(*, monthly_total: Decimal, start: date, end: date) -> Decimal:
-    """Fixed monthly hosting prorated day by day over [start, end] (each day is 1/len(its month) of a month)."""
-    total = ZERO
-    day = start
-    while day <= end:
-        month_days = calendar.monthrange(day.year, day.month)[1]
-        last = min(end, day.replace(day=month_days))
-        total += monthly_total * Decimal((last - day).days + 1) / Decimal(month_days)
-        day = last + timedelta(days=1)
-    return total.quantize(CENTS)
+def small_model_deployments() -> list[tuple[datetime, Decimal]]:
+    """(live since, monthly hosting) of each active small-tier deployment (routing.models.ModelDeployment)."""
+    from routing.models import ModelDeployment, Tier
+
+    return [
+        (created, Decimal(monthly or 0))
+        for created, monthly in ModelDeployment.objects.filter(is_active=True, tier=Tier.SMALL).values_list(
+            "created_at", "monthly_hosting_usd"
+        )
+    ]
 
 
 def small_model_monthly_hosting() -> Decimal:
-    """Sum of the active small-tier deployments' monthly hosting cost (routing.models.ModelDeployment)."""
-    from routing.models import ModelDeployment, Tier
+    """Sum of the active small-tier deployments' monthly hosting cost."""
+    return sum((monthly for _, monthly in small_model_deployments()), ZERO)
 
-    total = (
-        ModelDeployment.objects.filter(is_active=True, tier=Tier.SMALL)
-        .aggregate(total=Sum("monthly_hosting_usd"))
-        .get("total")
-    )
-    return Decimal(total or 0)
+
+def hosting_cost_between(*, monthly_total: Decimal, start: datetime, end: datetime) -> Decimal:
+    """Fixed monthly hosting prorated by the second over [start, end): each second is 1/(seconds of its month)."""
+    total = ZERO
+    at = start
+    while at < end:
+        month_days = calendar.monthrange(at.year, at.month)[1]
+        month_start = datetime(at.year, at.month, 1, tzinfo=UTC)
+        next_month = month_start + timedelta(days=month_days)
+        stop = min(end, next_month)
+        total += monthly_total * Decimal((stop - at).total_seconds()) / Decimal(month_days * 86400)
+        at = stop
+    return total
+
+
+def hosting_for_range(*, start: datetime, end: datetime, now: datetime) -> tuple[Decimal, float]:
+    """Small-model hosting charged to [start, end): each deployment from its start date, never past `now`.
+
+    Returns the cost (cents) and the hours of the range any small deployment was live (the hours the
+    range's traffic had to pay for).
+    """
+    total, live_from = ZERO, None
+    stop = min(end, now)
+    for created, monthly in small_model_deployments():
+        first = max(start, created)
+        if first >= stop or not monthly:
+            continue
+        total += hosting_cost_between(monthly_total=monthly, start=first, end=stop)
+        live_from = first if live_from is None else min(live_from, first)
+    hours = (stop - live_from).total_seconds() / 3600 if live_from is not None else 0.0
+    return total.quantize(CENTS), hours
+
+
+def break_even_requests(*, monthly_hosting: Decimal, gross_savings: Decimal, requests: int) -> int | None:
+    """Requests a month at which the small model's per-token savings pay its monthly hosting.
+
+    Uses the observed mix and prices: the gross saving per request (all requests, so the small-model
+    share and the fallbacks are in it). None without hosting, traffic or a positive saving.
+    """
+    if not monthly_hosting or not requests or gross_savings <= 0:
+        return None
+    return math.ceil(monthly_hosting / (gross_savings / requests))
 
 
 def open_alerts(*, user: Any, filters: DashboardFilters) -> int:
@@ -273,8 +331,13 @@ def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> dict[st
     while day < today:
         series.append((day, month_days.get(day, ZERO)))
         day += timedelta(days=1)
+    midnight = datetime.combine(today, time.min, tzinfo=UTC)
     forecast = month_end_forecast(
-        series, as_of=today, period_end=month_end, spent_today=month_days.get(today, ZERO)
+        series,
+        as_of=today,
+        period_end=month_end,
+        spent_today=month_days.get(today, ZERO),
+        hours_today=(now - midnight).total_seconds() / 3600,
     )
     return {
         "month_start": month_start,
@@ -287,6 +350,32 @@ def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> dict[st
 
 
 # Overview ----------------------------------------------------------------------------------------------------------
+
+
+HOURLY_MAX_DAYS = 2
+
+
+def hourly_cells(*, filters: DashboardFilters) -> list[dict[str, Any]]:
+    """Rollup sums per UTC hour, model and route over the filters' range (cells keyed "day" like spend_cube's)."""
+    sums = ["requests", "attempts", "fallbacks", "cost_usd", "baseline_cost_usd"]
+    rows = (
+        selectors.rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
+        .values("hour", "model", "route")
+        .annotate(**{f"s_{name}": Sum(name) for name in sums})
+        .order_by()
+    )
+    return [
+        {
+            "day": r["hour"],
+            "model": r["model"],
+            "route": r["route"],
+            **{
+                name: _money(r[f"s_{name}"]) if name.endswith("_usd") else int(r[f"s_{name}"] or 0)
+                for name in sums
+            },
+        }
+        for r in rows
+    ]
 
 
 def movers(
@@ -356,8 +445,11 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
             feature_id=feature_id,
             feature__slug=feature.slug if feature else str(feature_id),
             feature__name=feature.name if feature else str(feature_id),
+            feature__code=feature.code if feature else None,
             team_id=team_id,
             team__slug=teams[team_id].slug if team_id in teams else str(team_id),
+            team__name=teams[team_id].name if team_id in teams else str(team_id),
+            share=float(row["cost_usd"] / summary["cost_usd"]) if summary["cost_usd"] else 0.0,
         )
         by_feature.append(_derive(row))
     by_feature.sort(key=lambda r: (-r["cost_usd"], r["feature__slug"]))
@@ -373,10 +465,13 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
         by_team.append(_derive(row))
     by_team.sort(key=lambda r: (-r["cost_usd"], r["team_slug"]))
 
+    granularity = "hour" if filters.days <= HOURLY_MAX_DAYS else "day"
+    # ranges of a day or two chart hourly buckets (one more, small, read); longer ones daily buckets
+    buckets = hourly_cells(filters=filters) if granularity == "hour" else in_range
     daily_by_model = [
         _derive({"day": day, "model": model, "route": route, **row})
         for (day, model, route), row in sorted(
-            _fold(in_range, lambda c: (c["day"], c["model"], c["route"]), CUBE_SUMS).items()
+            _fold(buckets, lambda c: (c["day"], c["model"], c["route"]), CUBE_SUMS).items()
         )
     ]
     fallback_trend = [
@@ -386,7 +481,7 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
             "fallbacks": row["fallbacks"],
             "fallback_rate": row["fallbacks"] / row["requests"] if row["requests"] else 0.0,
         }
-        for day, row in sorted(_fold(in_range, lambda c: c["day"], ["requests", "fallbacks"]).items())
+        for day, row in sorted(_fold(buckets, lambda c: c["day"], ["requests", "fallbacks"]).items())
     ]
     per_day = {day: row["cost_usd"] for day, row in _fold(cells, lambda c: c["day"], ["cost_usd"]).items()}
     month = month_forecast(now=now, per_day=per_day)
@@ -397,7 +492,7 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
     }
 
     monthly_hosting = small_model_monthly_hosting()
-    hosting = hosting_cost_for_range(monthly_total=monthly_hosting, start=filters.start, end=filters.end)
+    hosting, hosted_hours = hosting_for_range(start=filters.start_at, end=filters.end_at, now=now)
     if hosting and filters.is_scoped:
         # shared hosting is charged to each scope by its share of the small model's requests
         org_small = selectors.rollups_in(start=filters.start_at, end=filters.end_at).aggregate(
@@ -407,20 +502,40 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
         hosting = (hosting * Decimal(str(share))).quantize(CENTS)
     net_savings = summary["savings_usd"] - hosting
     baseline = summary["baseline_cost_usd"]
+    range_hours = (min(filters.end_at, now) - filters.start_at).total_seconds() / 3600
+    monthly_volume = round(summary["requests"] / range_hours * 24 * 365.25 / 12) if range_hours >= 1 else None
+    month_start = today.replace(day=1)
+    month_spend = {
+        feature_id: row["cost_usd"]
+        for feature_id, row in _fold(
+            (c for c in cells if month_start <= c["day"] <= today), lambda c: c["feature_id"], ["cost_usd"]
+        ).items()
+    }
     return {
         "summary": summary,
+        "month_spend_by_feature": month_spend,
         "month_to_date": month["month_to_date"],
         "projected_month_end": forecast.projection,
         "projected_low": forecast.low,
         "projected_high": forecast.high,
         "projection_model": forecast.model,
         "hosting_usd": hosting,
+        "hosted_hours": hosted_hours,
         "monthly_hosting_usd": monthly_hosting,
+        "total_cost_usd": summary["cost_usd"] + hosting,
         "gross_savings_usd": summary["savings_usd"],
+        "baseline_usd": baseline,
+        "break_even_requests": break_even_requests(
+            monthly_hosting=monthly_hosting,
+            gross_savings=summary["savings_usd"],
+            requests=summary["requests"],
+        ),
+        "monthly_volume": monthly_volume,
         "net_savings_usd": net_savings,
         "net_savings_pct": float(net_savings / baseline) if baseline else None,
         "by_feature": by_feature,
         "by_team": by_team,
+        "granularity": granularity,
         "daily_by_model": daily_by_model,
         "fallback_trend": fallback_trend,
         "movers": movers(per_feature_day, last_day=movers_end, names=features),
@@ -643,3 +758,86 @@ def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
             }
         )
     return {"features": features, "latency": _latency_rows(cells)}
+
+
+# Per-role landing ----------------------------------------------------------------------------------------------------
+
+# What a feature's users experience once its budget reaches 100 % (shown beside the budget choices too)
+ACTION_EFFECTS = {
+    "alert": "Nothing changes for users: calls are served as before and the owners get an alert.",
+    "degrade": (
+        "Every call goes to the small model: users keep getting answers, but complex prompts may get "
+        "weaker ones, until the month ends or the budget is raised."
+    ),
+    "block": (
+        "Calls are refused (HTTP 429): users of the feature get an error until the month ends or the "
+        "budget is raised."
+    ),
+}
+
+
+def landing_role(user: Any) -> str:
+    """Which question the landing page answers first: "mlops", "pm" or "vp" (org-wide viewers and admins)."""
+    from controlplane.models import Membership, Role
+
+    if not getattr(user, "is_authenticated", False) or user.is_superuser:
+        return "vp"
+    roles = set(Membership.objects.filter(user=user).values_list("role", flat=True))
+    if Role.MLOPS in roles:
+        return "mlops"
+    if Role.PM in roles:
+        return "pm"
+    return "vp"
+
+
+def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal]) -> list[dict[str, Any]]:
+    """Per feature: this month's spend against its budget, the run-out date and what happens at 100 %."""
+    from billing.budget_models import Budget
+
+    features = list(features)
+    budgets = {
+        b.feature_id: b
+        for b in Budget.objects.filter(feature__in=features, is_active=True).select_related("status")
+    }
+    rows = []
+    for feature in features:
+        budget = budgets.get(feature.pk)
+        status = getattr(budget, "status", None) if budget else None
+        spent = month_spend.get(feature.pk, ZERO)
+        limit = budget.amount_usd if budget else None
+        rows.append(
+            {
+                "feature": feature,
+                "spend_usd": spent,
+                "budget_usd": limit,
+                "used": float(spent / limit) if limit else None,
+                "runs_out_on": status.runs_out_on if status else None,
+                "forecast_basis": status is not None and status.projection_usd is not None,
+                "action": budget.get_action_display() if budget else None,
+                "effect": ACTION_EFFECTS[budget.action] if budget else None,
+                "over": bool(limit) and spent >= limit,
+            }
+        )
+    rows.sort(key=lambda r: (-(r["used"] or -1), -r["spend_usd"], r["feature"].name))
+    return rows
+
+
+MLOPS_MIN_REQUESTS = 20
+
+
+def mlops_landing(*, filters: DashboardFilters) -> dict[str, Any]:
+    """Fallback rate and small-model share per feature, the worst one (with enough requests) and the alert line."""
+    from django.conf import settings
+
+    analytics = routing_analytics(filters=filters)
+    line = float(getattr(settings, "ALERT_FALLBACK_THRESHOLD", "0.20"))
+    rows = sorted(analytics["features"], key=lambda f: (-f["fallback_rate"], f["feature_name"]))
+    candidates = [f for f in rows if f["requests"] >= MLOPS_MIN_REQUESTS]
+    worst = candidates[0] if candidates else None
+    return {
+        "features": rows,
+        "worst": worst,
+        "alert_line": line,
+        "worst_over_line": worst is not None and worst["fallback_rate"] > line,
+        "min_requests": MLOPS_MIN_REQUESTS,
+    }

@@ -124,16 +124,31 @@ def overview(request: HttpRequest) -> HttpResponse:
     csv = _csv_or_none(request, "overview", OVERVIEW_TABLES, data)
     if csv is not None:
         return csv
+    role = dashboard_selectors.landing_role(request.user)
+    landing: dict[str, Any] = {"role": role}
+    if role == "pm":
+        scoped = [f for f in filters.features if filters.feature is None or f == filters.feature]
+        landing["pm"] = dashboard_selectors.pm_landing(
+            features=[f for f in scoped if filters.team is None or f.team_id == filters.team.pk],
+            month_spend=data["month_spend_by_feature"],
+        )
+    elif role == "mlops":
+        landing["mlops"] = dashboard_selectors.mlops_landing(filters=filters)
     context = {
+        "landing": landing,
         "filters": filters,
         "data": data,
         "charts": {
-            "daily": charts.daily_spend_by_model(data["daily_by_model"]),
+            "daily": charts.daily_spend_by_model(
+                data["daily_by_model"], start=filters.start, end=filters.end, granularity=data["granularity"]
+            ),
             "teams": charts.spend_bars(data["by_team"], label_key="team_name", title="Spend by team (USD)"),
             "features": charts.spend_bars(
-                data["by_feature"], label_key="feature__slug", title="Spend by feature (USD)"
+                data["by_feature"], label_key="feature__name", title="Spend by feature (USD)"
             ),
-            "fallbacks": charts.rate_trend(data["fallback_trend"]),
+            "fallbacks": charts.rate_trend(
+                data["fallback_trend"], start=filters.start, end=filters.end, granularity=data["granularity"]
+            ),
         },
         "has_traffic": bool(data["summary"]["requests"] or data["month_to_date"]),
     }
@@ -328,3 +343,50 @@ def focus_export(request: HttpRequest) -> HttpResponse:
         feature_ids=scope["features"],
         filename=f"focus-{filters.start}-{filters.end}.csv",
     )
+
+
+# Request log ---------------------------------------------------------------------------------------------------------
+
+REQUEST_LOG_LIMIT = 100
+
+
+@login_required
+@require_GET
+def request_log(request: HttpRequest) -> HttpResponse:
+    """The newest calls in scope: served model, fallback reason, cost, latency; filter by model, end user, fallback."""
+    now = timezone.now()
+    filters = _filters(request, default_start=now.date())
+    scope = filters.scope()
+    model = request.GET.get("model", "").strip()
+    end_user = request.GET.get("end_user", "").strip()
+    fallback_only = request.GET.get("fallback") == "1"
+    rows = selectors.request_list(
+        start=filters.start_at,
+        end=filters.end_at,
+        teams=scope["teams"],
+        features=scope["features"],
+        fallback_only=fallback_only,
+        model=model or None,
+        end_user=end_user or None,
+        limit=REQUEST_LOG_LIMIT,
+    )
+    features = {f.pk: f for f in filters.features}
+    models = sorted(
+        {
+            m
+            for m in selectors.rollups_in(start=filters.start_at, end=filters.end_at, **scope)
+            .values_list("model", flat=True)
+            .distinct()
+        }
+    )
+    context = {
+        "filters": filters,
+        "rows": [(r, features.get(r.feature_id)) for r in rows],
+        "models": models,
+        "model": model,
+        "end_user": end_user,
+        "fallback_only": fallback_only,
+        "limit": REQUEST_LOG_LIMIT,
+    }
+    template = "billing/_request_log_body.html" if _wants_fragment(request) else "billing/request_log.html"
+    return render(request, template, context, status=_status(request, filters))

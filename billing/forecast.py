@@ -6,6 +6,11 @@ of freedom left, every remaining day costs the plain mean of the observed days i
 interval adds the day-to-day noise of each remaining day to the uncertainty of the means it uses:
 Var(total) = s² · (m + Σ_g c_g² / n_g), with s² the pooled residual variance, m remaining days,
 c_g the remaining days predicted by group g and n_g its observed days; half-width t(level, df)·√Var.
+
+On the first day of a period there is no complete day to learn from: with at least
+RUN_RATE_MIN_HOURS of today seen, every remaining day costs today's hourly run-rate × 24 (model
+"run-rate", no interval); before that the model is "none" and callers say "not enough data yet"
+(never "runs out: not this month" with no basis).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from statistics import NormalDist
 
 CENT = Decimal("0.01")
+RUN_RATE_MIN_HOURS = 3
 ZERO = Decimal(0)
 
 # One-sided 95 % quantiles of Student's t (a two-sided 90 % interval) for 1..30 degrees of freedom.
@@ -44,8 +50,12 @@ class Forecast:
     high: Decimal | None
     spent: Decimal  # actual spend so far (complete days plus today so far)
     basis_days: int  # complete days the forecast learned from
-    model: str  # "weekday", "mean" or "none"
+    model: str  # "weekday", "mean", "run-rate" or "none" (not enough data: projection is the spend so far)
     path: list[tuple[date, Decimal]] = field(default_factory=list)  # actual days, then predicted days
+
+    @property
+    def has_basis(self) -> bool:
+        return self.model != "none"
 
     def runs_out_on(self, limit: Decimal) -> date | None:
         """The first day on which cumulative spend reaches `limit` (None if not within the period)."""
@@ -67,12 +77,14 @@ def month_end_forecast(
     as_of: date,
     period_end: date,
     spent_today: Decimal = ZERO,
+    hours_today: float | None = None,
 ) -> Forecast:
     """Project spend through `period_end` (inclusive).
 
     `series`: spend per complete day of the period (days before `as_of`; give zero days as zero,
     a missing day counts as unobserved). `spent_today`: spend so far on `as_of`, which counts as
-    at least what today already cost.
+    at least what today already cost. `hours_today`: hours of `as_of` elapsed so far, for the
+    run-rate projection when no complete day has been seen.
     """
     if period_end < as_of:
         raise ValueError(f"period_end ({period_end}) must not be before as_of ({as_of})")
@@ -83,6 +95,11 @@ def month_end_forecast(
     path: list[tuple[date, Decimal]] = list(observed)
     n = len(observed)
     if n == 0:
+        if hours_today is not None and hours_today >= RUN_RATE_MIN_HOURS:
+            per_day = spent_today / Decimal(str(hours_today)) * 24
+            path += [(d, max(per_day, spent_today) if d == as_of else per_day) for d in remaining]
+            projection = sum((v for _, v in path), ZERO)
+            return Forecast(_money(projection), None, None, spent, 0, "run-rate", path)
         path.append((as_of, spent_today))
         return Forecast(_money(spent), None, None, spent, 0, "none", path)
 

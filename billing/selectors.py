@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -325,20 +325,42 @@ def request_list(
     teams: Iterable[Any] | None = None,
     features: Iterable[Any] | None = None,
     fallback_only: bool = False,
+    model: str | None = None,
+    end_user: str | None = None,
     limit: int = 100,
 ) -> list[RequestView]:
-    """The latest requests whose first attempt (or, with fallback_only, whose fallback) started in [start, end)."""
+    """The latest requests whose first attempt (or, with fallback_only, whose fallback) started in [start, end).
+
+    `model`: only calls served by that model (its successful attempt's deployment, else model group);
+    `end_user`: only that end user's calls.
+    """
     marker = Q(fallback=True) if fallback_only else Q(attempt=1)
     firsts = _scope(
         SpendEvent.objects.filter(marker, start_time__gte=start, start_time__lt=end),
         teams=teams,
         features=features,
     )
-    call_ids = list(firsts.order_by("-start_time").values_list("call_id", flat=True)[:limit])
+    if end_user:
+        firsts = firsts.filter(end_user=end_user)
+    if model:
+        served = SpendEvent.objects.filter(
+            Q(deployment=model) | Q(deployment="", model_group=model),
+            status="success",
+            start_time__gte=start,
+            start_time__lt=end + timedelta(hours=1),
+        ).values("call_id")
+        firsts = firsts.filter(call_id__in=served)
+    # a call can succeed on two models (an escalated answer): the served one is the last success, so
+    # the model pre-filter over-selects and the exact test runs on the rebuilt calls
+    wanted = limit * 2 if model else limit
+    call_ids = list(firsts.order_by("-start_time").values_list("call_id", flat=True)[:wanted])
     grouped: dict[str, list[SpendEvent]] = defaultdict(list)
     for attempt in SpendEvent.objects.filter(call_id__in=call_ids):
         grouped[attempt.call_id].append(attempt)
-    return [_request_from(grouped[c]) for c in dict.fromkeys(call_ids) if c in grouped]
+    calls = [_request_from(grouped[c]) for c in dict.fromkeys(call_ids) if c in grouped]
+    if model:
+        calls = [c for c in calls if c.served_model == model]
+    return calls[:limit]
 
 
 BLOCKED_REASON_LABELS = {

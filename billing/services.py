@@ -622,7 +622,13 @@ def rollups_rebuild(*, start: datetime, end: datetime) -> dict[str, Any]:
 
 
 def spend_seed(
-    *, events: int, days: float, end: datetime | None = None, seed: int = 7, chunk: int = 50_000
+    *,
+    events: int,
+    days: float,
+    end: datetime | None = None,
+    seed: int = 7,
+    chunk: int = 50_000,
+    incidents: list[tuple[datetime, datetime]] | None = None,
 ) -> dict:
     """Write about `events` synthetic attempts over the last `days` for the existing features, then their rollups.
 
@@ -655,7 +661,9 @@ def spend_seed(
                 )
             rows.clear()
 
-        for record in synthetic_records(events=events, start=start, end=end, features=features, seed=seed):
+        for record in synthetic_records(
+            events=events, start=start, end=end, features=features, seed=seed, incidents=incidents
+        ):
             rows.append(
                 event_row(
                     record,

@@ -56,13 +56,24 @@ def _cost(price: tuple[Decimal, Decimal], tokens_in: int, tokens_out: int) -> De
     return (price[0] * tokens_in + price[1] * tokens_out).quantize(MONEY_PLACES)
 
 
+INCIDENT_TIMEOUT_SHARE = 0.45  # during an incident the small model times out on this share of its calls
+
+
 def synthetic_records(
-    *, events: int, start: datetime, end: datetime, features: list[tuple[str, str]], seed: int = 7
+    *,
+    events: int,
+    start: datetime,
+    end: datetime,
+    features: list[tuple[str, str]],
+    seed: int = 7,
+    incidents: list[tuple[datetime, datetime]] | None = None,
 ) -> Iterator[SpendRecord]:
     """About `events` attempt records (whole calls, so a few more) with start times in [start, end).
 
-    `features` is a list of (team slug, feature slug).
+    `features` is a list of (team slug, feature slug). `incidents`: [from, to) windows in which the
+    small model is degraded (INCIDENT_TIMEOUT_SHARE of its calls time out and fall back).
     """
+    incidents = incidents or []
     rand = random.Random(seed)
     span = (end - start).total_seconds()
     profiles = [PROFILES.get(slug, DEFAULT_PROFILE) for _, slug in features]
@@ -117,6 +128,8 @@ def synthetic_records(
             )
         else:
             fate = rand.random()
+            if any(first <= moment < last for first, last in incidents):
+                fate = 0.0 if fate < INCIDENT_TIMEOUT_SHARE else fate  # an outage: most calls time out
             slm = {
                 "group": SLM_GROUP,
                 "model": SLM_MODEL,

@@ -11,6 +11,7 @@ urlpatterns += [
     path("", dashboard_views.overview, name="overview"),
     path("routing/analytics/", dashboard_views.routing_analytics, name="routing-analytics"),
     path("billing/export/focus/", dashboard_views.focus_export, name="focus-export"),
+    path("requests/", dashboard_views.request_log, name="request-log"),
 ]
 
 from billing import budget_views  # noqa: E402

@@ -12,10 +12,26 @@ class AuditEntryFilterSet(django_filters.FilterSet):
     team = django_filters.CharFilter(field_name="team__slug")
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    q = django_filters.CharFilter(method="search", label="Search")
 
     class Meta:
         model = AuditEntry
-        fields = ["action", "object_type", "actor", "team", "since", "until"]
+        fields = ["action", "object_type", "actor", "team", "since", "until", "q"]
+
+    def search(self, queryset, name, value):  # type: ignore[no-untyped-def]
+        """Free text over what changed: the object's name, the actor, the note and the request id."""
+        from django.db.models import Q
+
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(object_repr__icontains=value)
+            | Q(actor_name__icontains=value)
+            | Q(note__icontains=value)
+            | Q(object_type__icontains=value)
+            | Q(request_id__istartswith=value)
+        )
 
 
 class FeatureFilterSet(django_filters.FilterSet):

@@ -77,3 +77,37 @@ class FeatureForm(forms.ModelForm):
                 "Use lowercase only: spend records and feature keys match slugs exactly."
             )
         return slug
+
+
+class MemberAddForm(forms.Form):
+    """Add an existing user to a team with a role (admins only; the user signs in with their own password)."""
+
+    username = forms.CharField(
+        label="User", max_length=150, help_text="Their username or email address, e.g. jane@example.com."
+    )
+    role = forms.ChoiceField(label="Role on this team", choices=[])
+
+    def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
+        from controlplane.models import Role
+
+        super().__init__(*args, **kwargs)
+        self.team = team
+        self.fields["role"].choices = [(r.value, r.label) for r in Role if r != Role.ADMIN]
+        self.fields[
+            "role"
+        ].help_text = "PM: this team's features and budgets; MLOps: its routing; viewer: read only."
+
+    def clean_username(self) -> Any:
+        raw = self.cleaned_data["username"].strip()
+        users = get_user_model().objects
+        user = users.filter(username=raw).first() or users.filter(email__iexact=raw).first()
+        if user is None:
+            raise forms.ValidationError(
+                f"User: no account {raw!r}; check the spelling, or ask an admin to create the account first."
+            )
+        if self.team.memberships.filter(user=user).exists():
+            raise forms.ValidationError(
+                f"User: {user.get_username()} is already a member of {self.team.name}; change their role "
+                "in the admin instead."
+            )
+        return user

@@ -267,6 +267,15 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",  # served from our static files, never a CDN
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Redoc's default theme names Montserrat/Roboto: use the system fonts, never fetch web fonts
+    "REDOC_UI_SETTINGS": {
+        "theme": {
+            "typography": {
+                "fontFamily": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif",
+                "headings": {"fontFamily": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"},
+            }
+        }
+    },
 }
 
 # Datadog (DogStatsD over UDP)

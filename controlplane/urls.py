@@ -14,6 +14,7 @@ PENDING: dict[str, tuple[str, str]] = {}
 urlpatterns = [
     path("teams/", views.team_list, name="team-list"),
     path("teams/<uuid:code>/", views.team_detail, name="team-detail"),
+    path("teams/<uuid:code>/members/", views.team_member_add, name="team-member-add"),
     path("features/", views.feature_list, name="feature-list"),
     path("features/<uuid:code>/", views.feature_detail, name="feature-detail"),
     path("audit/", views.audit_list, name="audit-list"),
@@ -27,7 +28,12 @@ urlpatterns = [
     path("", include("routing.urls")),
     path("", include("billing.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        SpectacularRedocView.as_view(url_name="api-schema", template_name="api/redoc.html"),
+        name="api-docs",
+    ),
+    path("favicon.ico", views.favicon, name="favicon"),
     path(
         "admin/login/", throttled_login(admin.site.login)
     ),  # before admin.site.urls: same throttle as /login/

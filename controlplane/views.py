@@ -7,17 +7,18 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from billing.dashboard_views import feature_sections
 from controlplane import services
 from controlplane.filtersets import AuditEntryFilterSet
-from controlplane.forms import FeatureForm, TeamForm
+from controlplane.forms import FeatureForm, MemberAddForm, TeamForm
 from controlplane.models import AuditEntry
 from controlplane.permissions import (
     Action,
@@ -83,8 +84,25 @@ def team_detail(request: HttpRequest, code: str) -> HttpResponse:
         "may_edit": may_edit,
         "features": team.features.select_related("owner"),
         "memberships": team.memberships.select_related("user"),
+        "member_form": MemberAddForm(team=team) if can(request.user, Action.MANAGE_MEMBERS) else None,
     }
     return render(request, "controlplane/team_detail.html", context)
+
+
+@login_required
+@require_POST
+def team_member_add(request: HttpRequest, code: str) -> HttpResponse:
+    """Add a user to the team with a role (audited); the form with its errors comes back on bad input."""
+    team = team_for_user(request.user, code)
+    if not can(request.user, Action.MANAGE_MEMBERS):
+        raise PermissionDenied("Only admins add team members.")
+    form = MemberAddForm(request.POST, team=team)
+    if form.is_valid():
+        services.membership_create(
+            actor=request.user, user=form.cleaned_data["username"], team=team, role=form.cleaned_data["role"]
+        )
+        return HttpResponseClientRedirect(reverse("team-detail", args=[team.code]))
+    return render(request, "controlplane/_member_form.html", {"member_form": form, "team": team}, status=422)
 
 
 @login_required
@@ -104,7 +122,13 @@ def feature_list(request: HttpRequest) -> HttpResponse:
     team_slug = request.GET.get("team", "")
     if team_slug:
         features = features.filter(team__slug=team_slug)
+    query = request.GET.get("q", "").strip()
+    if query:
+        features = features.filter(
+            Q(name__icontains=query) | Q(slug__icontains=query) | Q(description__icontains=query)
+        )
     context = {
+        "query": query,
         "features": features,
         "teams": visible_teams(request.user),
         "team_slug": team_slug,
@@ -194,3 +218,11 @@ def _broker_status() -> str:
         return "ok"
     except Exception as exc:  # kombu raises many kinds; any of them means unreachable
         return f"error: {exc.__class__.__name__}"
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on every page (the API docs too): point them at the static icon."""
+    from django.shortcuts import redirect
+    from django.templatetags.static import static
+
+    return redirect(static("favicon.svg"), permanent=True)

@@ -102,11 +102,17 @@ def sequential_difference(
     alpha: float = 0.05,
     tune_n: int = TUNE_N,
     min_samples: int = MIN_SAMPLES,
+    bounds: tuple[float, float] | None = None,
 ) -> SequentialDifference:
-    """Always-valid difference in means (treatment − control) from two arms' running summaries."""
+    """Always-valid difference in means (treatment − control) from two arms' running summaries.
+
+    `bounds`: the range the true difference lies in (a difference of two rates lies in [−1, 1]); the
+    interval is intersected with it, which keeps its coverage and never shows an impossible value.
+    """
     n_a, n_b = control.n, treatment.n
     if n_a < 2 or n_b < 2:
-        return SequentialDifference(math.nan, -math.inf, math.inf, 1.0, n_a, n_b, False)
+        low, high = bounds if bounds is not None else (-math.inf, math.inf)
+        return SequentialDifference(math.nan, low, high, 1.0, n_a, n_b, False)
     estimate = treatment.mean - control.mean
     variance = control.var / n_a + treatment.var / n_b
     pooled = (control.var * (n_a - 1) + treatment.var * (n_b - 1)) / (n_a + n_b - 2)
@@ -117,7 +123,10 @@ def sequential_difference(
     radius = cs_radius(variance, tau2, alpha)
     p_value = min(1.0, 1.0 / mixture_lr(estimate, variance, tau2))
     ready = n_a >= min_samples and n_b >= min_samples
-    return SequentialDifference(estimate, estimate - radius, estimate + radius, p_value, n_a, n_b, ready)
+    low, high = estimate - radius, estimate + radius
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return SequentialDifference(estimate, low, high, p_value, n_a, n_b, ready)
 
 
 def sequential_mean(summary: Summary, *, alpha: float = 0.05, tune_n: int = TUNE_N) -> tuple[float, float]:
@@ -235,6 +244,14 @@ class ArmData:
         return int(self.cost.size)
 
 
+# metrics observed as 0/1 per call: their differences lie in [−1, 1]; feedback scores 1–5 differ by at most 4
+DIFFERENCE_BOUNDS = {
+    "small": (-1.0, 1.0),
+    "fallback": (-1.0, 1.0),
+    "error": (-1.0, 1.0),
+    "feedback": (-4.0, 4.0),
+}
+
 METRICS = (
     ("cost_per_request", "cost", "Cost per request (USD)"),
     ("small_share", "small", "Small-model share"),
@@ -316,6 +333,7 @@ def evaluate_arms(
                 Summary.of(getattr(arm, attr)),
                 alpha=level,
                 min_samples=min_samples,
+                bounds=DIFFERENCE_BOUNDS.get(attr),
             )
             for key, attr, _ in METRICS
         }

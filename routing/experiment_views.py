@@ -393,3 +393,17 @@ def threshold_draft_action(request: HttpRequest, code: Any, action: str) -> Http
         messages.error(request, " ".join(getattr(exc, "errors", None) or exc.messages))
     url = reverse("whatif", args=[draft.feature.code])
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+def whatif_index(request: HttpRequest) -> HttpResponse:
+    """Pick a feature to replay thresholds on (the what-if has its own place in the navigation)."""
+    from routing.models import RoutingPolicy
+
+    features = list(visible_features(request.user).order_by("team__name", "name"))
+    thresholds = dict(
+        RoutingPolicy.objects.filter(feature__in=features).values_list("feature_id", "threshold")
+    )
+    default = RoutingPolicy.objects.filter(feature__isnull=True).values_list("threshold", flat=True).first()
+    rows = [(f, thresholds.get(f.pk, default), f.pk in thresholds) for f in features]
+    return render(request, "routing/whatif_index.html", {"rows": rows})

@@ -87,7 +87,7 @@ class PolicyForm(forms.ModelForm):
             "rule_structured_output",
             "rule_context",
             "context_margin_tokens",
-            "over_budget",
+            # over_budget is not edited here: over-budget behaviour has one home, the feature's budget
             *BREAKER_FIELDS,
         ]
         labels = {
@@ -117,21 +117,20 @@ class PolicyForm(forms.ModelForm):
             )
             self.fields["feature"].required = True
             self.fields["feature"].help_text = "The feature this override applies to."
+        self.fields["threshold"].help_text = (
+            "Complexity score below which the small model answers. Higher: more calls go to the small "
+            "model, so lower cost but more fallbacks and weaker answers on hard prompts; lower: the "
+            "reverse. 0 sends everything to frontier, 1.01 everything to the small model."
+        )
         if not self.is_default:
             for name in BREAKER_FIELDS:  # one breaker per small model, shared by every feature
                 del self.fields[name]
         if self.is_default:
             for name in ("rule_tools", "rule_images", "rule_structured_output", "rule_context"):
                 self.fields[name].widget = forms.Select(choices=(("true", "Yes"), ("false", "No")))
-            self.fields["over_budget"].choices = [c for c in self.fields["over_budget"].choices if c[0]]
-            self.fields["over_budget"].required = True
         else:
             self.fields["small_deployment"].empty_label = "Inherit from default"
             self.fields["frontier_deployment"].empty_label = "Inherit from default"
-            self.fields["over_budget"].choices = [
-                ("", "Inherit from default"),
-                *[c for c in self.fields["over_budget"].choices if c[0]],
-            ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

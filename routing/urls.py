@@ -15,6 +15,7 @@ urlpatterns = [
     path("routing/keys/", views.key_create, name="routing-key-create"),
     path("routing/keys/<uuid:code>/revoke/", views.key_revoke, name="routing-key-revoke"),
     path("routing/publish/", views.publish, name="routing-publish"),
+    path("routing/publish/preview/", views.publish_preview, name="routing-publish-preview"),
     path("fleet/", fleet_views.fleet_page, name="fleet"),
     path("fleet/proxies/<uuid:code>/", fleet_views.proxy_detail, name="fleet-proxy"),
     path(
@@ -38,6 +39,7 @@ urlpatterns += [
         experiment_views.experiment_action,
         name="experiment-action",
     ),
+    path("routing/whatif/", experiment_views.whatif_index, name="whatif-index"),
     path("routing/whatif/<uuid:code>/", experiment_views.whatif_page, name="whatif"),
     path(
         "routing/threshold-drafts/<uuid:code>/<str:action>/",

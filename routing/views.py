@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -254,4 +255,25 @@ def publish(request: HttpRequest) -> HttpResponse:
             return HttpResponseClientRedirect(target)
     return render(
         request, "routing/_publish_form.html", {"publish_form": form, "publish_errors": errors}, status=422
+    )
+
+
+@login_required
+@require_GET
+def publish_preview(request: HttpRequest) -> HttpResponse:
+    """What publishing now would change against the latest bundle (compiled, not stored), or why it would fail."""
+    from routing.compiler import bundle_diff, compile_bundle
+
+    _require(request.user, Action.MANAGE_FLEET, None, "Only MLOps engineers and admins publish bundles.")
+    latest = Bundle.objects.order_by("-number").first()
+    compiled = compile_bundle(version="preview", created_at=timezone.now().isoformat(timespec="seconds"))
+    changes = [
+        c
+        for c in bundle_diff(latest.document if latest else None, compiled.document)
+        if c.path != "$.version"
+    ]
+    return render(
+        request,
+        "routing/_publish_preview.html",
+        {"changes": changes, "against": latest, "errors": compiled.errors},
     )

@@ -9,6 +9,14 @@
     var source = figureEl.querySelector('script[type="application/json"]');
     if (!plot || !source || !window.Plotly) return;
     var figure = JSON.parse(source.textContent);
+    if (window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches) {
+      // follow the system's dark theme: transparent backgrounds, light text and grid
+      figure.layout.paper_bgcolor = figure.layout.plot_bgcolor = "rgba(0,0,0,0)";
+      figure.layout.font = Object.assign({}, figure.layout.font, { color: "#e4e7ee" });
+      ["xaxis", "yaxis"].forEach(function (axis) {
+        figure.layout[axis] = Object.assign({ gridcolor: "#353c4a", zerolinecolor: "#4a5262" }, figure.layout[axis]);
+      });
+    }
     plot.innerHTML = "";  // a restored history snapshot holds a dead copy of the old SVG
     window.Plotly.newPlot(plot, figure.data, figure.layout, config);
   }

@@ -285,7 +285,7 @@ def test_budget_panel_shows_errors_next_to_fields(client, users, feature):
     assert response.status_code == 422
     body = response.content.decode()
     assert "Ensure this value is greater than or equal to 0.01" in body
-    assert "Write whole percentages separated by commas" in body
+    assert "Alert thresholds: write whole percentages separated by commas" in body
     assert not Budget.objects.exists()
 
 

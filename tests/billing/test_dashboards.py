@@ -85,10 +85,16 @@ def test_overview_figures_match_raw_events(client, seeded):
     assert "vendor/plotly/plotly.min.js" in body and "cdn" not in body.lower()
 
 
-def test_overview_net_savings_subtract_prorated_small_model_hosting(client, db, feature, users, frozen):
-    ModelDeployment.objects.create(
-        name="llama", tier="small", litellm_model="openai/llama-3-8b", monthly_hosting_usd=Decimal("300.00")
+def _small_deployment(monthly="300.00", *, since=datetime(2026, 10, 1, tzinfo=UTC)):
+    deployment = ModelDeployment.objects.create(
+        name="llama", tier="small", litellm_model="openai/llama-3-8b", monthly_hosting_usd=Decimal(monthly)
     )
+    ModelDeployment.objects.filter(pk=deployment.pk).update(created_at=since)
+    return deployment
+
+
+def test_overview_net_savings_subtract_prorated_small_model_hosting(client, db, feature, users, frozen):
+    _small_deployment()
     ModelDeployment.objects.create(
         name="sonnet",
         tier="frontier",
@@ -102,6 +108,57 @@ def test_overview_net_savings_subtract_prorated_small_model_hosting(client, db, 
     assert data["hosting_usd"] == Decimal("100.00")  # 10 of November's 30 days of $300, small tier only
     assert data["net_savings_usd"] == Decimal("360")
     assert data["net_savings_pct"] == pytest.approx(360 / 500)
+    assert data["baseline_usd"] == Decimal("500")  # the stated base of the percentage
+    assert data["total_cost_usd"] == Decimal("140")  # API spend 40 + hosting 100
+    # 10 requests saved $460 in all: $46 a request, so $300 a month of hosting pays for itself at 7 a month
+    assert data["break_even_requests"] == 7
+
+
+def test_hosting_is_charged_from_the_deployments_start_and_never_past_now(client, db, feature, users, frozen):
+    _small_deployment(since=datetime(2026, 11, 5, tzinfo=UTC))
+    rollup(feature, datetime(2026, 11, 10, 9, tzinfo=UTC), cost="40", baseline="500")
+    client.force_login(users["viewer"])
+    data = client.get(reverse("overview"), {"start": "2026-11-01", "end": "2026-11-10"}).context["data"]
+    assert data["hosting_usd"] == Decimal("60.00")  # Nov 5-10: 6 of 30 days, none before it existed
+    data = client.get(reverse("overview"), {"start": "2026-10-01", "end": "2026-10-31"}).context["data"]
+    assert data["hosting_usd"] == Decimal("0.00")  # October: not deployed yet
+    # today, at 12:30: 12.5 of November's 720 hours, not the whole day
+    data = client.get(reverse("overview"), {"start": "2026-11-20", "end": "2026-11-20"}).context["data"]
+    assert data["hosting_usd"] == (Decimal(300) * Decimal("12.5") / 720).quantize(Decimal("0.01"))
+    assert data["hosted_hours"] == pytest.approx(12.5)
+
+
+def test_overview_page_states_total_cost_the_savings_base_and_break_even(client, db, feature, users, frozen):
+    _small_deployment()
+    rollup(feature, datetime(2026, 11, 10, 9, tzinfo=UTC), cost="40", baseline="500")
+    client.force_login(users["viewer"])
+    body = html.unescape(
+        client.get(reverse("overview"), {"start": "2026-11-01", "end": "2026-11-10"}).content.decode()
+    )
+    assert "Total cost" in body and "$140.00" in body
+    assert "72.0% of the $500.00 all-frontier cost" in body
+    assert "7 <small>requests/month</small>" in body
+    # features by name, each linking to its page, before the charts
+    link = reverse("feature-detail", args=[feature.code])
+    assert f'href="{link}"' in body and body.index(link) < body.index("Daily spend by served model")
+    assert feature.name in body
+
+
+def test_short_ranges_chart_hourly_buckets_with_hour_ticks(client, db, feature, users, frozen):
+    for hour in (3, 9, 10):
+        rollup(feature, datetime(2026, 11, 19, hour, tzinfo=UTC), requests=10, fallbacks=1)
+    client.force_login(users["viewer"])
+    response = client.get(reverse("overview"), {"start": "2026-11-19", "end": "2026-11-19"})
+    data, figure = response.context["data"], response.context["charts"]["daily"]
+    assert data["granularity"] == "hour"
+    assert [p["at"].hour for p in data["fallback_trend"]] == [3, 9, 10]
+    axis = figure["layout"]["xaxis"]
+    assert axis["type"] == "date" and axis["dtick"] == 3 * 3600 * 1000
+    assert axis["range"] == ["2026-11-19 00:00", "2026-11-20 00:00"]
+    assert figure["data"][0]["x"] == ["2026-11-19 03:00", "2026-11-19 09:00", "2026-11-19 10:00"]
+    month = client.get(reverse("overview"), {"start": "2026-10-22", "end": "2026-11-20"}).context
+    assert month["data"]["granularity"] == "day"
+    assert month["charts"]["daily"]["layout"]["xaxis"]["dtick"] == 3 * 86400 * 1000  # 30 days: every 3rd
 
 
 def test_calls_an_open_breaker_skipped_are_shown_apart_from_fallbacks(client, db, feature, users, frozen):
@@ -126,9 +183,7 @@ def test_calls_an_open_breaker_skipped_are_shown_apart_from_fallbacks(client, db
 
 
 def test_scoped_overview_carries_its_share_of_hosting(client, db, feature, other_feature, users, frozen):
-    ModelDeployment.objects.create(
-        name="llama", tier="small", litellm_model="openai/llama-3-8b", monthly_hosting_usd=Decimal("300.00")
-    )
+    _small_deployment()
     rollup(feature, datetime(2026, 11, 10, 9, tzinfo=UTC), requests=30)
     rollup(other_feature, datetime(2026, 11, 10, 9, tzinfo=UTC), requests=10)
     client.force_login(users["viewer"])

@@ -100,3 +100,15 @@ def test_t_quantiles_match_scipy():
     stats = pytest.importorskip("scipy.stats", reason="scipy not installed: cannot cross-check the t table")
     for df in (1, 2, 5, 10, 29, 30):
         assert t_quantile_95(df) == pytest.approx(stats.t.ppf(0.95, df), abs=1e-3)
+
+
+def test_first_day_projects_from_the_hours_seen_or_says_there_is_no_basis():
+    first, last = date(2026, 12, 1), date(2026, 12, 31)
+    # 6 hours in, $3 spent: $0.50 an hour, $12 a day, over 31 days
+    forecast = month_end_forecast([], as_of=first, period_end=last, spent_today=Decimal("3"), hours_today=6)
+    assert forecast.model == "run-rate" and forecast.has_basis
+    assert forecast.projection == Decimal("372.00")
+    assert forecast.runs_out_on(Decimal("100")) == date(2026, 12, 9)  # 12 a day: day 9 reaches 108
+    # one hour in: no basis, and the projection claims nothing beyond the spend so far
+    early = month_end_forecast([], as_of=first, period_end=last, spent_today=Decimal("3"), hours_today=1)
+    assert early.model == "none" and not early.has_basis and early.projection == Decimal("3.00")

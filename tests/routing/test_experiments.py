@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -346,6 +347,11 @@ def test_mlops_creates_starts_and_ships_from_the_pages(client, feature, users, r
     assert experiment.status == ExperimentStatus.RUNNING
     page = client.get(f"/experiments/{experiment.code}/")
     assert page.status_code == 200 and "Keep running" in page.content.decode()
+    body = page.content.decode()
+    # no evidence yet: the ship button is disabled and says why; stop and ship ask for confirmation
+    assert re.search(r'<button type="submit" disabled aria-describedby="ship-why">Ship winner', body)
+    assert "Disabled: the verdict is “keep running”" in body
+    assert body.count("data-confirm=") == 2
     fragment = client.get(f"/experiments/{experiment.code}/", headers={"HX-Request": "true"})
     assert "<h1>" not in fragment.content.decode() and "Verdict" in fragment.content.decode()
     settle()

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 DEMO_UPSTREAM_KEY_ENV = "DEMO_UPSTREAM_KEY"  # the fake upstreams accept anything; the name is what matters
 SMALL_DEPLOYMENT = "llama-3-8b"
@@ -84,6 +86,18 @@ class Command(BaseCommand):
         parser.add_argument("--no-traffic", action="store_true", help="start the proxies but send no traffic")
         parser.add_argument("--rps", type=float, default=3.0, help="traffic: requests a second (default 3)")
         parser.add_argument(
+            "--history-days",
+            type=float,
+            default=30,
+            help="seed this many days of spend history before live traffic (default 30; 0: none)",
+        )
+        parser.add_argument(
+            "--history-events",
+            type=int,
+            default=120_000,
+            help="attempt rows of seeded history (default 120000, ~4000 calls a day)",
+        )
+        parser.add_argument(
             "--proxy-ports",
             default="4001,4002",
             help="preferred ports of the two proxies (default 4001,4002)",
@@ -111,9 +125,12 @@ class Command(BaseCommand):
 
         self._step("migrating the database")
         call_command("migrate", verbosity=0)
+        self.history_start = None
         if not options["no_seed"]:
             self._step("seeding the demo organisation")
             call_command("seed_demo")
+            if options["history_days"] > 0:
+                self._seed_history(options["history_days"], options["history_events"])
 
         env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "true"), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         web_url = f"http://127.0.0.1:{port}"
@@ -123,6 +140,7 @@ class Command(BaseCommand):
                 upstreams = self._start_upstreams(env)
                 self._step("creating demo deployments, routing policy, feature keys and proxies")
                 setup = self._setup_fleet(upstreams, options["proxy_ports"])
+                self._backdate_hosting()
             self._start_control_plane(env, port)
             self._step(f"waiting for the web server on {web_url}")
             _wait_http(f"{web_url}/healthz", self.processes["web"], "the web server")
@@ -141,6 +159,50 @@ class Command(BaseCommand):
     def _step(self, text: str) -> None:
         self.stdout.write(f"• {text} …")
         self.stdout.flush()
+
+    def _seed_history(self, days: float, events: int) -> None:
+        """A month of company traffic under the live demo: diurnal and weekly shape (billing.synthetic),
+        two small-model incidents, and one feature that has crossed its monthly budget. Seeded once:
+        a restart finds the seeded batch and keeps it."""
+        from billing import budgets
+        from billing import services as billing_services
+        from billing.models import IngestBatch
+        from controlplane.models import Feature
+
+        now = timezone.now()
+        self.history_start = now - timedelta(days=days)
+        if IngestBatch.objects.filter(source="seed").exists():
+            self._step("spend history already seeded: keeping it")
+            return
+        self._step(f"seeding {days:g} days of spend history ({events:,} attempts, two incidents)")
+        incidents = []
+        for days_ago, hours in ((9, 3), (3, 1)):
+            if days_ago < days:
+                start = (now - timedelta(days=days_ago)).replace(hour=14, minute=0, second=0, microsecond=0)
+                incidents.append((start, start + timedelta(hours=hours)))
+        billing_services.spend_seed(events=events, days=days, end=now, incidents=incidents)
+        feature = Feature.objects.select_related("team").filter(slug="reply-draft").first()
+        if feature is None:
+            return
+        # the budget month is the team's (its timezone): evaluate once to read that month's spend, then set
+        # the limit below it, so the feature has crossed its budget (alerts only; live traffic unaffected)
+        values = {"thresholds": [50, 80, 100], "action": "alert", "is_active": True}
+        budget = budgets.budget_save(
+            actor=None, team=feature.team, feature=feature, amount_usd=Decimal("1000000"), **values
+        )
+        spent = budget.status.spend_usd
+        amount = max(Decimal("0.01"), (spent * Decimal("0.9")).quantize(Decimal("0.01")))
+        budgets.budget_save(actor=None, team=feature.team, feature=feature, amount_usd=amount, **values)
+        self._step(f"{feature.name} has spent ${spent:.2f} of a ${amount} monthly budget (alerts only)")
+
+    def _backdate_hosting(self) -> None:
+        """The seeded history ran on the small model too: its hosting is charged from the history's start."""
+        from routing.models import ModelDeployment, Tier
+
+        if self.history_start is not None:
+            ModelDeployment.objects.filter(tier=Tier.SMALL, created_at__gt=self.history_start).update(
+                created_at=self.history_start
+            )
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
