@@ -22,7 +22,7 @@ agent = test_datadog.agent  # the fake DogStatsD agent fixture
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[2] / "datadog"
+ROOT = Path(__file__).resolve().parents[2] / "docs" / "datadog"
 METRIC = re.compile(
     r"\b(?:sum|avg|min|max|count|p50|p75|p90|p95|p99):(?P<metric>[\w.]+)\{(?P<filter>[^}]*)\}"
     r"(?:\s*by\s*\{(?P<by>[^}]*)\})?"
