@@ -347,6 +347,9 @@ def compile_document(
         "experiments": running,
         "keys": keys,
     }
+    if default_policy is not None and default_policy.scorer_weights:
+        # the thresholds are on this scorer's scale: proxies score with it (unpinned bundles keep v1)
+        doc["scorer_weights"] = default_policy.scorer_weights
     if created_at is None:
         doc.pop("created_at")
     return with_content_hash(doc), errors

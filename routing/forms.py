@@ -88,9 +88,11 @@ class PolicyForm(forms.ModelForm):
             "rule_context",
             "context_margin_tokens",
             # over_budget is not edited here: over-budget behaviour has one home, the feature's budget
+            "scorer_weights",
             *BREAKER_FIELDS,
         ]
         labels = {
+            "scorer_weights": "Scorer weights",
             "slm_timeout_ms": "SLM timeout (ms)",
             "over_budget": "Over budget",
             "breaker_window_s": "Breaker window (s)",
@@ -125,6 +127,17 @@ class PolicyForm(forms.ModelForm):
         if not self.is_default:
             for name in BREAKER_FIELDS:  # one breaker per small model, shared by every feature
                 del self.fields[name]
+            del self.fields["scorer_weights"]  # one scorer for every feature: the default policy's
+        else:
+            from routing.engine.scorer import shipped_versions
+
+            self.fields["scorer_weights"].widget = forms.Select(
+                choices=[(version, version) for version in reversed(shipped_versions())]
+            )
+            self.fields["scorer_weights"].help_text = (
+                "The thresholds are on this scorer's scale: changing it moves every feature's routing, so "
+                "retune the thresholds (the what-if shows each feature's split) before publishing."
+            )
         if self.is_default:
             for name in ("rule_tools", "rule_images", "rule_structured_output", "rule_context"):
                 self.fields[name].widget = forms.Select(choices=(("true", "Yes"), ("false", "No")))

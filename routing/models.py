@@ -130,6 +130,22 @@ class OverBudget(models.TextChoices):
     DEGRADE = "degrade", "Degrade: send everything to the small model"
 
 
+def default_scorer_weights() -> str:
+    """The scorer weights a new default policy's thresholds are meant for: the shipped default."""
+    from routing.engine.scorer import default_version
+
+    return default_version()
+
+
+def validate_scorer_weights(value: str) -> None:
+    from routing.engine.scorer import shipped_versions
+
+    if value and value not in shipped_versions():
+        raise ValidationError(
+            f"{value!r} is not a shipped scorer weights version: pick one of {', '.join(shipped_versions())}."
+        )
+
+
 class RoutingPolicy(TimeStampedModel):
     """How a feature's traffic splits between small and frontier; the one without a feature is the default.
 
@@ -187,6 +203,15 @@ class RoutingPolicy(TimeStampedModel):
         null=True, blank=True, validators=[MaxValueValidator(1_000_000)]
     )
     over_budget = models.CharField(max_length=16, blank=True, choices=OverBudget.choices)
+    # Which scorer's scale the thresholds are on (default policy only; the bundle pins it). Policies that
+    # existed before this field keep complexity-v1, the scale their thresholds were set on.
+    scorer_weights = models.CharField(
+        max_length=32,
+        blank=True,
+        default=default_scorer_weights,
+        validators=[validate_scorer_weights],
+        help_text="Scorer weights version the thresholds are set for (default policy only; every feature uses it).",
+    )
     # The small model's circuit breaker (default policy only; empty: the documented default)
     breaker_window_s = models.PositiveIntegerField(
         null=True,

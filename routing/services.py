@@ -86,6 +86,7 @@ POLICY_FIELDS = (
     "rule_context",
     "context_margin_tokens",
     "over_budget",
+    "scorer_weights",
     *BREAKER_FIELDS,
 )
 KEY_FIELDS = ("feature", "name", "prefix", "expires_at", "revoked_at")

@@ -75,6 +75,7 @@ class PolicySerializer(serializers.ModelSerializer):
             "rule_context",
             "context_margin_tokens",
             "over_budget",
+            "scorer_weights",
             *BREAKER_FIELDS,
             "created_at",
             "updated_at",

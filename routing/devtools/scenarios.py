@@ -6,8 +6,8 @@ Starts fake upstreams (one small model per scenario, one frontier), a control-pl
 real LiteLLM proxies with the plugin (`routing.devtools.harness`), then for each scenario sends a
 fixed rate of labelled traffic (~70 % routine prompts, ~30 % complex ones, the demo's prompts from
 `routing.devtools.traffic`), alternating between the proxies. It mirrors the demo (`manage.py demo`):
-the complexity scorer routes at the demo's threshold (0.56), the SLM has no per-token price (a hosted
-model) and gpt-4o is priced from litellm's price map, the fake upstreams answer the demo's token
+the complexity scorer (complexity-v3, which the demo's default policy pins) routes at the demo's
+threshold (0.268), the SLM has no per-token price (a hosted model) and gpt-4o is priced from litellm's price map, the fake upstreams answer the demo's token
 counts, and the flaky scenario has the demo's faults; so the flaky line is what the demo's overview
 shows. Faults are switched on the fake SLM at fixed times. Every figure comes from the spend records
 the proxies shipped (joined to the client's requests by end user) and the client's own latencies.
@@ -61,7 +61,8 @@ FRONTIER_LATENCY_MS = 300.0
 SLM_COMPLETION_TOKENS, FRONTIER_COMPLETION_TOKENS = 120, 120
 FAULT_AT_S = 10.0
 ROUTINE_SHARE = 0.7
-THRESHOLD = 0.56  # the demo's default policy
+THRESHOLD = 0.268  # the demo's default policy, on complexity-v3's scale
+SCORER_WEIGHTS = "complexity-v3"  # what the demo's default policy pins
 FRONTIER_MODEL = "gpt-4o"  # priced from litellm's price map, as in the demo
 
 
@@ -189,6 +190,7 @@ def bench_bundle(base_urls: dict[str, str]) -> dict[str, Any]:
         "budgets": [],
         "experiments": [],
         "keys": keys,
+        "scorer_weights": SCORER_WEIGHTS,
         "shipping": {"batch_size": 500, "interval_ms": 500, "max_spool_records": 1_000_000},
     }
     return dev_signed(with_content_hash(doc))

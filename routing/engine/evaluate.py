@@ -4,7 +4,7 @@
 
 Sources: MMLU and GSM8K (labeled_prompts), Arena-Bench and AlpacaEval (open_ended_outcomes, primary
 pair, graded scores), and the hand-written product prompts. For each benchmark source, ours is
-refitted with the shipped recipe (`train.train_terms`) on every *other* source it may ship from
+refitted with the shipped recipe (`train.train_invariant`, complexity-v3) on every *other* source it may ship from
 (never AlpacaEval, never the product holdout) and scored on the held-out source: leave-one-source-out
 APGR. The product holdout (a third of the product prompts, fixed by id) is scored by a fit on
 every shippable prompt, and reported as AUC (complex vs routine). Baselines: LiteLLM's
@@ -34,7 +34,7 @@ from routing.engine.metrics import (
     bootstrap_metrics,
     paired_apgr_difference,
 )
-from routing.engine.scorer import ComplexityScorer
+from routing.engine.scorer import ComplexityScorer, shipped_versions
 from routing.engine.signals import last_user_text, request_text
 from routing.engine.train import (
     CALIBRATION_FOLDS,
@@ -46,7 +46,7 @@ from routing.engine.train import (
     load_labeled_prompts,
     prompt_features,
     shippable_training_prompts,
-    train_terms,
+    train_invariant,
 )
 
 DATA_DIR = Path("/work/shared/data/routing")
@@ -151,6 +151,37 @@ def expected_calibration_error(
     )
 
 
+def with_own_offset(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The probabilities shifted by an offset in logit space fitted on the other half of the prompts.
+
+    A source (in production: a feature) has its own base rate of needing the frontier model; one
+    shared scale cannot know it, a per-feature offset learnt from outcomes can. Two-fold cross-fit,
+    so no prompt is scored by an offset fitted on its own label.
+    """
+    clipped = np.clip(probabilities, 1e-6, 1 - 1e-6)
+    logits = np.log(clipped / (1 - clipped))
+    halves = np.arange(len(logits)) % 2 == 0
+    shifted = logits.copy()
+    for half in (halves, ~halves):
+        other = ~half
+        if other.sum() < 2:
+            continue
+        # The shared slope stays; only the offset moves.
+        shifted[half] = logits[half] + _offset_only(logits[other], labels[other])
+    return 1.0 / (1.0 + np.exp(-shifted))
+
+
+def _offset_only(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The shift d maximising the likelihood of sigmoid(logit + d) (soft labels allowed)."""
+    from scipy.optimize import minimize_scalar
+
+    def loss(d: float) -> float:
+        z = logits + d
+        return float(-np.sum(labels * -np.logaddexp(0.0, -z) + (1 - labels) * -np.logaddexp(0.0, z)))
+
+    return float(minimize_scalar(loss, bounds=(-10.0, 10.0), method="bounded").x)
+
+
 def _format_interval(estimate: tuple[float, float, float]) -> str:
     point, low, high = estimate
     return f"{point:.3f} [{low:.3f}, {high:.3f}]"
@@ -215,7 +246,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap rounds for the intervals")
     parser.add_argument(
-        "--folds", type=int, default=CALIBRATION_FOLDS, help="folds for each fit's out-of-fold calibration"
+        "--folds",
+        type=int,
+        default=CALIBRATION_FOLDS,
+        help="0 or 1: skip each fit's calibration (held-out sources are calibrated leave-one-source-out)",
     )
     parser.add_argument(
         "--price-ratio", type=float, default=DEFAULT_PRICE_RATIO, help="strong:weak price per call"
@@ -238,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     product_holdout = np.array([p.source == PRODUCT_SOURCE and is_product_holdout(p.id) for p in prompts])
 
     baselines: dict[str, np.ndarray] = {}
-    for version in ("complexity-v1", None):
+    for version in shipped_versions():
         scorer = ComplexityScorer.for_version(version)
         baselines[f"shipped {scorer.version}"] = np.array(
             [scorer.score(p.messages, p.tools) for p in prompts]
@@ -259,10 +293,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def fit_on(train_mask: np.ndarray, test_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         chosen = train_mask & shippable
-        fit = train_terms(
+        fit = train_invariant(
             [prompts[i] for i in np.flatnonzero(chosen)],
             features=features.subset(chosen),
-            calibration_folds=args.folds,
+            calibrate=args.folds > 1,
         )
         held_out = features.subset(test_mask)
         return fit.logits(held_out), fit.probabilities(held_out)
@@ -344,6 +378,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         "ECE per source: "
         + ", ".join(f"{source}={value:.3f}" for source, value in ece_by_source.items())
         + f"; mean over sources={macro_ece:.3f}"
+    )
+    offset_ece = {
+        source: expected_calibration_error(
+            with_own_offset(
+                held_out_probability[scored & (sources == source)], needed[scored & (sources == source)]
+            ),
+            needed[scored & (sources == source)],
+        )
+        for source in ece_by_source
+    }
+    print(
+        "ECE per source after a per-source offset (cross-fitted on the other half; what a feature's own "
+        "outcomes add): "
+        + ", ".join(f"{source}={value:.3f}" for source, value in offset_ece.items())
+        + (f"; mean over sources={float(np.mean(list(offset_ece.values()))):.3f}" if offset_ece else "")
     )
 
     p99_us = float("nan")

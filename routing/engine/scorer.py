@@ -30,7 +30,7 @@ from routing.engine.signals import (
 )
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS_FILE = "complexity-v2.json"
+DEFAULT_WEIGHTS_FILE = "complexity-v3.json"
 WEIGHTS_FORMAT = "complexity-logistic/1"
 TERMS_FORMAT = "complexity-terms/2"
 _VERSION_NAME = re.compile(r"^complexity-v[0-9]{1,4}$")
@@ -40,6 +40,11 @@ def shipped_versions() -> tuple[str, ...]:
     """Weights versions shipped with this code (file stems in weights/), oldest first."""
     stems = (path.stem for path in WEIGHTS_DIR.glob("complexity-v*.json"))
     return tuple(sorted((stem for stem in stems if _VERSION_NAME.match(stem)), key=lambda v: int(v[12:])))
+
+
+def default_version() -> str:
+    """The version ComplexityScorer.default() loads."""
+    return DEFAULT_WEIGHTS_FILE.removesuffix(".json")
 
 
 def _sigmoid(z: float) -> float:

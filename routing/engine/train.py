@@ -360,9 +360,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="fit weights format 2 (task types, ask terms, calibration); drops evaluate-only sources "
         "and the product holdout",
     )
+    parser.add_argument(
+        "--invariant",
+        action="store_true",
+        help="fit the complexity-v3 recipe (per-source fits, signals whose sign every source agrees on, "
+        "calibrated on leave-one-source-out logits); drops evaluate-only sources and the product holdout",
+    )
     args = parser.parse_args(argv)
 
     prompts = [prompt for path in args.data for prompt in load_labeled_prompts(path)]
+    if args.invariant:
+        _main_invariant(prompts, args)
+        return
     if args.terms:
         _main_terms(prompts, args)
         return
@@ -395,6 +404,34 @@ def _main_terms(prompts: list[LabeledPrompt], args: argparse.Namespace) -> None:
     print(f"calibration slope {fit.slope:+.3f} offset {fit.offset:+.3f}")
     for i in np.argsort(-np.abs(fit.weights))[:15]:
         print(f"  {DENSE_NAMES[i]:<26} {fit.weights[i]:+.3f}")
+
+
+def _main_invariant(prompts: list[LabeledPrompt], args: argparse.Namespace) -> None:
+    chosen = shippable_training_prompts(prompts)
+    features = prompt_features(chosen)
+    fit = train_invariant(chosen, features=features)
+    _, per_source = invariant_weights(features, chosen)
+    sources = sorted({p.source for p in chosen})
+    counts = ", ".join(f"{name}={sum(p.source == name for p in chosen)}" for name in sources)
+    out = Path(args.out)
+    document = terms_weights_document(fit, version=args.version or out.stem, trained_on=counts)
+    document["recipe"] = INVARIANT_RECIPE
+    document["l2"] = INVARIANT_L2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    kept = int(np.count_nonzero(fit.weights))
+    print(
+        f"wrote {out} ({len(chosen)} of {len(prompts)} prompts: {counts}; {kept} of {len(DENSE_NAMES)} signals kept)"
+    )
+    print(f"calibration slope {fit.slope:+.3f} offset {fit.offset:+.3f}")
+    print(f"  {'signal':<26} {'shipped':>8} " + " ".join(f"{name[:9]:>9}" for name in per_source))
+    for i in np.argsort(-np.abs(fit.weights)):
+        if fit.weights[i] == 0:
+            continue
+        print(
+            f"  {DENSE_NAMES[i]:<26} {fit.weights[i]:+8.3f} "
+            + " ".join(f"{w[i] * fit.scale[i]:+9.3f}" for w in per_source.values())
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,6 +654,179 @@ def terms_weights_document(fit: TermsFit, *, version: str, trained_on: str) -> d
         },
         "terms": {term: round(weight, 7) for term, weight in sorted(fit.terms.items())},
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# complexity-v3: signals whose effect agrees across sources ("invariant" weights), calibrated on
+# sources the ranking never saw.
+#
+# A pooled fit learns whatever separates the sources it sees; on a source it has never seen (the
+# case that matters in production) such weights can point the wrong way: word length raises the
+# score on the hand-written product prompts and lowers the chance the frontier model is needed on
+# MMLU. So each source is fitted on its own, and a signal keeps a weight only when every source
+# agrees on its sign (the mean of their weights); a signal that any source contradicts, or that
+# some source cannot measure (zero weight), is left out. Term weights are left out too: in
+# leave-one-source-out tests they did not move any held-out source.
+
+INVARIANT_L2 = 1.0
+# A source with fewer prompts than this gets no vote (its weights would be noise), unless no source has that many.
+MIN_VOTING_PROMPTS = 50
+INVARIANT_RECIPE = "invariant"
+
+
+def _source_fit_raw_weights(features: PromptFeatures, labels: np.ndarray, l2: float) -> np.ndarray:
+    """One source's dense-signal weights in raw (unstandardised) units."""
+    n = len(labels)
+    empty = PromptFeatures(features.dense, [set() for _ in range(n)])
+    fit = _fit_ranking(
+        empty,
+        labels,
+        ["one"] * n,
+        np.ones(n),
+        l2=l2,
+        term_l2=DEFAULT_TERM_L2,
+        min_prompts=n + 1,
+        min_sources=2,
+    )
+    return fit.weights / fit.scale
+
+
+def invariant_weights(
+    features: PromptFeatures, prompts: Sequence[LabeledPrompt], *, l2: float = INVARIANT_L2
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Raw-unit weights kept where every voting source agrees on the sign, and each source's own weights."""
+    sources = np.array([p.source for p in prompts])
+    labels = target_labels(prompts, DEFAULT_TARGET)
+    names = sorted(set(sources))
+    voting = [name for name in names if (sources == name).sum() >= MIN_VOTING_PROMPTS] or names
+    per_source: dict[str, np.ndarray] = {}
+    for source in voting:
+        members = sources == source
+        per_source[source] = _source_fit_raw_weights(features.subset(members), labels[members], l2)
+    if not per_source:
+        raise ValueError("no labelled prompts to fit")
+    stacked = np.array(list(per_source.values()))
+    signs = np.sign(stacked)
+    agree = np.all(signs == signs[0], axis=0) & (signs[0] != 0)
+    return np.where(agree, stacked.mean(axis=0), 0.0), per_source
+
+
+def fit_grouped_calibration(
+    logits: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, groups: Sequence[str]
+) -> tuple[float, float]:
+    """Platt scaling with one slope and an offset per source; the shipped offset is their mean.
+
+    Sources differ in how often the frontier model is needed at all (base rate), and a pooled
+    fit would learn those differences instead of how the score moves the chance within a
+    source: across sources a longer prompt can even mean a lower chance. The shared slope is the
+    within-source relation; the mean offset is the middle of the sources' base rates, and a
+    feature's own offset comes from its outcomes.
+    """
+    names, group_of_row = np.unique(np.array(list(groups)), return_inverse=True)
+    k = len(names)
+    total = sample_weight.sum()
+
+    def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
+        z = params[0] * logits + params[1:][group_of_row]
+        log_p = -np.logaddexp(0.0, -z)
+        log_not_p = -np.logaddexp(0.0, z)
+        loss = -np.sum(sample_weight * (labels * log_p + (1 - labels) * log_not_p)) / total
+        residual = sample_weight * (np.exp(log_p) - labels) / total
+        return loss, np.concatenate([[residual @ logits], np.bincount(group_of_row, residual, k)])
+
+    result = minimize(loss_and_gradient, np.concatenate([[1.0], np.zeros(k)]), jac=True, method="L-BFGS-B")
+    return float(result.x[0]), float(result.x[1:].mean())
+
+
+TASK_LAYER_L2 = 0.1
+
+
+def task_layer(
+    features: PromptFeatures, prompts: Sequence[LabeledPrompt], raw: np.ndarray, *, l2: float = TASK_LAYER_L2
+) -> tuple[np.ndarray, float]:
+    """The task-type layer on top of the invariant weights: raw-unit weights and intercept of the whole logit.
+
+    The invariant weights are mostly about how much an ask says; whether it is a transform,
+    extraction or classification task (routine) or a reasoning, design, debugging or proof task is
+    what the hand-labelled product prompts teach. One joint fit over every source (each source
+    weighted equally, its own intercept) scales the invariant logit and gives each task-type signal
+    a weight, with an L2 penalty towards zero; the benchmarks, where these signals rarely fire,
+    keep them from moving the benchmark ranking much.
+    """
+    base = features.dense @ raw
+    spread = float(base.std()) or 1.0
+    base = base / spread
+    columns = [DENSE_NAMES.index(name) for name in TASK_SIGNAL_NAMES]
+    task = features.dense[:, columns]
+    sources = [p.source for p in prompts]
+    labels = target_labels(prompts, DEFAULT_TARGET)
+    weights = source_balanced_weights(sources, {})
+    names, group = np.unique(np.array(sources), return_inverse=True)
+    k, m = len(names), task.shape[1]
+    total = weights.sum()
+
+    def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
+        scale, v, b = params[0], params[1 : 1 + m], params[1 + m :]
+        z = scale * base + task @ v + b[group]
+        log_p = -np.logaddexp(0.0, -z)
+        log_not_p = -np.logaddexp(0.0, z)
+        loss = -np.sum(weights * (labels * log_p + (1 - labels) * log_not_p)) / total
+        residual = weights * (np.exp(log_p) - labels) / total
+        gradient = np.concatenate(
+            [[residual @ base], task.T @ residual + l2 * v, np.bincount(group, residual, k)]
+        )
+        return loss + 0.5 * l2 * float(v @ v), gradient
+
+    start = np.concatenate([[1.0], np.zeros(m + k)])
+    result = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B", options={"maxiter": 2000})
+    combined = result.x[0] * raw / spread
+    combined[columns] += result.x[1 : 1 + m]
+    return combined, float(result.x[1 + m :].mean())
+
+
+def invariant_logit_weights(
+    features: PromptFeatures, prompts: Sequence[LabeledPrompt], *, l2: float = INVARIANT_L2
+) -> tuple[np.ndarray, float]:
+    """Both stages: raw-unit weights and intercept, so the logit is dense @ weights + intercept."""
+    raw, _ = invariant_weights(features, prompts, l2=l2)
+    return task_layer(features, prompts, raw)
+
+
+def train_invariant(
+    prompts: Sequence[LabeledPrompt],
+    *,
+    features: PromptFeatures | None = None,
+    l2: float = INVARIANT_L2,
+    calibrate: bool = True,
+) -> TermsFit:
+    """The complexity-v3 recipe: sign-agreeing per-source weights and a task-type layer, then a
+    calibration fitted on leave-one-source-out logits (each source scored by weights fitted
+    without it), every source weighted equally, so the probability scale is the one an unseen
+    source gets."""
+    features = prompt_features(prompts) if features is None else features
+    raw, intercept = invariant_logit_weights(features, prompts, l2=l2)
+    dense = features.dense
+    mean = dense.mean(axis=0)
+    scale = dense.std(axis=0)
+    scale = np.where(scale < 1e-9, 1.0, scale)
+    # Stored in the format-2 layout: ((x - mean) / scale) @ (raw * scale) + (mean @ raw + b) == x @ raw + b.
+    fit = TermsFit(mean, scale, raw * scale, {}, float(mean @ raw) + intercept)
+    sources = np.array([p.source for p in prompts])
+    names = sorted(set(sources))
+    if not calibrate or len(names) < 2:
+        return fit
+    out_of_source = np.zeros(len(prompts))
+    for source in names:
+        inside = sources != source
+        held_raw, held_intercept = invariant_logit_weights(
+            features.subset(inside), [prompts[i] for i in np.flatnonzero(inside)], l2=l2
+        )
+        out_of_source[~inside] = dense[~inside] @ held_raw + held_intercept
+    weights = source_balanced_weights(list(sources), {})
+    slope, offset = fit_grouped_calibration(
+        out_of_source, frontier_needed_labels(prompts), weights, list(sources)
+    )
+    return TermsFit(fit.mean, fit.scale, fit.weights, {}, fit.intercept, slope, offset)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from routing import services
@@ -232,3 +233,24 @@ def test_the_breaker_is_compiled_from_the_default_policy_with_its_defaults(featu
     with pytest.raises(ValidationError) as refused:
         services.policy_update(actor=None, policy=default, breaker_max_cool_off_s=Decimal("1"))
     assert "at least the first cool-off" in str(refused.value)
+
+
+def test_the_bundle_pins_the_scorer_the_default_policy_thresholds_are_for(feature):
+    from routing.engine.scorer import default_version
+
+    make_routing()
+    default = RoutingPolicy.objects.get(feature__isnull=True)
+    # A default policy made now is on the shipped default scorer's scale, and the bundle says so.
+    assert default.scorer_weights == default_version() == "complexity-v3"
+    document = compile_bundle(version="v1").document
+    assert document["scorer_weights"] == "complexity-v3"
+    assert EngineBundle.from_json(document).scorer_weights == "complexity-v3"
+    # A policy whose thresholds were set on v1's scale keeps proxies on v1.
+    services.policy_update(actor=None, policy=default, scorer_weights="complexity-v1")
+    pinned = compile_bundle(version="v2")
+    assert pinned.errors == [] and EngineBundle.from_json(pinned.document).scorer_weights == "complexity-v1"
+    # An override cannot choose another scorer: there is one scorer for every feature.
+    services.policy_create(actor=None, feature=feature, threshold=Decimal("0.3"))
+    assert compile_bundle(version="v3").document["scorer_weights"] == "complexity-v1"
+    with pytest.raises(ValidationError, match="not a shipped scorer weights version"):
+        services.policy_update(actor=None, policy=default, scorer_weights="complexity-v99")

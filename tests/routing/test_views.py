@@ -429,3 +429,16 @@ def test_users_without_membership_get_404_on_routing_and_fleet(client, users):
     client = _login(client, users["nobody"])
     assert client.get(reverse("routing")).status_code == 404
     assert client.get(reverse("fleet")).status_code == 404
+
+
+def test_only_the_default_policy_form_chooses_the_scorer_weights(client, users, routing):
+    logged_in = _login(client, users["mlops"])
+    default_page = logged_in.get(reverse("routing-policy", args=[routing["default"].code]), **HTMX)
+    assert default_page.status_code == 200
+    html = default_page.content.decode()
+    assert 'name="scorer_weights"' in html
+    for version in ("complexity-v1", "complexity-v2", "complexity-v3"):
+        assert f'<option value="{version}"' in html
+    assert "retune the thresholds" in html
+    override_page = logged_in.get(reverse("routing-policy", args=[routing["override"].code]), **HTMX)
+    assert override_page.status_code == 200 and 'name="scorer_weights"' not in override_page.content.decode()

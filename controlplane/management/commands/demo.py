@@ -339,9 +339,11 @@ class Command(BaseCommand):
                 feature=None,
                 small_deployment=small,
                 frontier_deployment=frontier,
-                # the bundled scorer puts 11 of 12 routine prompts below 0.56 and 7 of 10 complex ones at or
-                # above it: ~73 % of the demo's 70/30 traffic goes to the small model (0.6 sent ~97 %)
-                threshold=Decimal("0.560"),
+                # on complexity-v3's scale (the default for new policies) every routine demo prompt scores
+                # below 0.268 and 9 of 10 complex ones at or above it: ~73 % of the demo's 70/30 traffic goes
+                # to the small model (0.26 sent one routine prompt to the frontier, 0.28 two complex ones to
+                # the small model)
+                threshold=Decimal("0.268"),
                 slm_timeout_ms=2000,
             )
 

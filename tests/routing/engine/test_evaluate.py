@@ -84,6 +84,7 @@ def test_evaluate_runs_end_to_end(tmp_path, capsys):
     output = capsys.readouterr().out
     assert "Leave one source out" in output
     assert "ECE per source: alpha=" in output
+    assert "ECE per source after a per-source offset" in output
     last = output.strip().splitlines()[-1]
     assert last.startswith("apgr_min_source=") and " product_auc=nan p99_us=nan " in last
     assert "test on alpha, train on beta" in output
@@ -192,3 +193,16 @@ def test_calibration_recovers_a_known_slope_and_offset():
     labels = (rng.random(50_000) < 1 / (1 + np.exp(-(0.5 * logits - 1.0)))).astype(float)
     slope, offset = fit_calibration(logits, labels, np.ones(50_000))
     assert abs(slope - 0.5) < 0.05 and abs(offset + 1.0) < 0.05
+
+
+def test_a_per_source_offset_fixes_a_base_rate_the_shared_scale_misses():
+    from routing.engine.evaluate import expected_calibration_error, with_own_offset
+
+    rng = np.random.default_rng(8)
+    # Within the source the ranking is right, but the frontier is needed twice as often as predicted.
+    predicted = rng.uniform(0.1, 0.4, 20_000)
+    observed = (rng.random(20_000) < 1 / (1 + np.exp(-(np.log(predicted / (1 - predicted)) + 1.2)))).astype(
+        float
+    )
+    assert expected_calibration_error(predicted, observed) > 0.15
+    assert expected_calibration_error(with_own_offset(predicted, observed), observed) < 0.02

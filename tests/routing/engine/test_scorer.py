@@ -177,6 +177,13 @@ def test_explain_lists_every_signal_with_its_contribution():
     explanation = SCORER.explain(_ask("Prove that sqrt(2) is irrational."))
     assert explanation["weights_version"] == SCORER.version
     assert {entry["name"] for entry in explanation["signals"]} == set(SIGNAL_NAMES) | set(TASK_SIGNAL_NAMES)
+    contributions = [abs(entry["contribution"]) for entry in explanation["signals"]]
+    assert contributions == sorted(contributions, reverse=True)
+    assert explanation["terms"] == [], "complexity-v3 weighs no ask terms"
+    # complexity-v2 weighs ask terms: its explanation lists the matched ones with their contributions.
+    explanation = ComplexityScorer.for_version("complexity-v2").explain(
+        _ask("Prove that sqrt(2) is irrational.")
+    )
     assert explanation["terms"], "the matched ask terms and their contributions are listed"
     contributions = [abs(entry["contribution"]) for entry in explanation["signals"]]
     assert contributions == sorted(contributions, reverse=True)
@@ -184,11 +191,14 @@ def test_explain_lists_every_signal_with_its_contribution():
 
 def test_shipped_weights_file_is_versioned_and_loaded_once():
     document = json.loads((WEIGHTS_DIR / DEFAULT_WEIGHTS_FILE).read_text())
-    # complexity-v2 is the default: format 2 adds task-type signals, ask terms and a calibration.
-    assert document["format"] == TERMS_FORMAT
-    assert document["version"] == DEFAULT_WEIGHTS_FILE.removesuffix(".json") == "complexity-v2"
+    # complexity-v3 is the default: format 2 (task-type signals and a calibration), fitted by the
+    # invariant recipe, which keeps no ask terms and only the signals every source agrees on.
+    assert document["format"] == TERMS_FORMAT and document["recipe"] == "invariant"
+    assert document["version"] == DEFAULT_WEIGHTS_FILE.removesuffix(".json") == "complexity-v3"
     assert set(document["signals"]) == set(SIGNAL_NAMES) | set(TASK_SIGNAL_NAMES)
-    assert document["terms"] and set(document["calibration"]) >= {"slope", "offset"}
+    assert document["terms"] == {} and set(document["calibration"]) >= {"slope", "offset"}
+    kept = [name for name, entry in document["signals"].items() if entry["weight"] != 0]
+    assert 5 < len(kept) < len(document["signals"])
     assert ComplexityScorer.default() is ComplexityScorer.default()
     assert ComplexityScorer.default().version == document["version"]
 
@@ -229,14 +239,14 @@ def test_bench_keeps_each_request_fastest_timing():
 
 
 def test_old_weights_stay_loadable_and_unknown_versions_are_refused():
-    assert shipped_versions()[:2] == ("complexity-v1", "complexity-v2")
+    assert shipped_versions()[:3] == ("complexity-v1", "complexity-v2", "complexity-v3")
     v1 = ComplexityScorer.for_version("complexity-v1")
     assert v1.version == "complexity-v1" and v1.format == WEIGHTS_FORMAT
     assert ComplexityScorer.for_version(None) is ComplexityScorer.default()
     # v1 scores exactly as its file says: the format-1 path reads the format-1 signals only.
     document = json.loads((WEIGHTS_DIR / "complexity-v1.json").read_text())
     assert ComplexityScorer.from_dict(document).score(_ask("Prove it.")) == v1.score(_ask("Prove it."))
-    with pytest.raises(ValueError, match="complexity-v1, complexity-v2"):
+    with pytest.raises(ValueError, match="complexity-v1, complexity-v2, complexity-v3"):
         ComplexityScorer.for_version("complexity-v99")
 
 
