@@ -185,7 +185,10 @@ def spend_batch_parse(*, body: bytes) -> ParsedBatch:
     try:
         raw: Any = _loads(body)
     except ValueError as exc:
-        raise IngestRejected.one(400, "body", f"is not valid JSON: {exc}") from None
+        try:  # NaN/Infinity (Python's json writes them): the record holding one is refused, not the batch
+            raw = json.loads(body)
+        except ValueError:
+            raise IngestRejected.one(400, "body", f"is not valid JSON: {exc}") from None
     items = raw.get("records") if isinstance(raw, dict) else None
     if isinstance(items, list) and len(items) > limits["max_records"]:
         raise IngestRejected.one(

@@ -248,3 +248,18 @@ def test_an_attempt_longer_than_a_day_is_refused_naming_end_time(client, proxy, 
         }
     ]
     assert not SpendEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_record_with_nan_or_infinity_is_refused_alone(client, feature):
+    """Python's json writes NaN/Infinity; orjson refuses them: the record holding one goes, not its batch."""
+    issue_key(feature)
+    ProxyFactory(token=PROXY_TOKEN, name="proxy-nan")
+    good = make_record().to_json()
+    bad = dict(make_record().to_json(), score=float("inf"), confidence=float("nan"))
+    response = post_batch(client, [good, bad])
+    assert response.status_code == 200, response.content[:300]
+    body = response.json()
+    assert body["accepted"] == 1
+    assert {e["index"] for e in body["rejected"]} == {1}
+    assert {e["field"] for e in body["rejected"]} == {"score", "confidence"}
