@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -22,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from routing.proxy.control_plane import ControlPlaneClient, encode_batch_from_bodies
-from routing.proxy.spool import SpendSpool
+from routing.proxy.spool import SpendSpool, holder_name
 
 log = logging.getLogger("finops.shipper")
 
@@ -63,7 +62,7 @@ class SpendShipper:
         self._publish = publish
         self._next_publish_at = 0.0
         self.enqueued = 0  # records this worker put on its queue since it started
-        self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this worker, for the shipping lease
+        self.holder = holder_name(uuid.uuid4().hex[:8])  # this worker, for the shipping lease
         self.is_shipping = False  # holds the spool's shipping lease
 
     # -- request path ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ do not send the same batches again.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -59,6 +60,38 @@ END;
 """
 SHIPPER_LEASE = "shipper"
 WORKER_FORGOTTEN_S = 3600.0  # reports of workers gone this long are deleted
+
+
+def process_start(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, from /proc), or "" where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def holder_name(nonce: str) -> str:
+    """A lease holder's name: its pid and start time (a reused pid is told apart), then a nonce."""
+    pid = os.getpid()
+    return f"{pid}-{process_start(pid) or 0}-{nonce}"
+
+
+def _holder_gone(holder: str) -> bool:
+    """Has the process that holds a lease ("<pid>-<start>-<nonce>") stopped? The spool is local: same host."""
+    pid_text, _, rest = holder.partition("-")
+    if not pid_text.isdigit():
+        return False
+    started = rest.partition("-")[0]
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # running, as another user
+    now_started = process_start(int(pid_text))
+    # the pid is in use: by the holder, or by a later process that got the same pid (a container restart)
+    return bool(started and started != "0" and now_started and now_started != started)
 
 
 class SpendSpool:
@@ -182,9 +215,15 @@ class SpendSpool:
                 self._db.execute(
                     "INSERT OR IGNORE INTO leases(name, holder, until) VALUES (?, '', 0)", (SHIPPER_LEASE,)
                 )
+                current = self._db.execute(
+                    "SELECT holder FROM leases WHERE name = ?", (SHIPPER_LEASE,)
+                ).fetchone()[0]
+                # the spool is a local file, so its holder ran on this host: a holder process that is gone
+                # (a restart, a killed worker) frees the lease at once instead of after lease_s
+                lapsed_at = now + lease_s if current != holder and _holder_gone(current) else now
                 claimed = self._db.execute(
                     "UPDATE leases SET holder = ?, until = ? WHERE name = ? AND (holder = ? OR until < ?)",
-                    (holder, now + lease_s, SHIPPER_LEASE, holder, now),
+                    (holder, now + lease_s, SHIPPER_LEASE, holder, lapsed_at),
                 ).rowcount
                 self._db.execute("COMMIT")
             except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,27 @@ def test_refused_call_tallies_are_shipped_as_counter_records(tmp_path: Path) -> 
         assert spool.depth() == 0 and spool.dead_letter_count() == 0
     finally:
         double.stop()
+
+
+def test_a_lease_held_by_a_process_that_is_gone_is_taken_at_once(tmp_path: Path) -> None:
+    """A restarted proxy ships at once instead of waiting out the dead worker's lease."""
+    import subprocess
+    import sys
+
+    from routing.proxy.spool import holder_name, process_start
+
+    spool = SpendSpool(tmp_path / "s.sqlite3")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        alive = f"{child.pid}-{process_start(child.pid)}-old"
+        assert spool.claim_shipping(alive, 30.0)
+        assert not spool.claim_shipping(holder_name("new"), 30.0)  # its holder still runs: the lease holds
+    finally:
+        child.kill()
+        child.wait()
+    assert spool.claim_shipping(holder_name("new"), 30.0)  # the holder is gone: taken at once
+    # a holder that had this very pid before (a container restart reuses pids) is gone too
+    reused = f"{os.getpid()}-1-previous"
+    spool.release_shipping(holder_name("new"))
+    assert spool.claim_shipping(reused, 30.0)
+    assert spool.claim_shipping(holder_name("newer"), 30.0)
