@@ -320,11 +320,19 @@ def test_a_multi_worker_proxy_learns_per_worker_and_still_skips_a_dead_slm(
         )
         # each worker opens its own breaker after K timeouts in a row (a few more may already be in flight)
         assert tried <= workers * (BREAKER["consecutive_failures"] + 4)
-        assert (breaker["state"], breaker["workers"], breaker["workers_open"]) == ("open", workers, workers)
+        # uvicorn hands connections to workers as it likes: a worker that got fewer than K calls has not
+        # opened, so the combined view is "open" on the workers that saw the dead SLM, and skips the rest
+        assert (breaker["state"], breaker["workers"]) == ("open", workers)
+        assert 1 <= breaker["workers_open"] <= workers
+        assert breaker["workers_open"] == sum(w["state"] == "open" for w in breaker["by_worker"])
         assert len({w["pid"] for w in breaker["by_worker"]}) == workers
         assert breaker["skipped"] == sum(w["skipped"] for w in breaker["by_worker"]) == 60 - tried
         again = breaker_of(proxy.status())  # the same answer from whichever worker is asked
-        assert (again["state"], again["skipped"], again["workers_open"]) == ("open", 60 - tried, workers)
+        assert (again["state"], again["skipped"], again["workers_open"]) == (
+            "open",
+            60 - tried,
+            breaker["workers_open"],
+        )
     finally:
         proxy.stop()
         control_plane.stop()
