@@ -424,3 +424,22 @@ def test_users_without_membership_get_404_on_routing_and_fleet(client, users):
     client = _login(client, users["nobody"])
     assert client.get(reverse("routing")).status_code == 404
     assert client.get(reverse("fleet")).status_code == 404
+
+
+def test_proxies_register_by_compose_service_name_through_api_and_form(users, db):
+    """Issue 19 item 6: compose and Kubernetes name a proxy `proxy-a`, a host without a dot."""
+    from controlplane.fleet_forms import ProxyForm
+
+    created = _api(users["admin"]).post(
+        "/api/v1/fleet/proxies/", {"name": "proxy-a", "base_url": "http://proxy-a:4000"}, format="json"
+    )
+    assert created.status_code == 201, created.json()
+    assert Proxy.objects.get(name="proxy-a").base_url == "http://proxy-a:4000"
+    form = ProxyForm(data={"name": "proxy-b", "base_url": "http://proxy-b:4000/", "pool": "default"})
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["base_url"] == "http://proxy-b:4000"
+    refused = _api(users["admin"]).post(
+        "/api/v1/fleet/proxies/", {"name": "proxy-c", "base_url": "proxy-c:4000"}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "proxy-a:4000" in refused.json()["base_url"][0]  # the message shows a URL that works
