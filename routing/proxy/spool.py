@@ -3,7 +3,9 @@
 Records wait here until the control plane acknowledges them with a 2xx. A batch the control
 plane rejects as malformed (400) moves to `dead_letters` so it is never retried forever. The
 spool is bounded: when full, `drop_oldest` deletes the oldest waiting records to admit new ones,
-`drop_newest` refuses new ones; either way the count is kept in `dropped` and reported.
+`drop_newest` refuses new ones; either way the count is kept in `dropped` and reported. When the disk
+itself is full, SQLite refuses the write: those records are lost too, counted in `dropped` (in memory
+only, as the disk is full) and the shipper's error names the cause.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class SpendSpool:
         self.max_records = max_records
         self.full_policy = full_policy
         self._lock = threading.Lock()
+        self._lost_disk_full = 0  # records refused because the disk was full (since this process started)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
@@ -98,8 +101,13 @@ class SpendSpool:
                 if dropped:
                     self._bump("dropped", dropped)
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                # SQLite has already rolled back after SQLITE_FULL: a second ROLLBACK would raise "no
+                # transaction is active" and hide the cause ("database or disk is full") from the heartbeat
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    self._lost_disk_full += len(rows)  # not on disk (it is full): counted in memory
                 raise
             self._depth += admitted
             return admitted
@@ -145,7 +153,7 @@ class SpendSpool:
     def dropped(self) -> int:
         with self._lock:
             row = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
-            return int(row[0]) if row else 0
+            return (int(row[0]) if row else 0) + self._lost_disk_full
 
     def close(self) -> None:
         with self._lock:
