@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--workers", type=int, default=2, help="--num_workers of each LiteLLM proxy")
+    parser.add_argument("--workers", type=int, default=1, help="--num_workers of each LiteLLM proxy")
     parser.add_argument("--timeout", type=float, default=30.0, help="client timeout per request (s)")
     args = parser.parse_args()
 
@@ -79,8 +79,13 @@ def main() -> None:
                     workers=args.workers,
                 )
             )
-        for proxy in proxies:
-            proxy.start(timeout_s=240)
+        starters = [threading.Thread(target=proxy.start, kwargs={"timeout_s": 300}) for proxy in proxies]
+        for thread in starters:
+            thread.start()
+        for thread in starters:
+            thread.join()
+        if not all(proxy.process is not None and proxy.process.poll() is None for proxy in proxies):
+            raise SystemExit("a proxy did not start: see proxy-*/ logs in " + str(workdir))
         print(
             f"saturate: {args.clients} clients x {args.seconds:g} s through {len(proxies)} proxies "
             f"({args.workers} workers each), load average before {os.getloadavg()[0]:.2f}",
