@@ -349,15 +349,29 @@ def budgets_publish_if_changed(*, now: datetime) -> str | None:
         parts += [f"{t}/{f} back within budget" for t, f, a in sorted(published - wanted)]
         note = "budget state change: " + ", ".join(parts)
         try:
-            bundle = routing_services.bundle_publish(actor=None, note=note)
+            # only the budget states change: staged edits wait for a publisher, rolled-back pools stay put
+            shipped = routing_services.bundle_publish_patch(actor=None, patch=_set_budget_states, note=note)
         except routing_services.BundleRejected as exc:
             log.error("budget state change not published, the bundle is invalid: %s", exc)
             return None
-        except ValidationError as exc:  # a rollout still running, or nothing changed: the next minute retries
+        except ValidationError as exc:  # a rollout still running: the next minute retries
             log.info("budget state change not published now (retried next evaluation): %s", exc)
             return None
-    log.info("published %s: %s", bundle.version, note)
-    return bundle.version
+    if not shipped:
+        return None
+    log.info("published %s: %s", ", ".join(b.version for b in shipped), note)
+    return shipped[-1].version
+
+
+def _set_budget_states(doc: dict[str, Any]) -> str:
+    """Patch for an automatic publish: the bundle's budgets become the enforced states, nothing else."""
+    from routing.compiler import budget_entries
+
+    wanted = budget_entries()
+    if doc.get("budgets") == wanted:
+        return ""
+    doc["budgets"] = wanted
+    return "budget states"
 
 
 def budgets_evaluate(*, now: datetime) -> list[BudgetStatus]:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import ipaddress
 import secrets
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -99,11 +102,81 @@ def decrypt_token(ciphertext: str) -> str | None:
 
 
 def _set_token(proxy: Proxy) -> str:
+    """A new credential `<token>.<ingest secret>` (FINOPS_PROXY_TOKEN), shown once.
+
+    We keep the token's hash (lookup) and the token encrypted (pushes), and of the ingest secret only the
+    HMAC key derived from it: the secret itself never travels, so a token read off the wire, out of a
+    push or out of our database cannot sign spend."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    ingest_secret = signing.INGEST_SECRET_PREFIX + secrets.token_urlsafe(32)
     proxy.token_hash = signing.token_hash(token)
-    proxy.signing_key = signing.signing_key(token)
+    proxy.signing_key = signing.signing_key(ingest_secret)
     proxy.push_credential = encrypt_token(token)
-    return token
+    return token + signing.CREDENTIAL_SEPARATOR + ingest_secret
+
+
+def proxy_has_legacy_credential(proxy: Proxy) -> bool:
+    """True when the proxy's spend key derives from its token (issued before ingest secrets): rotate it."""
+    token = decrypt_token(proxy.push_credential)
+    return token is not None and proxy.signing_key == signing.signing_key(token)
+
+
+# --- where the token may travel --------------------------------------------------------------------
+
+
+def _host_listed(host: str, listed: list[str]) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for item in listed:
+        item = item.strip().lower()
+        if address is not None and "/" in item:
+            try:
+                if address in ipaddress.ip_network(item, strict=False):
+                    return True
+            except ValueError:
+                continue
+        elif host == item:
+            return True
+    return False
+
+
+def proxy_base_url_problem(url: str) -> str | None:
+    """Why the control plane must not send a proxy token to `url`, or None when it may.
+
+    Pushes carry the proxy token, so plain http:// is for loopback, hosts listed in FINOPS_HTTP_PROXY_HOSTS
+    (a compose network's service names) or FINOPS_ALLOW_HTTP_PROXIES=true only."""
+    parts = urlsplit(str(url or "").strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        return "Enter the proxy's address as https://host:port (or http:// on a network you trust)."
+    if scheme == "https":
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    if getattr(settings, "FINOPS_ALLOW_HTTP_PROXIES", False):
+        return None
+    if _host_listed(host, list(getattr(settings, "FINOPS_HTTP_PROXY_HOSTS", []) or [])):
+        return None
+    return (
+        f"Plain http:// would send the proxy token to {host} unencrypted: use https://{parts.netloc}, "
+        f"or, on a private network you trust (e.g. a compose network), add {host} to the control plane's "
+        "FINOPS_HTTP_PROXY_HOSTS setting (comma-separated host names, IPs or CIDRs) or set "
+        "FINOPS_ALLOW_HTTP_PROXIES=true."
+    )
+
+
+def _check_base_url(values: dict[str, Any]) -> None:
+    if "base_url" in values:
+        problem = proxy_base_url_problem(values["base_url"])
+        if problem:
+            raise ValidationError({"base_url": problem})
 
 
 # --- services ------------------------------------------------------------------------------------
@@ -112,6 +185,7 @@ def _set_token(proxy: Proxy) -> str:
 @transaction.atomic
 def proxy_create(*, actor: Any, **values: Any) -> tuple[Proxy, str]:
     """Register a proxy; returns it and its token (shown once, stored only hashed and encrypted)."""
+    _check_base_url(values)
     proxy = Proxy()
     token = _set_token(proxy)
     _apply(proxy, values)
@@ -121,6 +195,8 @@ def proxy_create(*, actor: Any, **values: Any) -> tuple[Proxy, str]:
 
 @transaction.atomic
 def proxy_update(*, actor: Any, proxy: Proxy, **values: Any) -> Proxy:
+    if values.get("base_url", proxy.base_url) != proxy.base_url:
+        _check_base_url(values)
     before = stored_snapshot(proxy, PROXY_FIELDS)
     _apply(proxy, values)
     after = snapshot(proxy, PROXY_FIELDS)
@@ -138,6 +214,7 @@ def proxy_rotate_token(*, actor: Any, proxy: Proxy) -> str:
 
 
 def proxy_by_token(token: str) -> Proxy | None:
+    """The proxy whose bearer token this is (never the whole credential: its secret half must not travel)."""
     if not token:
         return None
     return (
@@ -154,7 +231,8 @@ REPORT_FIELDS = (
     "errors",
     "restart_required",
     "plugin_version",
-    "breakers",  # of the worker that sent this heartbeat (each proxy worker keeps its own)
+    "breakers",  # over all the proxy's workers (each keeps its own breaker; `by_worker` is not kept)
+    "workers",
     "pid",
 )
 

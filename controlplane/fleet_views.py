@@ -99,7 +99,13 @@ def proxy_detail(request: HttpRequest, code: str) -> HttpResponse:
             request, "controlplane/fleet_proxy_form.html", {"form": form, "proxy": proxy}, status=422
         )
     row = next(r for r in selectors.fleet_rows() if r.proxy.pk == proxy.pk)
-    context = {"row": row, "proxy": proxy, "form": form, "may_manage": can(request.user, Action.MANAGE_FLEET)}
+    context = {
+        "row": row,
+        "proxy": proxy,
+        "form": form,
+        "may_manage": can(request.user, Action.MANAGE_FLEET),
+        "legacy_credential": fleet_services.proxy_has_legacy_credential(proxy),
+    }
     return render(request, "controlplane/fleet_proxy.html", context)
 
 
@@ -122,6 +128,7 @@ def rollout_detail(request: HttpRequest, code: str) -> HttpResponse:
         "rollout": rollout,
         "targets": rollout.targets.select_related("proxy"),
         "progress": selectors.rollout_progress(rollout),
+        "may_read_bundles": can(request.user, Action.VIEW_FLEET),
     }
     if request.htmx:
         return render(request, "controlplane/fleet_rollout_live.html", context)

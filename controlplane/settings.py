@@ -299,6 +299,12 @@ FLEET_PUSH_BACKOFF_S = env_float("FLEET_PUSH_BACKOFF_S", 0.5)
 # Reverse proxies in front of us (IPs or CIDRs): only their X-Forwarded-For is believed (login throttle).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 
+# Proxy base URLs: the control plane sends the proxy token there, so plain http:// only to loopback, to the
+# hosts (names, IPs or CIDRs) in FINOPS_HTTP_PROXY_HOSTS (e.g. compose names: proxy-a,proxy-b), or anywhere
+# with FINOPS_ALLOW_HTTP_PROXIES=true (a private network you trust); https:// always (docs/security.md).
+FINOPS_HTTP_PROXY_HOSTS = env_list("FINOPS_HTTP_PROXY_HOSTS", [])
+FINOPS_ALLOW_HTTP_PROXIES = env_bool("FINOPS_ALLOW_HTTP_PROXIES", False)
+
 # Alert webhooks: never to link-local/private/metadata addresses; loopback only where a test or DEBUG says so.
 WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", DEBUG or TESTING)
 

@@ -188,6 +188,19 @@ def _provided(setting: str, given: list[dict[str, Any]] | None) -> list[dict[str
     return list(provider() or [])
 
 
+def budget_entries(given: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The bundle's `budgets` section as the provider states it now (deterministic order)."""
+    return sorted(
+        _provided("ROUTING_BUDGET_STATES_PROVIDER", given),
+        key=lambda b: (str(b.get("team")), str(b.get("feature"))),
+    )
+
+
+def experiment_entries(given: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The bundle's `experiments` section: the running experiments, by id."""
+    return sorted(_provided("ROUTING_EXPERIMENTS_PROVIDER", given), key=lambda e: str(e.get("id")))
+
+
 def _check_references(doc: dict[str, Any], errors: list[str]) -> None:
     """References the schema cannot check: budgets and experiments must name existing teams and features."""
     feature_slugs = set(Feature.objects.values_list("slug", flat=True))
@@ -322,11 +335,8 @@ def compile_document(
         ),
         key=lambda k: k["key_hash"],
     )
-    budgets = sorted(
-        _provided("ROUTING_BUDGET_STATES_PROVIDER", budget_states),
-        key=lambda b: (str(b.get("team")), str(b.get("feature"))),
-    )
-    running = sorted(_provided("ROUTING_EXPERIMENTS_PROVIDER", experiments), key=lambda e: str(e.get("id")))
+    budgets = budget_entries(budget_states)
+    running = experiment_entries(experiments)
     doc: dict[str, Any] = {
         "schema": BUNDLE_SCHEMA,
         "version": version,

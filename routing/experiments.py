@@ -241,9 +241,12 @@ def experiment_start(*, actor: Any, experiment: Experiment, publish: bool = True
 
 @transaction.atomic
 def experiment_stop(
-    *, actor: Any, experiment: Experiment, reason: str = "", publish: bool = True
+    *, actor: Any, experiment: Experiment, reason: str = "", publish: bool = True, guardrail: bool = False
 ) -> Experiment:
-    """Stop a running experiment (its feature goes back to its policy threshold) and publish (audited)."""
+    """Stop a running experiment (its feature goes back to its policy threshold) and publish (audited).
+
+    A guardrail stop (or any stop by the system, actor None) ships only the stop, on top of what the
+    fleet runs: staged edits of others never ride along with an automatic publish."""
     experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
     if experiment.status != ExperimentStatus.RUNNING:
         raise ValidationError(
@@ -263,8 +266,28 @@ def experiment_stop(
         note="stop",
     )
     if publish:
-        _publish(actor=actor, note=f"stop experiment {experiment.slug}: {experiment.stop_reason}"[:500])
+        note = f"stop experiment {experiment.slug}: {experiment.stop_reason}"[:400]
+        if guardrail or actor is None:
+            _publish_stops(actor=actor, note=note)
+        else:
+            _publish(actor=actor, note=note)
     return experiment
+
+
+def _drop_stopped_experiments(doc: dict[str, Any]) -> str:
+    """Patch for an automatic publish: remove experiments that no longer run, add nothing."""
+    running = {e["id"] for e in bundle_experiments()}
+    shipped = doc.get("experiments") or []
+    kept = [e for e in shipped if isinstance(e, dict) and e.get("id") in running]
+    if len(kept) == len(shipped):
+        return ""
+    doc["experiments"] = kept
+    return "stop " + ", ".join(sorted(str(e.get("id")) for e in shipped if e not in kept))
+
+
+def _publish_stops(*, actor: Any, note: str) -> Bundle | None:
+    shipped = routing_services.bundle_publish_patch(actor=actor, patch=_drop_stopped_experiments, note=note)
+    return shipped[-1] if shipped else None
 
 
 def _feature_policy_set_threshold(*, actor: Any, feature: Feature, threshold: Decimal) -> RoutingPolicy:
@@ -385,7 +408,7 @@ def experiment_evaluate(
         log.warning("experiment %s stopped: %s", experiment.slug, analysis["verdict"]["reason"])
         try:
             stopped = experiment_stop(
-                actor=actor, experiment=experiment, reason=str(analysis["verdict"]["reason"])
+                actor=actor, experiment=experiment, reason=str(analysis["verdict"]["reason"]), guardrail=True
             )
         except (
             ValidationError
@@ -407,17 +430,9 @@ def experiments_bundle_sync() -> Bundle | None:
 
     A guardrail stop that found a rollout still running stops the experiment without a bundle; this
     brings the fleet in line on the next run."""
-    latest = Bundle.objects.order_by("-number").first()
-    if latest is None:
-        return None
-    wanted = sorted(bundle_experiments(), key=lambda e: str(e["id"]))
-    shipped = sorted(latest.document.get("experiments") or [], key=lambda e: str(e.get("id")))
-    if wanted == shipped:
-        return None
-    if all(e in wanted for e in shipped):
-        return None  # only starts are waiting: those wait for a publisher, the system ships only stops
+    # only stops ship: a waiting start waits for a publisher, the system never adds an experiment
     try:
-        return _publish(actor=None, note="experiments changed since the last bundle")
+        return _publish_stops(actor=None, note="experiments stopped since the last bundle")
     except ValidationError as exc:
         log.warning("experiments bundle sync deferred: %s", exc)
         return None

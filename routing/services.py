@@ -18,6 +18,7 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,7 +29,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from controlplane.fleet_services import decrypt_token, fleet_setting
+from controlplane.fleet_services import decrypt_token, fleet_setting, proxy_base_url_problem
 from controlplane.models import AuditAction, Feature, Proxy
 from controlplane.permissions import Action, can
 from controlplane.services import audit_record, audited_create, audited_update, snapshot
@@ -220,49 +221,102 @@ def _unshipped_revocations(document: dict[str, Any]) -> set[str]:
     }
 
 
-@transaction.atomic
-def bundle_publish_revocations(*, actor: Any, note: str = "") -> Bundle | None:
-    """Publish the latest bundle again with every revoked key flagged, and nothing else changed.
-
-    Revocation only narrows access, so it needs no publish right and ships none of the staged edits
-    that a full publish would. None when the latest bundle already refuses every revoked key."""
-    latest = Bundle.objects.select_for_update().order_by("-number").first()
-    if latest is None:
-        return None  # nothing published yet: the first publish carries the revocation
-    hashes = _unshipped_revocations(latest.document)
-    if not hashes:
-        return None
-    doc = {k: v for k, v in json.loads(json.dumps(latest.document)).items() if k != "content_hash"}
+def _revoke_in(doc: dict[str, Any]) -> str:
+    hashes = _unshipped_revocations(doc)
     for entry in doc.get("keys", []):
         if entry["key_hash"] in hashes:
             entry["revoked"] = True
-    number = latest.number + 1
-    doc["version"] = f"v{number}"
-    doc["created_at"] = timezone.now().isoformat(timespec="seconds")
-    doc["content_hash"] = content_hash(doc)
-    errors = validate_bundle(doc)
-    if errors:
-        raise BundleRejected(errors)
-    note = note or f"revoke {len(hashes)} feature key(s) (revocation only, based on {latest.version})"
-    bundle = Bundle.objects.create(
-        number=number,
-        version=doc["version"],
-        content_hash=doc["content_hash"],
-        source_hash=compiler_source_hash(doc),
-        document=doc,
-        config_yaml=latest.config_yaml,
-        note=note,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    return f"revoke {len(hashes)} feature key(s) (revocation only)" if hashes else ""
+
+
+def _fleet_bases() -> dict[int | None, tuple[Bundle | None, list[str]]]:
+    """What each pool runs now, grouped: {base bundle id: (base bundle, pools)}.
+
+    A pool that was rolled back runs an older bundle than the latest; an automatic change is applied to
+    what each pool runs, so it never carries that pool forward. Pools no rollout reached yet get the latest."""
+    latest = Bundle.objects.order_by("-number").first()
+    pools = sorted(set(Proxy.objects.filter(is_active=True).values_list("pool", flat=True)))
+    groups: dict[int | None, tuple[Bundle | None, list[str]]] = {}
+    for pool in pools or [""]:
+        base = pool_current_bundle(pool) or latest
+        key = base.pk if base is not None else None
+        groups.setdefault(key, (base, []))[1].append(pool)
+    return groups
+
+
+@transaction.atomic
+def bundle_publish_patch(
+    *, actor: Any, patch: Callable[[dict[str, Any]], str], note: str = "", rollout: bool = True
+) -> list[Bundle]:
+    """Publish an automatic change on top of what the fleet already runs, and nothing else.
+
+    `patch` edits a copy of a published document in place and returns what it did ("" for nothing).
+    Staged edits never ship with it (they wait for someone with the publish right), and each pool gets
+    its own base: a pool rolled back to v3 gets v3 plus the change, not the latest bundle. Needs no
+    publish right: an automatic change only applies state the system owns (revocations, budget states,
+    guardrail stops). Returns the bundles rolled out (none when no pool needed the change)."""
+    Bundle.objects.select_for_update().order_by("-number").first()  # one publisher at a time
+    groups = _fleet_bases()
+    shipped: list[Bundle] = []
+    single = len(groups) == 1
+    for base, pools in groups.values():
+        if base is None:
+            continue  # nothing published yet: the first publish carries the change
+        doc = {k: v for k, v in json.loads(json.dumps(base.document)).items() if k != "content_hash"}
+        did = patch(doc)
+        if not did:
+            continue
+        wanted = compiler_source_hash(doc)
+        bundle = (
+            Bundle.objects.filter(source_hash=wanted, number__gt=base.number).order_by("-number").first()
+        )  # made before (its rollout failed or was blocked): roll that one out again instead of a twin
+        if bundle is None:
+            number = (Bundle.objects.aggregate(n=Max("number"))["n"] or 0) + 1
+            doc["version"] = f"v{number}"
+            doc["created_at"] = timezone.now().isoformat(timespec="seconds")
+            doc["content_hash"] = content_hash(doc)
+            errors = validate_bundle(doc)
+            if errors:
+                raise BundleRejected(errors)
+            text = (note or did)[:500]
+            bundle = Bundle.objects.create(
+                number=number,
+                version=doc["version"],
+                content_hash=doc["content_hash"],
+                source_hash=wanted,
+                document=doc,
+                config_yaml=base.config_yaml,
+                note=text,
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+            audit_record(
+                actor=actor,
+                action=AuditAction.PUBLISH,
+                obj=bundle,
+                after={
+                    "version": bundle.version,
+                    "content_hash": bundle.content_hash,
+                    "based_on": base.version,
+                },
+                note=text,
+            )
+        if rollout:
+            for pool in [""] if single else pools:
+                rollout_start(actor=actor, bundle=bundle, pool=pool, note=bundle.note, audit=False)
+        shipped.append(bundle)
+    return shipped
+
+
+def bundle_publish_revocations(*, actor: Any, note: str = "") -> Bundle | None:
+    """Publish what each pool runs again with every revoked key flagged, and nothing else changed.
+
+    Revocation only narrows access, so it needs no publish right and ships none of the staged edits
+    that a full publish would; a rolled-back pool stays on its version plus the revocation. Returns the
+    newest bundle shipped, None when every pool already refuses every revoked key."""
+    shipped = bundle_publish_patch(
+        actor=actor, patch=_revoke_in, note=f"{note} (revocation only)" if note else ""
     )
-    audit_record(
-        actor=actor,
-        action=AuditAction.PUBLISH,
-        obj=bundle,
-        after={"version": bundle.version, "content_hash": bundle.content_hash, "revoked_keys": len(hashes)},
-        note=note,
-    )
-    rollout_start(actor=actor, bundle=bundle, note=note, audit=False)
-    return bundle
+    return shipped[-1] if shipped else None
 
 
 def revocations_sync() -> Bundle | None:
@@ -410,6 +464,9 @@ _OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 def _http(method: str, url: str, token: str, body: bytes | None, timeout: float) -> tuple[int, Any, str]:
+    problem = proxy_base_url_problem(url)
+    if problem:  # the one place a proxy token leaves the control plane
+        return 0, None, f"base_url: {problem}"
     request = urllib.request.Request(url, data=body, method=method)
     request.add_header("Authorization", f"Bearer {token}")
     if body is not None:
@@ -446,6 +503,9 @@ def push_bundle(
             0,
             "no usable push credential (SECRET_KEY changed?): rotate the proxy's token",
         )
+    problem = proxy_base_url_problem(base_url)
+    if problem:  # registered before the check, or the setting changed since: the token stays home
+        return PushResult(TargetStatus.REJECTED, 0, f"base_url: {problem}")
     url = base_url.rstrip("/") + PUSH_PATH
     error = ""
     for attempt in range(1, attempts + 1):

@@ -97,6 +97,7 @@ def routing_page(request: HttpRequest) -> HttpResponse:
         "may_edit_org": can(user, Action.EDIT_ROUTING),
         "may_edit_routing": can_anywhere(user, Action.EDIT_ROUTING),
         "may_publish": can(user, Action.MANAGE_FLEET),
+        "may_read_bundles": can(user, Action.VIEW_FLEET),  # bundles hold every team's slugs and budgets
         "may_keys": bool(key_features),
         "deployment_form": DeploymentForm(),
         "policy_form": PolicyForm(features=_features_qs(routing_features), default=default is None),

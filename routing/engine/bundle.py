@@ -171,6 +171,7 @@ class FeatureKey:
     expires_at: datetime | None
     revoked: bool
     features: tuple[str, ...] = ()  # other features this key may attribute calls to
+    feature_codes: tuple[tuple[str, str], ...] = ()  # (slug, public UUID) of each of those features
     team_code: str = (
         ""  # public UUIDs: spend records name team and feature by these, which renames never change
     )
@@ -656,7 +657,17 @@ def validate_bundle(doc: Any) -> list[str]:
         key = c.obj(
             raw,
             path,
-            {"key_hash", "team", "feature", "expires_at", "revoked", "features", "team_code", "feature_code"},
+            {
+                "key_hash",
+                "team",
+                "feature",
+                "expires_at",
+                "revoked",
+                "features",
+                "team_code",
+                "feature_code",
+                "feature_codes",
+            },
         )
         if key is None:
             continue
@@ -684,9 +695,30 @@ def validate_bundle(doc: Any) -> list[str]:
         extra = key.get("features", [])
         if not isinstance(extra, list):
             c.err(f"{path}.features", "must be a list of feature slugs this key may attribute calls to")
+            extra = []
         else:
             for j, slug in enumerate(extra):
                 c.slug(slug, f"{path}.features[{j}]")
+        codes = key.get("feature_codes", {})
+        if not isinstance(codes, dict):
+            c.err(f"{path}.feature_codes", "must map each of the key's extra features to its public UUID")
+        else:
+            for slug, code in codes.items():
+                if slug not in extra:
+                    c.err(f"{path}.feature_codes.{slug}", "names a feature that is not in the key's features")
+                elif not isinstance(code, str) or not _UUID.match(code):
+                    c.err(
+                        f"{path}.feature_codes.{slug}",
+                        "must be the feature's public UUID (lowercase, with dashes)",
+                    )
+            if key.get("feature_code"):  # a key with codes carries one for every feature it may charge
+                for slug in extra:
+                    if isinstance(slug, str) and slug not in codes:
+                        c.err(
+                            f"{path}.feature_codes",
+                            f"gives no code for extra feature {slug!r}: records charged to it must carry "
+                            "its UUID like the key's own feature (add it)",
+                        )
 
     if "attribution" in bundle:
         attribution = c.obj(bundle["attribution"], "$.attribution", {"header", "metadata"})
@@ -803,6 +835,7 @@ def _build(doc: dict[str, Any]) -> Bundle:
             expires_at=_moment(k.get("expires_at")),
             revoked=bool(k.get("revoked", False)),
             features=tuple(k.get("features", [])),
+            feature_codes=tuple(sorted((k.get("feature_codes") or {}).items())),
             team_code=k.get("team_code", ""),
             feature_code=k.get("feature_code", ""),
         )

@@ -1,7 +1,11 @@
 """Proxy credentials and request signing shared by the proxy plugin and the control plane.
 
-A proxy holds one secret token. The control plane stores only `token_hash(token)` (to look the
-proxy up) and `signing_key(token)` (to verify HMAC signatures); neither reveals the token.
+A proxy's credential is `<token>.<ingest secret>` (one value, FINOPS_PROXY_TOKEN). The token is the
+bearer for bundle pulls, heartbeats, pushes and ingest; it travels on every request and the control
+plane keeps it encrypted to push. The ingest secret never leaves the proxy: only HMAC signatures made
+with `signing_key(ingest secret)` do, and the control plane stores only that derived key. So a leaked
+token alone cannot forge spend. A credential without the `.` (issued before ingest secrets existed)
+signs with a key derived from the token itself until it is rotated.
 """
 
 from __future__ import annotations
@@ -24,6 +28,22 @@ SIGNATURE_SCHEME = "v1"
 def token_hash(token: str) -> str:
     """Lookup hash of a proxy or feature key token (hex SHA-256)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+CREDENTIAL_SEPARATOR = "."  # never in a token_urlsafe token
+TOKEN_PREFIX = "fpx-"
+INGEST_SECRET_PREFIX = "fps-"
+
+
+def split_credential(credential: str) -> tuple[str, str]:
+    """(bearer token, ingest secret) of a proxy credential; a legacy one-part credential is both."""
+    token, separator, secret = (credential or "").strip().partition(CREDENTIAL_SEPARATOR)
+    return token, (secret if separator else token)
+
+
+def ingest_key(credential: str) -> str:
+    """The HMAC key a proxy signs spend batches with, from its whole credential."""
+    return signing_key(split_credential(credential)[1])
 
 
 def signing_key(token: str) -> str:

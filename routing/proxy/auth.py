@@ -48,15 +48,17 @@ async def user_api_key_auth(request: Any, api_key: str) -> UserAPIKeyAuth:
         runtime.blocked.count(entry, "endpoint")
         raise refusal
     return UserAPIKeyAuth(
-        api_key=entry.key_hash,
-        team_id=entry.team,
-        metadata={
-            IDENTITY_KEY: {
-                "team": entry.team,
-                "feature": entry.feature,
-                "features": list(entry.features),
-                "team_code": entry.team_code,
-                "feature_code": entry.feature_code,
-            }
-        },
+        api_key=entry.key_hash, team_id=entry.team, metadata={IDENTITY_KEY: identity_of(entry)}
     )
+
+
+def identity_of(entry: Any) -> dict[str, Any]:
+    """What the hook learns about the caller: the key's team, features and their public codes."""
+    return {
+        "team": entry.team,
+        "feature": entry.feature,
+        "features": list(entry.features),
+        "team_code": entry.team_code,
+        "feature_code": entry.feature_code,
+        "feature_codes": dict(entry.feature_codes),
+    }

@@ -40,11 +40,14 @@ _OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 class ControlPlaneClient:
-    def __init__(self, base_url: str, proxy_token: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, proxy_token: str, *, timeout_s: float = 10.0, ingest_secret: str = ""
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.proxy_token = proxy_token
+        self.proxy_token = proxy_token  # the bearer: sent with every request
         self.timeout_s = timeout_s
-        self._signing_key = signing.signing_key(proxy_token)
+        # spend is signed with the ingest secret, which never travels; legacy credentials have none
+        self._signing_key = signing.signing_key(ingest_secret or proxy_token)
 
     @property
     def configured(self) -> bool:

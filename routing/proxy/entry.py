@@ -13,17 +13,20 @@ from __future__ import annotations
 
 from routing.proxy.auth import user_api_key_auth
 from routing.proxy.endpoints import register
+from routing.proxy.overrides import install as install_override_guard
 from routing.proxy.plugin import FinOpsRouter
 from routing.proxy.runtime import get_runtime
 
 finops_router = FinOpsRouter(get_runtime)
 get_runtime()  # start now so heartbeats and the spool run before the first request
+get_runtime().install_abandoning()  # before LiteLLM builds its first OpenAI client
 
 
 def _register_endpoints() -> None:
     from litellm.proxy.proxy_server import app
 
     register(app)
+    install_override_guard(app)  # per-request upstream/credential overrides: 400 before LiteLLM reads them
 
 
 _register_endpoints()

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from routing.engine.signing import split_credential
+
 PLUGIN_VERSION = "0.1.0"
 
 
@@ -23,7 +25,7 @@ class ProxySettings:
 
     state_dir: Path
     control_plane_url: str  # "" runs the proxy stand-alone on its bundle file
-    proxy_token: str
+    proxy_token: str  # the bearer half of FINOPS_PROXY_TOKEN
     heartbeat_s: float = 10.0
     bundle_file: Path | None = None  # seed bundle when the state dir holds none yet
     ship_timeout_s: float = 10.0
@@ -32,16 +34,19 @@ class ProxySettings:
         ""  # FINOPS_BUNDLE_PUBLIC_KEYS: the control plane's Ed25519 key(s); none: apply nothing
     )
     allowed_key_envs: frozenset[str] = frozenset()  # FINOPS_ALLOWED_KEY_ENVS: variables a bundle may name
+    ingest_secret: str = ""  # the half of FINOPS_PROXY_TOKEN that signs spend and never travels; "": legacy
 
     @classmethod
     def from_env(cls) -> ProxySettings:
         bundle_file = os.environ.get("FINOPS_BUNDLE_FILE", "").strip()
         control_plane_url = os.environ.get("FINOPS_CONTROL_PLANE_URL", "").strip().rstrip("/")
         check_control_plane_url(control_plane_url, allow_http=_env_flag("FINOPS_ALLOW_HTTP_CONTROL_PLANE"))
+        token, ingest_secret = split_credential(os.environ.get("FINOPS_PROXY_TOKEN", ""))
         return cls(
             state_dir=Path(os.environ.get("FINOPS_STATE_DIR", "var/finops-proxy")).resolve(),
             control_plane_url=control_plane_url,
-            proxy_token=os.environ.get("FINOPS_PROXY_TOKEN", "").strip(),
+            proxy_token=token,
+            ingest_secret=ingest_secret if ingest_secret != token else "",
             heartbeat_s=_env_float("FINOPS_HEARTBEAT_S", 10.0),
             bundle_file=Path(bundle_file) if bundle_file else None,
             ship_timeout_s=_env_float("FINOPS_SHIP_TIMEOUT_S", 10.0),

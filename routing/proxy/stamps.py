@@ -56,6 +56,11 @@ def scrub_client_request(data: dict[str, Any]) -> None:
     """Drop what a caller may not set: our stamp, attempt bookkeeping, model/upstream overrides."""
     for name in CLIENT_FORBIDDEN_PARAMS:
         data.pop(name, None)
+    for outer in ("extra_body", "litellm_embedding_config"):  # spread into the outbound call by LiteLLM
+        inner = data.get(outer)
+        if isinstance(inner, dict):
+            for name in CLIENT_FORBIDDEN_PARAMS:
+                inner.pop(name, None)
     metadata = data.get("metadata")
     if isinstance(metadata, dict):
         for name in CLIENT_FORBIDDEN_METADATA:

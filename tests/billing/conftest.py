@@ -68,9 +68,9 @@ def batch_body(records: list[SpendRecord | dict[str, Any]]) -> bytes:
 
 def signed_headers(body: bytes, *, token: str = PROXY_TOKEN, timestamp: int | None = None) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    key = signing.signing_key(token)
+    key = signing.ingest_key(token)  # the whole credential signs; only its token half travels
     return {
-        "Authorization": f"Bearer {token}",
+        "Authorization": f"Bearer {signing.split_credential(token)[0]}",
         signing.TIMESTAMP_HEADER: ts,
         signing.SIGNATURE_HEADER: signing.sign(key, ts, body),
     }

@@ -208,3 +208,84 @@ def test_text_postgres_cannot_store_is_refused_alone_not_a_500(client, proxy, fe
     assert response.status_code == 200, response.content
     assert [(e["index"], e["field"]) for e in response.json()["rejected"]] == [(1, "arm")]
     assert SpendEvent.objects.count() == 1
+
+
+# --- the ingest key is not derivable from the proxy's token -----------------------------------------
+
+
+def _registered(feature):
+    from controlplane import fleet_services
+    from tests.billing.conftest import issue_key
+
+    issue_key(feature)
+    return fleet_services.proxy_create(actor=None, name="proxy-signed", base_url="http://127.0.0.1:9")
+
+
+def _post_as(client, records, *, bearer: str, key: str):
+    body = batch_body(records)
+    ts = str(int(time.time()))
+    headers = {
+        "Authorization": f"Bearer {bearer}",
+        signing.TIMESTAMP_HEADER: ts,
+        signing.SIGNATURE_HEADER: signing.sign(key, ts, body),
+    }
+    return post_batch(client, body=body, headers=headers)
+
+
+def test_a_leaked_bundle_pull_token_cannot_forge_spend(client, feature):
+    """The HMAC key used to derive from the token, so whoever read the token (plain-HTTP pull, a push,
+    the control plane's push credential) could sign spend. Now it derives from a secret that never travels."""
+    from controlplane.fleet_services import decrypt_token
+
+    proxy, credential = _registered(feature)
+    token, _ = signing.split_credential(credential)
+    assert decrypt_token(proxy.push_credential) == token  # what a database + SECRET_KEY reader gets
+    forged = make_record(cost_usd="99.0000000000")
+    answer = _post_as(client, [forged], bearer=token, key=signing.signing_key(token))
+    assert answer.status_code == 401, answer.content
+    whole = credential  # someone who sends the whole credential as the bearer is refused too
+    assert _post_as(client, [forged], bearer=whole, key=signing.ingest_key(whole)).status_code == 401
+    assert not SpendEvent.objects.exists()
+    honest = make_record()
+    answer = _post_as(client, [honest], bearer=token, key=signing.ingest_key(credential))
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+
+
+def test_rotation_keeps_what_was_accepted_and_the_new_credential_signs(client, feature):
+    from controlplane import fleet_services
+
+    proxy, old = _registered(feature)
+    before = make_record()
+    assert (
+        _post_as(
+            client, [before], bearer=signing.split_credential(old)[0], key=signing.ingest_key(old)
+        ).json()["accepted"]
+        == 1
+    )
+    new = fleet_services.proxy_rotate_token(actor=None, proxy=proxy)
+    in_spool = make_record()  # signed with the old credential after rotation: refused, so the spool keeps it
+    assert (
+        _post_as(
+            client, [in_spool], bearer=signing.split_credential(old)[0], key=signing.ingest_key(old)
+        ).status_code
+        == 401
+    )
+    answer = _post_as(
+        client, [in_spool], bearer=signing.split_credential(new)[0], key=signing.ingest_key(new)
+    )
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    assert stored_event_ids() == {before.event_id, in_spool.event_id}
+    assert not fleet_services.proxy_has_legacy_credential(proxy)
+
+
+def test_a_credential_issued_before_ingest_secrets_still_signs_until_rotated(client, proxy, feature):
+    """Upgrade path: a one-part token keeps working (its key derives from it) and is flagged for rotation."""
+    from controlplane import fleet_services
+    from controlplane.fleet_services import encrypt_token
+    from tests.billing.conftest import PROXY_TOKEN
+
+    proxy.push_credential = encrypt_token(PROXY_TOKEN)
+    proxy.save()
+    record = make_record()
+    assert post_batch(client, [record]).json()["accepted"] == 1
+    assert fleet_services.proxy_has_legacy_credential(proxy)

@@ -216,6 +216,32 @@ def test_team_scoped_members_cannot_read_bundles(client, users, feature, other_f
     assert str(bundle.code) not in fleet and bundle.content_hash not in fleet
 
 
+@pytest.mark.parametrize("who", ["admin", "mlops", "viewer", "pm", "team_viewer", "outsider"])
+def test_every_bundle_link_a_page_shows_opens_for_that_user(client, users, feature, other_feature, who):
+    """Pages show a bundle link only to those who may read bundles: a team-scoped member got a 404."""
+    import re
+
+    from routing.models import Rollout, RolloutStatus
+
+    make_routing()
+    services.feature_key_create(actor=None, feature=other_feature, name="growth key")
+    bundle = services.bundle_publish(actor=None, note="note-for-fleet-readers", rollout=False)
+    rollout = Rollout.objects.create(bundle=bundle, status=RolloutStatus.SUCCEEDED)
+    client.force_login(users[who])
+    links: set[str] = set()
+    for page in (reverse("routing"), reverse("fleet"), reverse("fleet-rollout", args=[rollout.code])):
+        answer = client.get(page)
+        assert answer.status_code == 200, page
+        links |= set(re.findall(r'href="(/fleet/bundles/[^"]*)"', answer.content.decode()))
+    for link in links:
+        assert client.get(link).status_code == 200, f"{who} is shown {link}, which does not open for them"
+    readers = {"admin", "mlops", "viewer"}
+    assert bool(links) == (who in readers)
+    if who not in readers:  # the routing page still says which version is live, without the note
+        page = client.get(reverse("routing")).content.decode()
+        assert "Latest bundle: v1" in page and "note-for-fleet-readers" not in page
+
+
 @pytest.mark.parametrize("who", ["admin", "mlops", "viewer"])
 def test_org_wide_roles_read_bundles(client, users, feature, who):
     make_routing()
@@ -246,3 +272,91 @@ def test_production_settings_refuse_to_start_without_a_bundle_signing_key():
         timeout=120,
     )
     assert result.returncode != 0 and "FINOPS_BUNDLE_SIGNING_KEY is not set" in result.stderr
+
+
+# --- proxy base URLs: the proxy token never travels over plain http off loopback -------------------
+
+
+def test_proxy_form_and_api_refuse_plain_http_off_loopback(client, users, settings):
+    from rest_framework.test import APIClient
+
+    from controlplane.models import Proxy
+
+    settings.FINOPS_ALLOW_HTTP_PROXIES = False
+    settings.FINOPS_HTTP_PROXY_HOSTS = []
+    client.force_login(users["admin"])
+    form = client.post(
+        reverse("fleet"),
+        {"name": "edge-1", "base_url": "http://10.0.0.7:4000", "pool": "default", "is_active": "on"},
+        HTTP_HX_REQUEST="true",
+    )
+    page = form.content.decode()
+    assert form.status_code == 422 and "https://10.0.0.7:4000" in page and "FINOPS_HTTP_PROXY_HOSTS" in page
+    api = APIClient()
+    api.force_authenticate(users["admin"])
+    answer = api.post("/api/v1/fleet/proxies/", {"name": "api-edge", "base_url": "http://203.0.113.5:4000"})
+    assert answer.status_code == 400 and "FINOPS_HTTP_PROXY_HOSTS" in str(answer.json()["base_url"])
+    existing = services_proxy("edge-0", "https://10.0.0.9:4000")
+    moved = api.patch(f"/api/v1/fleet/proxies/{existing.code}/", {"base_url": "http://10.0.0.9:4000"})
+    assert moved.status_code == 400 and "base_url" in moved.json()
+    assert not Proxy.objects.filter(base_url__startswith="http://").exists()
+
+
+def services_proxy(name, base_url):
+    from controlplane import fleet_services
+
+    return fleet_services.proxy_create(actor=None, name=name, base_url=base_url)[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "allow_all", "allowed"),
+    [
+        ("https://edge.example.com:4000", [], False, True),
+        ("http://127.0.0.1:4000", [], False, True),
+        ("http://[::1]:4000", [], False, True),
+        ("http://localhost:4000", [], False, True),
+        ("http://edge.example.com:4000", [], False, False),
+        ("http://10.0.0.7:4000", [], False, False),
+        ("http://proxy-a:4000", ["proxy-a", "proxy-b"], False, True),  # compose service names
+        ("http://proxy-c:4000", ["proxy-a", "proxy-b"], False, False),
+        ("http://10.1.2.3:4000", ["10.0.0.0/8"], False, True),
+        ("http://192.168.1.3:4000", ["10.0.0.0/8"], False, False),
+        ("http://anything.example:4000", [], True, True),
+        ("ftp://127.0.0.1/", [], True, False),
+    ],
+)
+def test_which_proxy_urls_may_carry_the_token(settings, url, hosts, allow_all, allowed):
+    from controlplane.fleet_services import proxy_base_url_problem
+
+    settings.FINOPS_HTTP_PROXY_HOSTS = hosts
+    settings.FINOPS_ALLOW_HTTP_PROXIES = allow_all
+    problem = proxy_base_url_problem(url)
+    assert (problem is None) is allowed, problem
+
+
+def test_push_refuses_a_proxy_registered_over_plain_http_before_the_check(settings):
+    from controlplane.fleet_services import encrypt_token
+    from controlplane.models import Proxy
+    from routing.engine import signing
+    from routing.models import TargetStatus
+
+    settings.FINOPS_ALLOW_HTTP_PROXIES = False
+    settings.FINOPS_HTTP_PROXY_HOSTS = []
+    Proxy.objects.create(  # a row from before the check (written directly, as an old version did)
+        name="old-edge",
+        base_url="http://192.0.2.10:4000",
+        token_hash=signing.token_hash("fpx-old"),
+        signing_key=signing.signing_key("fpx-old"),
+        push_credential=encrypt_token("fpx-old"),
+    )
+    result = services.push_bundle(
+        base_url="http://192.0.2.10:4000",
+        token="fpx-old",
+        body=b"{}",
+        expected_hash="x",
+        attempts=3,
+        backoff_s=0.0,
+        timeout_s=1.0,
+    )
+    assert result.status == TargetStatus.REJECTED and result.attempts == 0  # no connection was made
+    assert "FINOPS_HTTP_PROXY_HOSTS" in result.error

@@ -26,6 +26,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour  # noqa: E402
 from routing.devtools.harness import free_port, http_json  # noqa: E402
 from routing.devtools.traffic import COMPLEX, ROUTINE  # noqa: E402
+from routing.engine.signing import split_credential
 from tests.reliability.conftest import UPSTREAM_KEY_ENV, ControlPlaneServer, IsolatedProxy, PrivateRedis  # noqa: E402
 from tests.reliability.private_stack import PrivatePostgres, migrate, postgres_bindir, seed  # noqa: E402
 
@@ -246,7 +247,9 @@ def _spool_depths(proxies: list[IsolatedProxy]) -> list[int | None]:
     depths = []
     for proxy in proxies:
         status, body, _ = http_json(
-            "GET", proxy.url + "/finops/v1/status", headers={"Authorization": f"Bearer {proxy.proxy_token}"}
+            "GET",
+            proxy.url + "/finops/v1/status",
+            headers={"Authorization": f"Bearer {split_credential(proxy.proxy_token)[0]}"},
         )
         depths.append(body.get("spool_depth") if status == 200 and isinstance(body, dict) else None)
     return depths

@@ -67,6 +67,18 @@ OTHER_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
 ]
 
 
+# Request fields LiteLLM honours that would pick an upstream, a credential, a provider or a price.
+OVERRIDE_BODIES: list[tuple[str, dict[str, Any]]] = [
+    ("api_base", {"api_base": "http://127.0.0.1:9/v1"}),
+    ("base_url", {"base_url": "http://127.0.0.1:9/v1"}),
+    ("api_key", {"api_key": "sk-other"}),
+    ("custom_llm_provider", {"custom_llm_provider": "anthropic"}),
+    ("user_config", {"user_config": {"model_list": []}}),
+    ("extra_body.api_base", {"extra_body": {"api_base": "http://127.0.0.1:9/v1"}}),
+    ("input_cost_per_token", {"input_cost_per_token": 0}),
+]
+
+
 def send(
     url: str, key: str, method: str, path: str, body: Any, headers: dict[str, str] | None = None
 ) -> tuple[int, str]:
@@ -256,6 +268,17 @@ def test_hostile_clients_cannot_bypass_metering_or_misattribute(hostile_fleet) -
     if upstream_calls() != before:
         bypasses.append(f"refused chats made {upstream_calls() - before} upstream calls")
 
+    # 2b. per-request upstream/credential overrides: a 400 naming the field, before LiteLLM, no upstream call
+    before = upstream_calls()
+    overrides_refused = 0
+    for field, value in OVERRIDE_BODIES:
+        status, _ = send(url, keys["a1"], "POST", "/v1/chat/completions", chat_body("hi", **value))
+        overrides_refused += status == 400
+        if status != 400:
+            bypasses.append(f"chat with {field} -> {status} (want 400 naming it)")
+    if upstream_calls() != before:
+        bypasses.append(f"override bodies made {upstream_calls() - before} upstream calls")
+
     # 3. forged stamps, client-chosen feature header and call ids: served, but charged to the key's feature
     forged = {
         "team": "hostile-b",
@@ -319,7 +342,8 @@ def test_hostile_clients_cannot_bypass_metering_or_misattribute(hostile_fleet) -
     line = (
         f"hostile clients: endpoints_tried={len(OTHER_ENDPOINTS) * 2} refused={sum(refused_for.values())} "
         f"refusals_counted={sum(counted.values())} served={len(calls)} rows={len(rows)} "
-        f"caller_call_ids_sent=8 uncounted_refusals={sum(uncounted.values())} "
+        f"caller_call_ids_sent=8 overrides_refused={overrides_refused}/{len(OVERRIDE_BODIES)} "
+        f"uncounted_refusals={sum(uncounted.values())} "
         f"bypasses={len(bypasses)} lost={lost} misattributed={len(misattributed)}"
     )
     HOSTILE_SUMMARY.append(line)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from routing.devtools.harness import free_port, http_json
+from routing.engine.signing import split_credential
 from tests.reliability.conftest import (
     FAULTS,
     SECONDS,
@@ -90,7 +91,9 @@ def _spool_depths(proxies: list[Any]) -> list[int | None]:
     depths = []
     for proxy in proxies:
         status, body, _ = http_json(
-            "GET", proxy.url + "/finops/v1/status", headers={"Authorization": f"Bearer {proxy.proxy_token}"}
+            "GET",
+            proxy.url + "/finops/v1/status",
+            headers={"Authorization": f"Bearer {split_credential(proxy.proxy_token)[0]}"},
         )
         depths.append(body.get("spool_depth") if status == 200 and isinstance(body, dict) else None)
     return depths
@@ -147,7 +150,7 @@ def test_postgres_restart_and_10s_outage_under_ingest(private_fleet):
             "POST",
             server.url + "/api/v1/ingest/spend",
             body={"records": []},
-            headers={"Authorization": f"Bearer {proxies[0].proxy_token}"},
+            headers={"Authorization": f"Bearer {split_credential(proxies[0].proxy_token)[0]}"},
         )
         seen["ingest_down"] = (status, body)
         time.sleep(max(0.0, OUTAGE_S - 3 - (time.monotonic() - down_at)))

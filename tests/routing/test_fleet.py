@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import pytest
+from django.forms.models import model_to_dict
 from django.urls import reverse
 
 from controlplane import fleet_services
@@ -36,17 +37,20 @@ def registered(db):
     return proxy, token
 
 
-def _bearer(token):
-    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+def _bearer(credential):
+    return {"HTTP_AUTHORIZATION": f"Bearer {signing.split_credential(credential)[0]}"}
 
 
 def test_token_is_shown_once_and_stored_only_hashed_or_encrypted(registered):
-    proxy, token = registered
+    proxy, credential = registered
+    token, ingest_secret = signing.split_credential(credential)
+    assert token.startswith("fpx-") and ingest_secret.startswith("fps-") and token != ingest_secret
     stored = Proxy.objects.get(pk=proxy.pk)
     assert stored.token_hash == signing.token_hash(token)
-    assert stored.signing_key == signing.signing_key(token)
+    assert stored.signing_key == signing.signing_key(ingest_secret)  # derived from the secret half only
     assert token not in stored.push_credential
-    assert decrypt_token(stored.push_credential) == token
+    assert decrypt_token(stored.push_credential) == token  # only the token half is kept for pushes
+    assert ingest_secret not in json.dumps(model_to_dict(stored), default=str)
     assert AuditEntry.objects.filter(object_type="controlplane.Proxy", action="create").count() == 1
 
 
@@ -93,8 +97,16 @@ def test_heartbeat_records_the_report_and_answers_the_target(client, registered,
                 "state": "open",
                 "open_since": "2026-11-27T10:03:00+00:00",
                 "skipped": 12,
+                "abandoned": 3,
+                "workers": 2,
+                "workers_open": 1,
                 "transitions": [{"to": "open", "why": "5 hard failures in a row"}],  # not kept
+                "by_worker": [{"pid": 4242, "state": "open"}, {"pid": 4243, "state": "closed"}],  # not kept
             }
+        ],
+        "workers": [
+            {"pid": 4242, "shipping": True, "records": 40},
+            {"pid": 4243, "shipping": False, "records": 38},
         ],
     }
     response = client.post(
@@ -107,8 +119,17 @@ def test_heartbeat_records_the_report_and_answers_the_target(client, registered,
     assert proxy.last_report["spool_depth"] == 3 and proxy.last_report["restart_required"] is True
     assert proxy.last_heartbeat_at is not None
     assert proxy.last_report["breakers"] == [
-        {"model_group": "slm", "state": "open", "open_since": "2026-11-27T10:03:00+00:00", "skipped": 12}
+        {
+            "model_group": "slm",
+            "state": "open",
+            "open_since": "2026-11-27T10:03:00+00:00",
+            "skipped": 12,
+            "abandoned": 3,
+            "workers": 2,
+            "workers_open": 1,
+        }
     ]
+    assert [w["pid"] for w in proxy.last_report["workers"]] == [4242, 4243]
     assert proxy.last_report["pid"] == 4242
 
 

@@ -17,6 +17,7 @@ import pytest
 from controlplane import fleet_services
 from controlplane.models import AuditEntry, Proxy
 from routing import services
+from routing.engine import signing
 from routing.engine.bundle import validate_bundle
 from routing.models import Bundle, Rollout, RolloutKind, RolloutStatus, TargetStatus
 from tests.routing.fleet_support import make_routing
@@ -105,7 +106,7 @@ def stand_ins(db, fast_fleet_settings):
         proxy, token = fleet_services.proxy_create(
             actor=None, name=f"proxy-{i}", base_url="http://127.0.0.1:9", is_canary=i == 0
         )
-        stand_in = PluginStandIn(token)
+        stand_in = PluginStandIn(signing.split_credential(token)[0])  # pushes carry the token half only
         Proxy.objects.filter(pk=proxy.pk).update(base_url=stand_in.url)
         made.append((Proxy.objects.get(pk=proxy.pk), stand_in))
     yield made

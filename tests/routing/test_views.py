@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from controlplane import fleet_services
 from controlplane.models import AuditEntry, Proxy
 from routing import services
-from routing.engine.signing import token_hash
+from routing.engine.signing import signing_key, split_credential, token_hash
 from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy
 from tests.routing.fleet_support import make_routing
 
@@ -177,7 +177,7 @@ def test_publish_of_an_invalid_bundle_lists_every_error(client, users, db):
     assert not Bundle.objects.exists()
 
 
-PROXY_POST = {"name": "edge-1", "base_url": "http://10.0.0.7:4000", "pool": "default", "is_active": "on"}
+PROXY_POST = {"name": "edge-1", "base_url": "https://10.0.0.7:4000", "pool": "default", "is_active": "on"}
 
 
 @pytest.mark.parametrize(
@@ -189,8 +189,11 @@ def test_proxy_register_permission_and_token_once(client, users, who, status):
     assert response.status_code == status
     assert Proxy.objects.filter(name="edge-1").exists() is (status == 200)
     if status == 200:
-        token = response.content.decode().split("FINOPS_PROXY_TOKEN=")[1].split("<")[0].strip()
-        assert Proxy.objects.get(name="edge-1").token_hash == token_hash(token)
+        credential = response.content.decode().split("FINOPS_PROXY_TOKEN=")[1].split("<")[0].strip()
+        token, ingest_secret = split_credential(credential)
+        proxy = Proxy.objects.get(name="edge-1")
+        assert proxy.token_hash == token_hash(token)
+        assert ingest_secret != token and proxy.signing_key == signing_key(ingest_secret)
 
 
 @pytest.fixture
@@ -381,14 +384,16 @@ def test_api_rollback_and_proxy_create_permission(users, routing, who):
     api = _api(users[who])
     rollback = api.post(f"/api/v1/fleet/bundles/{bundle.code}/rollout/", {"note": "back"}, format="json")
     created = api.post(
-        "/api/v1/fleet/proxies/", {"name": "api-edge", "base_url": "http://10.0.0.8:4000"}, format="json"
+        "/api/v1/fleet/proxies/", {"name": "api-edge", "base_url": "https://10.0.0.8:4000"}, format="json"
     )
     expected = {"admin": 201, "mlops": 201, "nobody": 404}.get(who, 403)
     # team-scoped members do not see bundles at all (issue 14 item 11)
     assert rollback.status_code == (404 if who in ("pm", "team_viewer") else expected)
     assert created.status_code == expected
     if expected == 201:
-        assert token_hash(created.json()["token"]) == Proxy.objects.get(name="api-edge").token_hash
+        token, ingest_secret = split_credential(created.json()["token"])
+        proxy = Proxy.objects.get(name="api-edge")
+        assert token_hash(token) == proxy.token_hash and signing_key(ingest_secret) == proxy.signing_key
 
 
 def test_api_bundle_diff(users, routing):

@@ -315,7 +315,7 @@ class Command(BaseCommand):
             else:
                 if row.base_url != base_url or not row.is_active:
                     fleet_services.proxy_update(actor=None, proxy=row, base_url=base_url, is_active=True)
-                if not token or row.token_hash != signing.token_hash(token):
+                if not token or row.token_hash != signing.token_hash(signing.split_credential(token)[0]):
                     token = fleet_services.proxy_rotate_token(actor=None, proxy=row)
             tokens[name] = token
             proxies.append({"name": name, "port": proxy_port, "token": token})

@@ -22,6 +22,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from routing.engine.signing import split_credential
+
 
 class Command(BaseCommand):
     help = "Start N real proxies, publish a bundle and print the time until all of them run it."
@@ -142,7 +144,7 @@ class Command(BaseCommand):
                     _, body, _ = http_json(
                         "GET",
                         proxies[i].url + "/finops/v1/status",
-                        headers={"Authorization": f"Bearer {proxies[i].proxy_token}"},
+                        headers={"Authorization": f"Bearer {split_credential(proxies[i].proxy_token)[0]}"},
                         timeout=5,
                     )
                     if isinstance(body, dict) and body.get("applied_hash") == bundle.content_hash:

@@ -148,29 +148,75 @@ def test_forged_stamp_and_caller_call_ids_change_nothing(fleet: Fleet) -> None:
     assert not [r for r in fleet.control_plane.rejected if r.get("feature") == "hostile"]
 
 
-@pytest.mark.parametrize(
-    "override",
-    [
-        {"api_base": "http://127.0.0.1:9/v1"},
+OVERRIDES: list[tuple[str, dict[str, Any]]] = [
+    ("api_base", {"api_base": "http://127.0.0.1:9/v1"}),
+    ("base_url", {"base_url": "http://127.0.0.1:9/v1"}),
+    ("api_key", {"api_key": "sk-caller-own"}),
+    ("api_version", {"api_version": "2024-01-01"}),
+    ("custom_llm_provider", {"custom_llm_provider": "anthropic"}),
+    (
+        "user_config",
         {
             "user_config": {
                 "model_list": [{"model_name": "frontier", "litellm_params": {"model": "openai/gpt-4o"}}]
             }
         },
-    ],
-    ids=["api_base", "user_config"],
-)
-def test_client_side_upstreams_never_reach_an_upstream(fleet: Fleet, override: dict[str, Any]) -> None:
-    """LiteLLM refuses these in its own auth (before ours); the plugin strips them too, should that change."""
+    ),
+    ("model_list", {"model_list": []}),
+    ("input_cost_per_token", {"input_cost_per_token": 0}),
+    ("extra_body.api_base", {"extra_body": {"api_base": "http://127.0.0.1:9/v1"}}),
+    ("metadata.api_base", {"metadata": {"api_base": "http://127.0.0.1:9/v1"}}),
+    ("litellm_metadata.base_url", {"litellm_metadata": {"base_url": "http://127.0.0.1:9/v1"}}),
+]
+
+
+@pytest.mark.parametrize(("field", "override"), OVERRIDES, ids=[o[0] for o in OVERRIDES])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings"])
+def test_request_overrides_get_a_400_naming_the_field(
+    fleet: Fleet, field: str, override: dict[str, Any], path: str
+) -> None:
+    """LiteLLM answered a body with api_base (base_url, user_config, ...) with a 500, and let api_key,
+    api_version and custom_llm_provider through to the hook; now each is a 400 naming the field, and no
+    upstream is called."""
     before = upstream_calls(fleet)
     status, answer, _ = http_json(
         "POST",
-        fleet.proxy.url + "/v1/chat/completions",
-        {"model": "frontier", "messages": [{"role": "user", "content": "hi"}], **override},
+        fleet.proxy.url + path,
+        {"model": "frontier", "messages": [{"role": "user", "content": "hi"}], "input": "hi", **override},
         headers={"Authorization": "Bearer fk-routine"},
     )
-    assert status >= 400, answer
+    assert status == 400, (status, answer)
+    assert answer["error"]["param"] == field and repr(field) in answer["error"]["message"], answer
     assert upstream_calls(fleet) == before
+
+
+def test_a_form_encoded_override_is_refused_too(fleet: Fleet) -> None:
+    """LiteLLM reads form bodies as parameters: `api_base=` in a form must not slip past the guard."""
+    import urllib.error
+
+    before = upstream_calls(fleet)
+    request = urllib.request.Request(
+        fleet.proxy.url + "/v1/chat/completions",
+        data=b"model=frontier&api_base=http%3A%2F%2F127.0.0.1%3A9%2Fv1",
+        method="POST",
+        headers={"Authorization": "Bearer fk-routine", "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read())["error"]["param"] == "api_base"
+    assert upstream_calls(fleet) == before
+
+
+def test_a_plain_chat_still_passes_the_override_guard(fleet: Fleet) -> None:
+    """The guard replays the body it read: an ordinary call (with harmless metadata) is served."""
+    status, answer, _ = http_json(
+        "POST",
+        fleet.proxy.url + "/v1/chat/completions",
+        {"model": "x", "messages": [{"role": "user", "content": "hi"}], "metadata": {"client_id": "mine"}},
+        headers={"Authorization": "Bearer fk-routine"},
+    )
+    assert status == 200, answer
 
 
 def test_refused_calls_are_counted_per_feature_and_reason(fleet: Fleet) -> None:

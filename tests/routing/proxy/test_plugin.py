@@ -77,6 +77,50 @@ def test_header_attribution_only_to_features_the_key_may_use(runtime: ProxyRunti
         run_hook(runtime, caller("search", "doc-summary"), **headers)
 
 
+TEAM_CODE = "11111111-1111-4111-8111-111111111111"
+OWN_CODE = "22222222-2222-4222-8222-222222222222"
+EXTRA_CODE = "33333333-3333-4333-8333-333333333333"
+
+
+def test_records_for_a_keys_extra_feature_carry_its_code(tmp_path: Path) -> None:
+    """A call charged to one of the key's extra features (X-FinOps-Feature) names it by UUID, like its own."""
+    from routing.engine.bundle import validate_bundle
+    from routing.proxy.auth import identity_of
+
+    doc = example_bundle()
+    doc["attribution"] = {"header": True, "metadata": False}
+    doc["budgets"] = []
+    key = doc["keys"][1]
+    key.update(team_code=TEAM_CODE, feature_code=OWN_CODE, feature_codes={"doc-qa": EXTRA_CODE})
+    runtime = ProxyRuntime(
+        ProxySettings(
+            state_dir=tmp_path,
+            control_plane_url="",
+            proxy_token="t",
+            bundle_public_keys=dev_public_key(),
+            allowed_key_envs=frozenset({"SLM_API_KEY", "SLM_API_BASE", "ANTHROPIC_API_KEY"}),
+        )
+    )
+    runtime.apply_bundle(dev_signed(with_content_hash(doc)), source="test")
+    runtime.router_topology = runtime.bundle.topology
+    who = SimpleNamespace(metadata={IDENTITY_KEY: identity_of(runtime.bundle.keys[key["key_hash"]])})
+    headers = {"proxy_server_request": {"headers": {"x-finops-feature": "doc-qa"}}}
+    extra = run_hook(runtime, who, **headers)["metadata"][STAMP_KEY]
+    own = run_hook(runtime, who)["metadata"][STAMP_KEY]
+    assert (extra["feature"], extra["team_code"], extra["feature_code"]) == ("doc-qa", TEAM_CODE, EXTRA_CODE)
+    assert (own["feature"], own["team_code"], own["feature_code"]) == ("doc-summary", TEAM_CODE, OWN_CODE)
+    kwargs = {
+        "litellm_params": {"metadata": {STAMP_KEY: extra, "model_group": extra["model_group"]}},
+        "standard_logging_object": {"prompt_tokens": 10, "completion_tokens": 1, "response_cost": 0.001},
+    }
+    wire = build_record(kwargs, None, status="success", bundle=runtime.bundle).to_json()
+    assert (wire["feature"], wire["feature_code"], wire["team_code"]) == ("doc-qa", EXTRA_CODE, TEAM_CODE)
+
+    # a bundle that gives the key's own feature a code must give every extra feature one
+    del key["feature_codes"]
+    assert any("feature_codes" in e and "'doc-qa'" in e for e in validate_bundle(with_content_hash(doc)))
+
+
 def test_record_from_litellm_kwargs(runtime: ProxyRuntime) -> None:
     data = run_hook(runtime, caller("support", "other"))
     stamp = data["metadata"][STAMP_KEY]

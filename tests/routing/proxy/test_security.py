@@ -293,3 +293,46 @@ def test_plain_http_control_plane_is_refused_off_this_host() -> None:
 
 def test_content_hash_ignores_the_signature_so_signing_does_not_change_versions(setup: Setup) -> None:
     assert content_hash(setup.boot) == setup.boot["content_hash"]
+
+
+def test_the_ingest_secret_half_of_the_credential_never_leaves_the_proxy(monkeypatch, tmp_path: Path) -> None:
+    """FINOPS_PROXY_TOKEN is `<token>.<ingest secret>`: requests carry the token; spend is signed with the
+    secret, which is in no header or body, so reading the traffic gives no way to sign spend."""
+    from routing.proxy.settings import ProxySettings
+
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"accepted": 0, "duplicates": 0, "rejected": []}')
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("FINOPS_PROXY_TOKEN", "fpx-pulltoken.fps-ingestsecret")
+        monkeypatch.setenv("FINOPS_CONTROL_PLANE_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("FINOPS_STATE_DIR", str(tmp_path))
+        settings = ProxySettings.from_env()
+        assert (settings.proxy_token, settings.ingest_secret) == ("fpx-pulltoken", "fps-ingestsecret")
+        client = ControlPlaneClient(
+            settings.control_plane_url, settings.proxy_token, ingest_secret=settings.ingest_secret
+        )
+        assert client.post_spend([{"event_id": "e"}]).status == 200
+        client.heartbeat({"applied_version": None})
+        (headers, body), (beat_headers, beat_body) = seen
+        assert headers["authorization"] == "Bearer fpx-pulltoken"
+        wire = json.dumps([headers, beat_headers]) + body.decode() + beat_body.decode()
+        assert "ingestsecret" not in wire
+        ts, signature = headers[signing.TIMESTAMP_HEADER.lower()], headers[signing.SIGNATURE_HEADER.lower()]
+        assert signing.verify(signing.signing_key("fps-ingestsecret"), ts, body, signature)
+        assert not signing.verify(signing.signing_key("fpx-pulltoken"), ts, body, signature)
+    finally:
+        server.shutdown()
