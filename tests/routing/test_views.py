@@ -431,10 +431,12 @@ def test_users_without_membership_get_404_on_routing_and_fleet(client, users):
     assert client.get(reverse("fleet")).status_code == 404
 
 
-def test_proxies_register_by_compose_service_name_through_api_and_form(users, db):
-    """Issue 19 item 6: compose and Kubernetes name a proxy `proxy-a`, a host without a dot."""
+def test_proxies_register_by_compose_service_name_through_api_and_form(users, db, settings):
+    """Issue 19 item 6: compose and Kubernetes name a proxy `proxy-a`, a host without a dot (plain http to it
+    is allowed by FINOPS_HTTP_PROXY_HOSTS, as docker/example.env sets it)."""
     from controlplane.fleet_forms import ProxyForm
 
+    settings.FINOPS_HTTP_PROXY_HOSTS = ["proxy-a", "proxy-b"]
     created = _api(users["admin"]).post(
         "/api/v1/fleet/proxies/", {"name": "proxy-a", "base_url": "http://proxy-a:4000"}, format="json"
     )
