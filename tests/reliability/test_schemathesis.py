@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=False)]
 EXAMPLES = int(os.environ.get("FINOPS_SCHEMATHESIS_EXAMPLES", "6"))
 ROLES = ("admin", "mlops", "pm", "viewer")
 SUMMARY: list[str] = []
+CPYTHON_AST_BUG = "AST constructor recursion depth mismatch"
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +97,8 @@ def test_schemathesis_finds_no_5xx_and_every_4xx_names_the_problem(api_server, r
         f"Authorization: Token {api_server['tokens'][role]}",
         "--seed",
         "19",
-        "--workers",
-        "2",
+        "--workers",  # one: with two, CPython 3.11's ast.parse in hypothesis crashed (see CPYTHON_AST_BUG)
+        "1",
         "--request-timeout",
         "30",
         "--no-shrink",
@@ -111,10 +112,17 @@ def test_schemathesis_finds_no_5xx_and_every_4xx_names_the_problem(api_server, r
         str(report),
     ]
     # cwd: schemathesis keeps a request cache (.schemathesis/) in the working directory
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=900, env=env, cwd=str(api_server["workdir"])
-    )
-    output = result.stdout + result.stderr
+    for attempt in (1, 2):
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=900, env=env, cwd=str(api_server["workdir"])
+        )
+        output = result.stdout + result.stderr
+        # CPython 3.11's ast.parse (hypothesis describing a lambda) sometimes raises this SystemError: a bug
+        # of the interpreter, not an answer of our API. Run once more, and say so.
+        if result.returncode != 0 and CPYTHON_AST_BUG in output and attempt == 1:
+            print(f"schemathesis role={role}: crashed on CPython's '{CPYTHON_AST_BUG}' bug, running again")
+            continue
+        break
     summary = [line for line in output.splitlines() if re.search(r"\b(passed|failed|errors?)\b", line)]
     cases = re.findall(r'tests="(\d+)"', report.read_text()) if report.exists() else []
     SUMMARY.append(
