@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from django import forms
 
-from controlplane.models import Proxy
+from controlplane.models import Proxy, ServiceURLValidator
+
+
+class ServiceURLFormField(forms.URLField):
+    """A URL field taking compose/Kubernetes service names too (http://proxy-a:4000)."""
+
+    default_validators = [ServiceURLValidator()]
 
 
 class ProxyForm(forms.ModelForm):
-    base_url = forms.URLField(
+    base_url = ServiceURLFormField(
         assume_scheme="http",
-        help_text="Where the control plane pushes bundles, e.g. http://10.0.0.5:4000 (the proxy's own port).",
+        help_text="Where the control plane pushes bundles, e.g. http://10.0.0.5:4000 or http://proxy-a:4000 (the proxy's own port).",
     )
 
     class Meta:

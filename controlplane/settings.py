@@ -18,7 +18,9 @@ os.environ.setdefault(
     "LITELLM_LOCAL_MODEL_COST_MAP", "True"
 )  # never fetch litellm's price map from the internet
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+# Where templates/ and static/ live: the source tree by default; an installed package (the Docker image) has
+# them elsewhere and says so with FINOPS_BASE_DIR (else BASE_DIR would point into site-packages).
+BASE_DIR = Path(env_str("FINOPS_BASE_DIR", str(Path(__file__).resolve().parent.parent)))
 VAR_DIR = Path(env_str("FINOPS_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -79,6 +81,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "controlplane.middleware.RequestIdMiddleware",
+    "controlplane.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -165,7 +168,9 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT = Path(
+    env_str("FINOPS_STATIC_ROOT", str(VAR_DIR / "staticfiles"))
+)  # the image collects into /app
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [
     BASE_DIR / "static",
@@ -186,6 +191,9 @@ WHITENOISE_USE_FINDERS = DEBUG or TESTING
 # Security: production defaults; the dev server (DEBUG) relaxes the HTTPS-only ones.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not (DEBUG or TESTING))
+# Plain-HTTP paths even with the redirect on: health probes come from inside the container or the
+# orchestrator, never through the TLS front; SECURE_REDIRECT_EXEMPT adds more (regexes, no leading slash).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", *env_list("SECURE_REDIRECT_EXEMPT", [])]
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not (DEBUG or TESTING))
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not (DEBUG or TESTING))
 SESSION_COOKIE_HTTPONLY = True

@@ -111,3 +111,84 @@ def test_hadolint_is_clean():
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- issue 19 part 1: what kept the stack from coming up (docker/smoke.sh proves it comes up for real) ---
+
+
+def _seconds(value: str) -> float:
+    return float(value.rstrip("s"))
+
+
+def test_images_are_built_once_and_reused():
+    """Only web and proxy-a build; migrate/worker/beat and proxy-b reuse those images by name."""
+    builders = sorted(name for name, svc in SERVICES.items() if "build" in svc)
+    assert builders == ["proxy-a", "web"]
+    for name in ("migrate", "worker", "beat"):
+        assert SERVICES[name]["image"] == SERVICES["web"]["image"]
+    assert SERVICES["proxy-b"]["image"] == SERVICES["proxy-a"]["image"]
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.web", "Dockerfile.proxy"])
+def test_base_image_is_an_argument_defaulting_to_the_official_one(dockerfile):
+    text = (DOCKER / dockerfile).read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in text
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert froms and all(f == "${BASE_IMAGE}" for f in froms), froms
+    for name in ("web", "proxy-a"):
+        assert "BASE_IMAGE" in SERVICES[name]["build"]["args"]
+
+
+def test_host_ports_are_variables():
+    for name, svc in SERVICES.items():
+        for port in svc.get("ports", []):
+            host_part = str(port).split(":")[1]
+            assert host_part.startswith("${"), f"{name} publishes a fixed host port: {port}"
+
+
+def test_worker_and_beat_healthchecks_fit_what_they_run():
+    worker = SERVICES["worker"]["healthcheck"]
+    assert "ping" in worker["test"] and _seconds(worker["timeout"]) >= 10  # `inspect ping --timeout 5` ~6 s
+    beat = SERVICES["beat"]["healthcheck"]["test"]
+    assert "8000" not in " ".join(beat), "beat serves no HTTP: the web image's check cannot pass there"
+    for name in ("worker", "beat"):
+        assert SERVICES[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_web_image_collects_static_and_points_base_dir_at_app():
+    text = (DOCKER / "Dockerfile.web").read_text()
+    assert "collectstatic --noinput" in text
+    assert "FINOPS_BASE_DIR=/app" in text
+    settings_text = (DOCKER.parent / "controlplane/settings.py").read_text()
+    assert 'env_str("FINOPS_BASE_DIR"' in settings_text
+
+
+def test_example_env_lets_the_stack_reach_itself():
+    text = (DOCKER / "example.env").read_text()
+    pairs = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert "web" in pairs["ALLOWED_HOSTS"].split(","), "the proxies call http://web:8000"
+    assert "localhost" in pairs["ALLOWED_HOSTS"].split(","), "the healthcheck sends Host: localhost"
+    assert "DATADOG_AGENT_HOST" not in pairs, "datadog-agent exists only under the opt-in profile"
+    for var in ("WEB_PORT", "PROXY_A_PORT", "PROXY_B_PORT"):
+        assert var in pairs
+
+
+def test_secrets_and_clutter_stay_out_of_repo_and_image():
+    root = DOCKER.parent
+    assert "docker/.env" in (root / ".gitignore").read_text().splitlines()
+    rules = [line for line in (root / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    assert rules[0] == "**", "the context starts empty and lists what the images copy"
+    assert "!docker/.env" not in rules and "!tests/**" not in rules
+
+
+def test_proxy_base_url_accepts_compose_service_names():
+    from django.core.exceptions import ValidationError
+
+    from controlplane.models import ServiceURLValidator
+
+    validator = ServiceURLValidator()
+    for good in ("http://proxy-a:4000", "https://proxy.example.com", "http://10.0.0.5:4000"):
+        validator(good)
+    for bad in ("ftp://proxy-a", "proxy-a:4000", "http://-bad:1", "http://a b:1", "http://u:p@proxy-a:1"):
+        with pytest.raises(ValidationError, match="proxy-a:4000"):
+            validator(bad)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.models import Feature, Proxy
+from controlplane.models import Feature, Proxy, ServiceURLValidator
 from routing.models import (
     BREAKER_FIELDS,
     Bundle,
@@ -154,6 +154,12 @@ class RolloutSerializer(serializers.ModelSerializer):
 
 class ProxySerializer(serializers.ModelSerializer):
     target_version = serializers.SerializerMethodField()
+    # DRF's URLField would add Django's URLValidator back, which refuses service names (http://proxy-a:4000)
+    base_url = serializers.CharField(
+        max_length=200,
+        validators=[ServiceURLValidator()],
+        help_text="Where the control plane pushes bundles, e.g. http://10.0.0.5:4000 or http://proxy-a:4000",
+    )
 
     class Meta:
         model = Proxy

@@ -3,7 +3,9 @@
 Records wait here until the control plane acknowledges them with a 2xx. A batch the control
 plane rejects as malformed (400) moves to `dead_letters` so it is never retried forever. The
 spool is bounded: when full, `drop_oldest` deletes the oldest waiting records to admit new ones,
-`drop_newest` refuses new ones; either way the count is kept in `dropped` and reported.
+`drop_newest` refuses new ones; either way the count is kept in `dropped` and reported. When the disk
+itself is full, SQLite refuses the write: those records are lost too, counted in `dropped` (in this
+process's memory only, as the disk is full) and the shipper's error names the cause.
 
 Every worker process of a proxy (`--num_workers N`) opens the same file. So nothing a decision depends
 on lives in one process's memory: the depth is a counter in the file kept exact by triggers (a depth
@@ -105,6 +107,7 @@ class SpendSpool:
         self.max_records = max_records
         self.full_policy = full_policy
         self._lock = threading.Lock()
+        self._lost_disk_full = 0  # records refused because the disk was full (since this process started)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
@@ -167,8 +170,13 @@ class SpendSpool:
                 if dropped:
                     self._bump("dropped", dropped)
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                # SQLite has already rolled back after SQLITE_FULL: a second ROLLBACK would raise "no
+                # transaction is active" and hide the cause ("database or disk is full") from the heartbeat
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    self._lost_disk_full += len(rows)  # not on disk (it is full): counted in memory
                 raise
             return admitted
 
@@ -263,7 +271,7 @@ class SpendSpool:
 
     def dropped(self) -> int:
         with self._lock:
-            return self._counter("dropped")
+            return self._counter("dropped") + self._lost_disk_full
 
     def close(self) -> None:
         with self._lock:

@@ -37,6 +37,7 @@ TALLY: dict[str, int] = {
     "lost in the documented 50 ms in-memory window": 0,
     "attempt-numbering anomalies (calls)": 0,
     "faults injected": 0,
+    "five_xx": 0,  # 5xx answered to a client, or by the control plane other than its 503 outage contract
 }
 FAULTS: list[str] = []
 HOSTILE_SUMMARY: list[str] = []  # verdict lines of test_hostile_clients.py, printed at the end of the run
@@ -57,6 +58,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         write(f"  {name:<{width}}  {value:>8}")
     for fault in FAULTS:
         write(f"  fault: {fault}")
+    write(
+        f"lost={TALLY['lost']} duplicates={TALLY['duplicates']} faults={TALLY['faults injected']} "
+        f"five_xx={TALLY['five_xx']}"
+    )
 
 
 def record_fault(text: str) -> None:

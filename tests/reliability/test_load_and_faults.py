@@ -32,6 +32,7 @@ class Call:
 class Load:
     calls: list[Call] = field(default_factory=list)
     failures: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)  # answers that were not a success, by status
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -71,10 +72,13 @@ def run_load(fleet: dict[str, Any], seconds: float, *, during: Any = None) -> Lo
             status, call_id = _send(proxies[which].url, rng.choice(fleet["keys"]), prompt, f"u{index}")
             with load.lock:
                 TALLY["requests sent"] += 1
+                if status >= 500:
+                    TALLY["five_xx"] += 1
                 if status == 200 and call_id:
                     load.calls.append(Call(call_id, which, status, time.monotonic()))
                 else:
                     load.failures += 1
+                    load.statuses[status] = load.statuses.get(status, 0) + 1
                     if status == 0:
                         time.sleep(0.05)  # a proxy is down: do not spin
 

@@ -442,3 +442,24 @@ def test_only_the_default_policy_form_chooses_the_scorer_weights(client, users, 
     assert "retune the thresholds" in html
     override_page = logged_in.get(reverse("routing-policy", args=[routing["override"].code]), **HTMX)
     assert override_page.status_code == 200 and 'name="scorer_weights"' not in override_page.content.decode()
+
+
+def test_proxies_register_by_compose_service_name_through_api_and_form(users, db, settings):
+    """Issue 19 item 6: compose and Kubernetes name a proxy `proxy-a`, a host without a dot (plain http to it
+    is allowed by FINOPS_HTTP_PROXY_HOSTS, as docker/example.env sets it)."""
+    from controlplane.fleet_forms import ProxyForm
+
+    settings.FINOPS_HTTP_PROXY_HOSTS = ["proxy-a", "proxy-b"]
+    created = _api(users["admin"]).post(
+        "/api/v1/fleet/proxies/", {"name": "proxy-a", "base_url": "http://proxy-a:4000"}, format="json"
+    )
+    assert created.status_code == 201, created.json()
+    assert Proxy.objects.get(name="proxy-a").base_url == "http://proxy-a:4000"
+    form = ProxyForm(data={"name": "proxy-b", "base_url": "http://proxy-b:4000/", "pool": "default"})
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["base_url"] == "http://proxy-b:4000"
+    refused = _api(users["admin"]).post(
+        "/api/v1/fleet/proxies/", {"name": "proxy-c", "base_url": "proxy-c:4000"}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "proxy-a:4000" in refused.json()["base_url"][0]  # the message shows a URL that works
