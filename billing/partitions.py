@@ -86,7 +86,13 @@ def partitions_ensure(months: Iterable[datetime]) -> list[str]:
     """
     if not is_partitioned():
         return []
-    wanted = {partition_name(month_start(m)): month_start(m) for m in months}
+    seen: set[tuple[int, int]] = set()
+    wanted: dict[str, datetime] = {}
+    for moment in months:  # often a whole batch's start times: a few months among thousands of moments
+        utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+        if (utc.year, utc.month) not in seen:
+            seen.add((utc.year, utc.month))
+            wanted[partition_name(month_start(utc))] = month_start(utc)
     missing = [name for name in wanted if name not in _known]
     if not missing:
         return []

@@ -84,12 +84,23 @@ class FleetBundleView(APIView):
 
 
 class BreakerReportSerializer(serializers.Serializer):
-    """One small model's circuit breaker as the reporting worker sees it (routing/proxy/breaker.py)."""
+    """One small model's circuit breaker over the proxy's workers (routing/proxy/breaker.py `combine_reports`)."""
 
     model_group = serializers.CharField(max_length=100)
-    state = serializers.ChoiceField(choices=["closed", "open", "half_open"])
+    state = serializers.ChoiceField(choices=["closed", "open", "half_open"])  # the most severe worker's
     open_since = serializers.CharField(allow_null=True, required=False, max_length=40)
     skipped = serializers.IntegerField(required=False, min_value=0)
+    abandoned = serializers.IntegerField(required=False, min_value=0)
+    workers = serializers.IntegerField(required=False, min_value=0)
+    workers_open = serializers.IntegerField(required=False, min_value=0)
+
+
+class WorkerReportSerializer(serializers.Serializer):
+    """One worker process of the proxy, as it last wrote its state to the shared spool."""
+
+    pid = serializers.IntegerField(min_value=0)
+    shipping = serializers.BooleanField(required=False)
+    records = serializers.IntegerField(required=False, min_value=0)
 
 
 class HeartbeatSerializer(serializers.Serializer):
@@ -102,6 +113,7 @@ class HeartbeatSerializer(serializers.Serializer):
     restart_required = serializers.BooleanField(required=False)
     plugin_version = serializers.CharField(allow_blank=True, required=False, max_length=40)
     breakers = BreakerReportSerializer(many=True, required=False, max_length=100)
+    workers = WorkerReportSerializer(many=True, required=False, max_length=256)
     pid = serializers.IntegerField(required=False, min_value=0)
 
 

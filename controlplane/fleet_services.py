@@ -231,7 +231,8 @@ REPORT_FIELDS = (
     "errors",
     "restart_required",
     "plugin_version",
-    "breakers",  # of the worker that sent this heartbeat (each proxy worker keeps its own)
+    "breakers",  # over all the proxy's workers (each keeps its own breaker; `by_worker` is not kept)
+    "workers",
     "pid",
 )
 

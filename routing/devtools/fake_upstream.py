@@ -104,7 +104,11 @@ def _logprobs(count: int, mean: float) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _UpstreamServer
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"  # keep-alive, as real providers serve
+    # Headers and body leave in one write (flushed after each request; streams flush per chunk), with
+    # Nagle off: a header write followed by a body write would otherwise wait on the client's delayed ACK.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return  # quiet: tests read counters, not logs

@@ -30,6 +30,7 @@ from routing.engine.spend import FieldError, parse_spend_items
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_KEY_ENVS = "FINOPS_TEST_UPSTREAM_KEY"  # what test bundles name; proxies allow only these by default
+WORKER_HEALTHCHECK_S = 120  # seconds a proxy worker may take to answer uvicorn's health ping
 MASTER_KEY = "sk-" + secrets.token_hex(24)  # per test run: the proxy refuses to start without one
 
 
@@ -252,6 +253,7 @@ class ProxyProcess:
         extra_env: dict[str, str] | None = None,
         allowed_fails: int = 2,  # frontier deployments only: small ones never cool down (our breaker)
         workers: int = 1,
+        custom_auth: str = "",  # stock proxies only: a dotted `custom_auth` in place of the master key alone
     ) -> None:
         self.bundle = bundle
         self.workdir = Path(workdir)
@@ -263,6 +265,7 @@ class ProxyProcess:
         self.extra_env = extra_env or {}
         self.allowed_fails = allowed_fails
         self.workers = workers
+        self.custom_auth = custom_auth
         self.state_dir = self.workdir / "state"
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_s: float | None = None
@@ -294,6 +297,8 @@ class ProxyProcess:
             config = yaml.safe_load(config_path.read_text())
             config["litellm_settings"].pop("callbacks", None)
             config["general_settings"] = {"master_key": "os.environ/LITELLM_MASTER_KEY"}
+            if self.custom_auth:
+                config["general_settings"]["custom_auth"] = self.custom_auth
             config_path.write_text(yaml.safe_dump(config))
         return config_path
 
@@ -336,7 +341,18 @@ class ProxyProcess:
         started = time.perf_counter()
         self.process = subprocess.Popen(
             [str(litellm_bin), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(self.port)]
-            + (["--num_workers", str(self.workers)] if self.workers > 1 else []),
+            # uvicorn kills a worker that does not answer its health ping within 5 s, and a worker still
+            # importing litellm on a loaded machine takes longer: every worker then died and restarted
+            + (
+                [
+                    "--num_workers",
+                    str(self.workers),
+                    "--timeout_worker_healthcheck",
+                    str(WORKER_HEALTHCHECK_S),
+                ]
+                if self.workers > 1
+                else []
+            ),
             cwd=str(self.workdir),
             env=self.environment(),
             stdout=log_file,

@@ -13,9 +13,11 @@ shows. Faults are switched on the fake SLM at fixed times. Every figure comes fr
 the proxies shipped (joined to the client's requests by end user) and the client's own latencies.
 
 Definitions: fallback rate = calls the policy wanted on the small model that fell back to the
-frontier (timeout, error, low confidence), over those calls; breaker-open share = calls sent straight
-to the frontier because the breaker was open (`slm_unavailable`), over all calls; waited = calls
-whose SLM attempt ran into the SLM timeout; savings = 1 - cost / all-frontier baseline (per-token,
+frontier (timeout, error, low confidence, or cut off in flight by the opening breaker: reason
+`slm_unavailable` with fallback set), over those calls; breaker-open share = calls sent straight
+to the frontier because the breaker was open (`slm_unavailable`, not a fallback), over all calls;
+waited = calls whose SLM attempt ran into the SLM timeout (an attempt cut off after 95 % of it
+counts too); abandoned_in_flight = SLM attempts cut off when the breaker opened; savings = 1 - cost / all-frontier baseline (per-token,
 before hosting). "Frontier latency" in the hanging criterion is the same percentile of the calls
 that went straight to the frontier through the same proxies in the same run, so proxy overhead
 under load is on both sides of the bound.
@@ -48,6 +50,7 @@ from routing.devtools.traffic import COMPLEX, ROUTINE
 from routing.engine.bundle import BreakerSettings, with_content_hash
 from routing.engine.signing import token_hash
 from routing.engine.spend import SLM_UNAVAILABLE, fallback_alert_fires
+from routing.proxy.abandon import ABANDONED_ERROR
 
 TEAM = "bench"
 PROXY_TOKEN = "proxy-token-scenarios"
@@ -288,7 +291,7 @@ def evaluate(
     calls = len(sent)
     routine = [s for s in sent if s.kind == "routine"]
     failed = sum(1 for s in sent if s.status != 200)
-    small_served = fallbacks = skipped = waited = wanted_small = 0
+    small_served = fallbacks = skipped = waited = wanted_small = abandoned = 0
     direct: list[float] = []  # latencies of calls that went straight to the frontier
     reasons: Counter[str] = Counter()
     cost = baseline = Decimal("0")
@@ -321,8 +324,10 @@ def evaluate(
             if a["fallback"]:
                 fallbacks += 1
                 reasons[a["fallback_reason"]] += 1
-            if a["fallback_reason"] == SLM_UNAVAILABLE:
+            if a["fallback_reason"] == SLM_UNAVAILABLE and not a["fallback"]:
                 skipped += 1
+            if a["error_class"] == ABANDONED_ERROR:
+                abandoned += 1
     missing = sum(1 for s in sent if not by_user.get(s.user))
     savings = float(1 - cost / baseline) * 100 if baseline else 0.0
     fallback_pct = 100.0 * fallbacks / wanted_small if wanted_small else 0.0
@@ -395,6 +400,11 @@ def evaluate(
         )
         if scenario.name == "hanging":
             bound = SLM_TIMEOUT_S * 1000 + p["d99"]
+            over = [s for s in routine if s.status == 200 and s.latency_s * 1000 > bound]
+            detail += (
+                f" routine_over_bound={len(over)} of {len(routine)} "
+                f"(waited the timeout: {sum(waited_by[s.user] for s in over)})"
+            )
             checks.append(
                 (
                     f"routine p99 {p['r99']:.0f} ms <= timeout + straight-to-frontier p99 = {bound:.0f} ms",
@@ -430,7 +440,8 @@ def evaluate(
     line = (
         f"{scenario.name:<10} {'ok' if ok else 'FAIL'}  requests={calls} small_share={small_share:.1f}% "
         f"fallback={fallback_pct:.1f}% [{reason_text}] breaker_open={open_pct:.1f}% of calls "
-        f"({open_time_pct:.1f}% of time) waited_timeout={100.0 * waited / max(1, calls):.1f}% "
+        f"({open_time_pct:.1f}% of time) waited_timeout={100.0 * waited / max(1, calls):.1f}% ({waited} calls) "
+        f"abandoned_in_flight={abandoned} "
         f"routine_p50/95/99={p['r50']:.0f}/{p['r95']:.0f}/{p['r99']:.0f}ms "
         f"complex_p50/95/99={p['c50']:.0f}/{p['c95']:.0f}/{p['c99']:.0f}ms "
         f"straight_to_frontier_p99={p['d99']:.0f}ms "

@@ -12,7 +12,9 @@ Settings: `routing.engine.bundle.BreakerSettings` (the default policy's `breaker
   SLM answered nobody. A timeout whose attempt started before some other attempt got an answer
   proves the SLM alive but slow, so it does not extend the streak.
 - open: calls skip the SLM (decision reason `slm_unavailable`) for the cool-off (first
-  `cool_off_s`, doubled on each failed probe up to `max_cool_off_s`).
+  `cool_off_s`, doubled on each failed probe up to `max_cool_off_s`). Each opening is counted
+  (`openings`) and announced (`on_open`): SLM attempts admitted before it and still waiting are cut
+  off and fall back at once (`routing.proxy.abandon`).
 - half-open: one request in `probe_one_in` tries the SLM, one probe at a time; `close_after`
   successful probes in a row close the breaker, a failed probe opens it again.
 
@@ -53,6 +55,7 @@ class Admission:
     probe: bool = False
     started_at: float = 0.0
     open_since: float | None = None  # wall-clock epoch the breaker opened (when not allowed)
+    generation: int = 0  # how often the breaker had opened when this call was admitted
 
 
 _CONNECTION_SIGNS = (
@@ -93,8 +96,10 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        on_open: Callable[[str], None] | None = None,
     ) -> None:
         self.group = group
+        self._on_open = on_open  # told (outside the lock) each time the breaker opens
         self.settings = settings or BreakerSettings()
         self._clock = clock
         self._wall_clock = wall_clock
@@ -112,6 +117,8 @@ class CircuitBreaker:
         self._probe_started_at = 0.0
         self._probe_successes = 0
         self.skipped = 0  # calls sent to the frontier while open, since the process started
+        self.abandoned = 0  # SLM attempts in flight when it opened, cut off and sent to the frontier
+        self.openings = 0  # how often it opened: an attempt admitted before the latest opening is abandoned
         self.transitions: deque[dict[str, Any]] = deque(maxlen=TRANSITIONS_KEPT)
 
     # -- pre-call --------------------------------------------------------------------------------
@@ -125,25 +132,39 @@ class CircuitBreaker:
                 self._probe_successes = 0
                 self._probe_in_flight = False
             if self.state == CLOSED:
-                return Admission(True, started_at=now)
+                return Admission(True, started_at=now, generation=self.openings)
             if self._probe_in_flight and now - self._probe_started_at > self.settings.max_cool_off_s:
                 self._probe_in_flight = False  # its result never came back (client gone): probe again
                 self._since_probe = self.settings.probe_one_in
             if self.state == CLOSED:
-                return Admission(True, started_at=now)
+                return Admission(True, started_at=now, generation=self.openings)
             if self.state == HALF_OPEN:
                 self._since_probe += 1
                 if not self._probe_in_flight and self._since_probe >= self.settings.probe_one_in:
                     self._since_probe = 0
                     self._probe_in_flight = True
                     self._probe_started_at = now
-                    return Admission(True, probe=True, started_at=now)
+                    return Admission(True, probe=True, started_at=now, generation=self.openings)
             self.skipped += 1
             return Admission(False, open_since=self.open_since)
 
     # -- outcomes --------------------------------------------------------------------------------
     def record(self, outcome: str, *, started_at: float, probe: bool = False) -> None:
         """Count one finished SLM attempt (`started_at` from its `Admission`)."""
+        openings = self.openings
+        self._record(outcome, started_at=started_at, probe=probe)
+        if self.openings != openings and self._on_open is not None:
+            self._on_open(self.group)
+
+    def opened_since(self, generation: int) -> bool:
+        """Has the breaker opened since a call was admitted with this `generation`?"""
+        return self.openings != generation
+
+    def count_abandoned(self) -> None:
+        with self._lock:
+            self.abandoned += 1
+
+    def _record(self, outcome: str, *, started_at: float, probe: bool) -> None:
         now = self._clock()
         with self._lock:
             if self.state == OPEN:
@@ -195,6 +216,7 @@ class CircuitBreaker:
     # -- transitions -----------------------------------------------------------------------------
     def _open(self, now: float, why: str) -> None:
         self._opened_at = now
+        self.openings += 1
         if self.state == CLOSED:
             self.open_since = self._wall_clock()
         self._move(OPEN, why)
@@ -239,6 +261,7 @@ class CircuitBreaker:
                 "window_failures": self._failures_in_window,
                 "cool_off_s": self._cool_off,
                 "skipped": self.skipped,
+                "abandoned": self.abandoned,
                 "transitions": list(self.transitions),
             }
 
@@ -247,9 +270,14 @@ class BreakerBoard:
     """The process's breakers, one per small model group, created on first use."""
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        on_open: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = BreakerSettings()
+        self.on_open = on_open
         self._clock = clock
         self._wall_clock = wall_clock
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -270,11 +298,72 @@ class BreakerBoard:
         with self._lock:
             return self._breakers.setdefault(
                 group,
-                CircuitBreaker(group, self.settings, clock=self._clock, wall_clock=self._wall_clock),
+                CircuitBreaker(
+                    group,
+                    self.settings,
+                    clock=self._clock,
+                    wall_clock=self._wall_clock,
+                    on_open=self._opened,
+                ),
             )
+
+    def _opened(self, group: str) -> None:
+        if self.on_open is not None:
+            self.on_open(group)
 
     def report(self) -> list[dict[str, Any]]:
         return [b.report() for _, b in sorted(self._breakers.items())]
+
+
+_SEVERITY = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+
+def combine_reports(by_worker: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """One report per small model group over every worker of a proxy (each worker has its own breaker).
+
+    The state is the most severe any worker is in (open, then half-open, then closed), `open_since`
+    the earliest opening among workers not closed; counts are summed, transitions merged in time
+    order (each with the worker's pid); `workers_open` of `workers` says how many are open and
+    `by_worker` lists each worker's own state.
+    """
+    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for pid, reports in by_worker:
+        for report in reports:
+            groups.setdefault(str(report.get("model_group")), []).append((pid, report))
+    combined = []
+    for group, entries in sorted(groups.items()):
+        entries.sort(key=lambda entry: entry[0])
+        state = max((r.get("state", CLOSED) for _, r in entries), key=lambda st: _SEVERITY.get(st, 0))
+        since = [r["open_since"] for _, r in entries if r.get("state") != CLOSED and r.get("open_since")]
+        transitions = sorted(
+            ({**t, "pid": pid} for pid, r in entries for t in r.get("transitions", [])),
+            key=lambda t: str(t.get("at", "")),
+        )
+        combined.append(
+            {
+                "model_group": group,
+                "state": state,
+                "open_since": min(since) if since else None,
+                "workers": len(entries),
+                "workers_open": sum(1 for _, r in entries if r.get("state") == OPEN),
+                **{
+                    name: sum(int(r.get(name) or 0) for _, r in entries)
+                    for name in ("window_attempts", "window_failures", "skipped", "abandoned")
+                },
+                "cool_off_s": max(float(r.get("cool_off_s") or 0) for _, r in entries),
+                "transitions": transitions[-TRANSITIONS_KEPT:],
+                "by_worker": [
+                    {
+                        "pid": pid,
+                        **{
+                            k: r.get(k) for k in ("state", "open_since", "skipped", "abandoned", "cool_off_s")
+                        },
+                    }
+                    for pid, r in entries
+                ],
+            }
+        )
+    return combined
 
 
 class SmallModelUnavailable(Exception):
@@ -316,7 +405,11 @@ def stamp_fields(admission: Admission | None) -> dict[str, Any]:
     """What the decision stamp carries so the attempt's outcome finds its way back to the breaker."""
     if admission is None or not admission.allowed:
         return {}
-    return {"breaker_started_at": admission.started_at, "breaker_probe": admission.probe}
+    return {
+        "breaker_started_at": admission.started_at,
+        "breaker_probe": admission.probe,
+        "breaker_generation": admission.generation,
+    }
 
 
 def observe(board: BreakerBoard, kwargs: dict[str, Any], record: SpendRecord) -> None:

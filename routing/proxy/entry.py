@@ -19,6 +19,7 @@ from routing.proxy.runtime import get_runtime
 
 finops_router = FinOpsRouter(get_runtime)
 get_runtime()  # start now so heartbeats and the spool run before the first request
+get_runtime().install_abandoning()  # before LiteLLM builds its first OpenAI client
 
 
 def _register_endpoints() -> None:

@@ -19,7 +19,9 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
 from routing.engine.decision import BudgetBlocked, Decision, decide
+from routing.engine.spend import SLM_UNAVAILABLE
 from routing.proxy import breaker
+from routing.proxy.abandon import ABANDONED_ERROR, CURRENT_ATTEMPT, SlmAttempt
 from routing.proxy.access import call_type_refusal
 from routing.proxy.records import COOLDOWN_ERROR, STAMP_KEY, build_record, confidence_of, metadata_of
 from routing.proxy.runtime import ProxyRuntime
@@ -130,13 +132,21 @@ class FinOpsRouter(CustomLogger):
     async def async_pre_call_deployment_hook(
         self, kwargs: dict[str, Any], call_type: Any
     ) -> dict[str, Any] | None:
-        """Only the SLM attempt gets the aggressive timeout; the frontier fallback gets its own."""
+        """Only the SLM attempt gets the aggressive timeout; the frontier fallback gets its own.
+
+        Runs in the request's task just before LiteLLM sends the attempt: the SLM attempt is marked
+        in the task's context so an opening breaker can cut it off (`routing.proxy.abandon`).
+        """
+        CURRENT_ATTEMPT.set(None)
         metadata = kwargs.get("metadata") or {}
         stamp = metadata.get(STAMP_KEY) if isinstance(metadata, dict) else None
         if not is_sealed(stamp) or stamp.get("route") != "small":
             return None
         if metadata.get("model_group") == stamp["model_group"]:
             kwargs["timeout"] = stamp["slm_timeout_s"]
+            generation = stamp.get("breaker_generation")
+            if isinstance(generation, int) and not stamp.get("escalation"):
+                CURRENT_ATTEMPT.set(SlmAttempt(stamp["model_group"], generation, str(stamp["call_id"])))
         else:
             kwargs["timeout"] = stamp.get("frontier_timeout_s") or FRONTIER_TIMEOUT_S
             kwargs.pop("logprobs", None)
@@ -196,13 +206,19 @@ class FinOpsRouter(CustomLogger):
                 return  # the proxy's summary failure event repeats an attempt already recorded
             if record.attempt == 2 and record.fallback and _skipped_by_cooldown(kwargs):
                 self._record_skipped_first_attempt(record, kwargs, runtime)
+            abandoned = runtime.was_abandoned(record.call_id)
+            if abandoned and record.attempt == 1 and record.status == "error":
+                record = dataclasses.replace(record, error_class=ABANDONED_ERROR)
+            elif abandoned and record.attempt == 2 and record.fallback:
+                record = dataclasses.replace(record, fallback_reason=SLM_UNAVAILABLE)
             seen_key = (record.call_id, record.attempt, record.status)
             if seen_key in self._seen:
                 return
             self._seen[seen_key] = None
             if len(self._seen) > SEEN_ATTEMPTS:
                 self._seen.popitem(last=False)
-            breaker.observe(runtime.breakers, kwargs, record)
+            if not abandoned:  # cut off by the opening itself: says nothing more about the SLM
+                breaker.observe(runtime.breakers, kwargs, record)
             runtime.shipper.enqueue(record.to_json())
         except Exception as exc:  # a logging problem must never surface to the caller
             log.exception("finops: could not record spend")

@@ -7,13 +7,14 @@ consistent view and the next one sees the new version.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,17 +22,20 @@ from typing import Any
 from routing.engine import signing
 from routing.engine.bundle import Bundle, validate_bundle
 from routing.engine.decision import ScoreFn, ShareThreshold, length_score
+from routing.proxy import abandon
 from routing.proxy.blocked import BlockedCalls
-from routing.proxy.breaker import BreakerBoard
+from routing.proxy.breaker import BreakerBoard, combine_reports
 from routing.proxy.control_plane import ControlPlaneClient
 from routing.proxy.settings import ProxySettings
-from routing.proxy.shipper import SpendShipper
+from routing.proxy.shipper import PUBLISH_EVERY_S, SpendShipper
 from routing.proxy.spool import SPOOL_FILE, SpendSpool
 
 log = logging.getLogger("finops.runtime")
 
 BUNDLE_FILE = "bundle.json"  # last-known-good bundle in FINOPS_STATE_DIR
 MAX_ERRORS = 20
+WORKER_STALE_S = 5.0  # a worker not heard from for this long is left out of the proxy's status
+ABANDONED_KEPT = 4096  # call ids of recently abandoned SLM attempts, to mark their records
 
 
 class ProxyRuntime:
@@ -39,7 +43,12 @@ class ProxyRuntime:
         self.settings = settings
         self.bundle: Bundle | None = None
         self.shares: dict[str, ShareThreshold] = {}
-        self.breakers = BreakerBoard()  # this worker process's view of each small model's health
+        self.open_signals = abandon.OpenSignals()
+        # this worker process's view of each small model's health; an opening wakes its in-flight attempts
+        self.breakers = BreakerBoard(on_open=self.open_signals.fire)
+        self._abandoned: OrderedDict[str, None] = OrderedDict()
+        self._abandoned_lock = threading.Lock()
+        self._abandoning_installed = False
         self.errors: deque[str] = deque(maxlen=MAX_ERRORS)
         self.restart_required = False
         self.router_topology: str | None = None  # topology hash LiteLLM's router was last brought to
@@ -52,7 +61,9 @@ class ProxyRuntime:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.spool = SpendSpool(settings.state_dir / SPOOL_FILE)
         self.blocked = BlockedCalls()  # refused calls, tallied per feature and shipped as counter records
-        self.shipper = SpendShipper(self.spool, self.client, drain=self.blocked.drain)
+        self.shipper = SpendShipper(
+            self.spool, self.client, drain=self.blocked.drain, publish=self.publish_worker_state
+        )
         self._apply_lock = threading.Lock()
         self._stop = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
@@ -82,6 +93,32 @@ class ProxyRuntime:
                 self._score_fn = length_score
             self._score_version = version
         return self._score_fn
+
+    # -- abandoned SLM attempts ----------------------------------------------------------------
+    def install_abandoning(self) -> None:
+        """Let an opening breaker cut off the SLM attempts in flight (see `routing.proxy.abandon`)."""
+        if self._abandoning_installed:
+            return
+        self._abandoning_installed = True
+        problem = abandon.install(
+            opened_since=lambda attempt: self.breakers.breaker(attempt.group).opened_since(
+                attempt.generation
+            ),
+            signals=self.open_signals,
+            on_abandon=self._note_abandoned,
+        )
+        if problem:
+            self.note_error(problem)
+
+    def _note_abandoned(self, attempt: abandon.SlmAttempt) -> None:
+        self.breakers.breaker(attempt.group).count_abandoned()
+        with self._abandoned_lock:
+            self._abandoned[attempt.call_id] = None
+            while len(self._abandoned) > ABANDONED_KEPT:
+                self._abandoned.popitem(last=False)
+
+    def was_abandoned(self, call_id: str) -> bool:
+        return call_id in self._abandoned
 
     def note_error(self, message: str) -> None:
         stamped = f"{datetime.now(UTC).isoformat(timespec='seconds')} {message}"
@@ -206,26 +243,75 @@ class ProxyRuntime:
         return not errors
 
     # -- heartbeat -----------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        bundle = self.bundle
-        last_ship = self.shipper.last_ship_at
+    def worker_state(self) -> dict[str, Any]:
+        """What this worker process alone knows: its breakers, errors and shipping."""
         errors = list(self.errors)
         if self.shipper.last_error:
             errors.append(self.shipper.last_error)
+        last_ship = self.shipper.last_ship_at
+        return {
+            "pid": os.getpid(),
+            "breakers": self.breakers.report(),
+            "errors": errors,
+            "last_ship_at": last_ship.isoformat() if last_ship else None,
+            "shipping": self.shipper.is_shipping,
+            "records": self.shipper.enqueued,
+            "blocked_calls": self.blocked.total,
+            "restart_required": self.restart_required,
+            "applied_hash": self.bundle.content_hash if self.bundle else None,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def publish_worker_state(self) -> None:
+        """Put this worker's state in the shared spool file, where any worker's status finds it."""
+        self.spool.put_worker_report(self.shipper.holder, json.dumps(self.worker_state(), default=str))
+
+    def _worker_states(self) -> list[dict[str, Any]]:
+        """Every live worker of this proxy (all open the same spool file); this one's state is current."""
+        mine = self.worker_state()
+        states = [mine]
+        max_age = max(WORKER_STALE_S, 3 * PUBLISH_EVERY_S)
+        for holder, raw in self.spool.worker_reports(max_age).items():
+            if holder == self.shipper.holder:
+                continue
+            try:
+                state = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(state, dict):
+                states.append(state)
+        return sorted(states, key=lambda state: int(state.get("pid") or 0))
+
+    def status(self) -> dict[str, Any]:
+        """The proxy's status over all its workers (heartbeat body and `GET /finops/v1/status`)."""
+        bundle = self.bundle
+        workers = self._worker_states()
+        errors: list[str] = []
+        for state in workers:
+            for error in state.get("errors") or []:
+                if error not in errors:
+                    errors.append(error)
         dropped = self.spool.dropped()
         if dropped:
             errors.append(f"spool full: {dropped} spend records dropped ({self.spool.full_policy})")
+        shipped = [str(state["last_ship_at"]) for state in workers if state.get("last_ship_at")]
         return {
             "applied_version": bundle.version if bundle else None,
             "applied_hash": bundle.content_hash if bundle else None,
             "spool_depth": self.spool.depth(),
             "dead_letters": self.spool.dead_letter_count(),
-            "blocked_calls": self.blocked.total,
-            "last_ship_at": last_ship.isoformat() if last_ship else None,
-            "errors": errors,
-            "restart_required": self.restart_required,
+            "blocked_calls": sum(int(state.get("blocked_calls") or 0) for state in workers),
+            "last_ship_at": max(shipped) if shipped else None,
+            "errors": errors[-MAX_ERRORS:],
+            "restart_required": any(bool(state.get("restart_required")) for state in workers),
             "plugin_version": self.settings.plugin_version,
-            "breakers": self.breakers.report(),
+            "breakers": combine_reports(
+                [(int(state.get("pid") or 0), state.get("breakers") or []) for state in workers]
+            ),
+            "workers": [
+                {k: state.get(k) for k in ("pid", "shipping", "records", "applied_hash", "at")}
+                for state in workers
+            ],
             "pid": os.getpid(),
         }
 
@@ -340,5 +426,6 @@ def get_runtime() -> ProxyRuntime:
             if _runtime is None:
                 runtime = ProxyRuntime(ProxySettings.from_env())
                 runtime.start()
+                atexit.register(runtime.stop)  # a worker shutting down writes its queue to the spool first
                 _runtime = runtime
     return _runtime

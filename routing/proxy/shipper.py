@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +29,8 @@ log = logging.getLogger("finops.shipper")
 MAX_BACKOFF_S = 30.0
 WRITE_EVERY_S = 0.05  # how long a record may sit in memory before it is on disk
 DRAIN_EVERY_S = 1.0  # how often refused-call tallies become counter records
+PUBLISH_EVERY_S = 1.0  # how often this worker's state goes to the spool for the proxy's status
+SHIP_LEASE_S = 30.0  # a shipping worker that stops renewing (killed) is replaced after this long
 
 
 class SpendShipper:
@@ -38,6 +42,7 @@ class SpendShipper:
         batch_size: int = 200,
         interval_s: float = 1.0,
         drain: Callable[[], list[dict[str, Any]]] | None = None,
+        publish: Callable[[], None] | None = None,
     ) -> None:
         self.spool = spool
         self.client = client
@@ -55,9 +60,15 @@ class SpendShipper:
         self.rejected = 0  # records the control plane refused one by one (now in dead letters)
         self._drain = drain
         self._next_drain_at = 0.0
+        self._publish = publish
+        self._next_publish_at = 0.0
+        self.enqueued = 0  # records this worker put on its queue since it started
+        self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this worker, for the shipping lease
+        self.is_shipping = False  # holds the spool's shipping lease
 
     # -- request path ------------------------------------------------------------------------
     def enqueue(self, record: dict[str, Any]) -> None:
+        self.enqueued += 1
         self._queue.put(record)
 
     # -- background thread -------------------------------------------------------------------
@@ -72,6 +83,9 @@ class SpendShipper:
         if self._thread is not None:
             self._thread.join(timeout_s)
         self.write_queued(force_drain=True)
+        if self.is_shipping:
+            self.spool.release_shipping(self.holder)
+            self.is_shipping = False
 
     def ship_soon(self) -> None:
         """Ship on the next tick regardless of the interval (tests, shutdown, heartbeat nudges)."""
@@ -87,6 +101,9 @@ class SpendShipper:
                 self.write_queued()
                 if time.monotonic() >= self._next_ship_at:
                     self.ship_pending()
+                if self._publish is not None and time.monotonic() >= self._next_publish_at:
+                    self._next_publish_at = time.monotonic() + PUBLISH_EVERY_S
+                    self._publish()
             except Exception as exc:  # the shipper must outlive any one bad tick
                 self.last_error = f"shipper: {type(exc).__name__}: {exc}"
                 log.exception("finops shipper tick failed")
@@ -114,6 +131,9 @@ class SpendShipper:
             self._next_ship_at = time.monotonic() + self.interval_s
             return
         while not self._stop.is_set():
+            self.is_shipping = self.spool.claim_shipping(self.holder, SHIP_LEASE_S)
+            if not self.is_shipping:
+                break  # another worker of this proxy ships the spool
             batch = self.spool.peek(self.batch_size)
             if not batch:
                 break

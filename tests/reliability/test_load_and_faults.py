@@ -240,6 +240,77 @@ def test_redis_down_ingest_still_works(fleet):
     assert IngestBatch.objects.count() > before
 
 
+@pytest.fixture(scope="module")
+def two_worker_proxy(fleet, django_db_blocker):
+    """A third proxy of the fleet, started with `--num_workers 2` (both workers share its spool file)."""
+    from controlplane import fleet_services
+    from routing import services
+    from routing.devtools.harness import free_port
+    from tests.reliability.conftest import IsolatedProxy
+
+    port = free_port()
+    with django_db_blocker.unblock():  # committed: the gunicorn control plane must see the proxy
+        _, token = fleet_services.proxy_create(
+            actor=None, name="rel-two-workers", base_url=f"http://127.0.0.1:{port}", is_canary=False
+        )
+    proxy = IsolatedProxy(
+        services.bundle_signed_document(fleet["bundle"].document),
+        fleet["workdir"] / "proxy-two-workers",
+        proxy_token=token,
+        control_plane_url=fleet["server"].url,
+        heartbeat_s=2.0,
+        port=port,
+        workers=2,
+    )
+    proxy.start(timeout_s=240)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def test_a_two_worker_proxy_stores_every_call_exactly_once(fleet, two_worker_proxy):
+    """Both workers write one spool file and one ships it: each call's records land in Postgres once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from billing.models import SpendEvent
+
+    proxy = two_worker_proxy
+    deadline = time.monotonic() + 90
+    while len(proxy.status()["workers"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)  # each worker writes its state to the shared spool once it runs
+    assert len(proxy.status()["workers"]) == 2, "the second worker never came up"
+
+    def one(i: int) -> tuple[int, str]:
+        prompt = (COMPLEX if i % 3 == 0 else ROUTINE)[i % 10]
+        return _send(proxy.url, fleet["keys"][i % len(fleet["keys"])], prompt, f"two-workers-{i}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # concurrent: the workers' event loops share the calls
+        answers = list(pool.map(one, range(240)))
+    TALLY["requests sent"] += len(answers)
+    load = Load(calls=[Call(call_id, 2, status, time.monotonic()) for status, call_id in answers if call_id])
+    assert [status for status, _ in answers] == [200] * len(answers)
+
+    time.sleep(1.5)  # queues reach the spool within 50 ms; worker states are written once a second
+    deadline = time.monotonic() + 90
+    while proxy.status()["spool_depth"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    status = proxy.status()
+    assert status["spool_depth"] == 0 and not any("spool full" in e for e in status["errors"])
+    workers = status["workers"]
+    print(
+        "\ntwo workers: "
+        + ", ".join(f"pid {w['pid']} wrote {w['records']} records, shipping={w['shipping']}" for w in workers)
+    )
+    assert all(w["records"] > 0 for w in workers), "one worker served no call"
+    assert sum(1 for w in workers if w["shipping"]) == 1, "exactly one worker ships the shared spool"
+    result = check_exactly_once(load)
+    assert result["calls"] == len(answers) and not result["lost"]
+    rows = SpendEvent.objects.filter(call_id__in=[c.call_id for c in load.calls])
+    assert rows.count() == sum(w["records"] for w in workers)  # every record either worker wrote, once
+    check_rollups_exact()
+
+
 def test_each_call_has_one_row_per_attempt_number_starting_at_1(fleet):
     """Over everything the load and fault tests above stored: attempts numbered 1 (decided) and 2 (fallback)."""
     from billing.models import SpendEvent

@@ -97,8 +97,16 @@ def test_heartbeat_records_the_report_and_answers_the_target(client, registered,
                 "state": "open",
                 "open_since": "2026-11-27T10:03:00+00:00",
                 "skipped": 12,
+                "abandoned": 3,
+                "workers": 2,
+                "workers_open": 1,
                 "transitions": [{"to": "open", "why": "5 hard failures in a row"}],  # not kept
+                "by_worker": [{"pid": 4242, "state": "open"}, {"pid": 4243, "state": "closed"}],  # not kept
             }
+        ],
+        "workers": [
+            {"pid": 4242, "shipping": True, "records": 40},
+            {"pid": 4243, "shipping": False, "records": 38},
         ],
     }
     response = client.post(
@@ -111,8 +119,17 @@ def test_heartbeat_records_the_report_and_answers_the_target(client, registered,
     assert proxy.last_report["spool_depth"] == 3 and proxy.last_report["restart_required"] is True
     assert proxy.last_heartbeat_at is not None
     assert proxy.last_report["breakers"] == [
-        {"model_group": "slm", "state": "open", "open_since": "2026-11-27T10:03:00+00:00", "skipped": 12}
+        {
+            "model_group": "slm",
+            "state": "open",
+            "open_since": "2026-11-27T10:03:00+00:00",
+            "skipped": 12,
+            "abandoned": 3,
+            "workers": 2,
+            "workers_open": 1,
+        }
     ]
+    assert [w["pid"] for w in proxy.last_report["workers"]] == [4242, 4243]
     assert proxy.last_report["pid"] == 4242
 
 

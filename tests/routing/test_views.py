@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from controlplane import fleet_services
 from controlplane.models import AuditEntry, Proxy
 from routing import services
-from routing.engine.signing import split_credential, token_hash
+from routing.engine.signing import signing_key, split_credential, token_hash
 from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy
 from tests.routing.fleet_support import make_routing
 
@@ -191,7 +191,9 @@ def test_proxy_register_permission_and_token_once(client, users, who, status):
     if status == 200:
         credential = response.content.decode().split("FINOPS_PROXY_TOKEN=")[1].split("<")[0].strip()
         token, ingest_secret = split_credential(credential)
-        assert Proxy.objects.get(name="edge-1").token_hash == token_hash(token) and ingest_secret != token
+        proxy = Proxy.objects.get(name="edge-1")
+        assert proxy.token_hash == token_hash(token)
+        assert ingest_secret != token and proxy.signing_key == signing_key(ingest_secret)
 
 
 @pytest.fixture
@@ -389,8 +391,9 @@ def test_api_rollback_and_proxy_create_permission(users, routing, who):
     assert rollback.status_code == (404 if who in ("pm", "team_viewer") else expected)
     assert created.status_code == expected
     if expected == 201:
-        token = split_credential(created.json()["token"])[0]
-        assert token_hash(token) == Proxy.objects.get(name="api-edge").token_hash
+        token, ingest_secret = split_credential(created.json()["token"])
+        proxy = Proxy.objects.get(name="api-edge")
+        assert token_hash(token) == proxy.token_hash and signing_key(ingest_secret) == proxy.signing_key
 
 
 def test_api_bundle_diff(users, routing):

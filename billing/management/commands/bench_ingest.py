@@ -32,8 +32,42 @@ from billing.models import SpendEvent, SpendRollupHourly
 from billing.synthetic import synthetic_records
 from controlplane.models import Feature, Proxy, Team
 from routing.engine import signing
+from routing.services import feature_key_create
 
 SCRATCH = "bench_copy_scratch"
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a local process has used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """The gunicorn workers: processes whose parent is the master."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def _db_backends() -> list[int]:
+    """Postgres backend pids serving the bench database, except this command's own connection."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _free_port() -> int:
@@ -65,6 +99,8 @@ class Command(BaseCommand):
         parser.add_argument("--mirror", action="store_true", help="keep the Datadog mirror queueing on")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not os.path.exists("/proc/self/stat"):
+            raise CommandError("bench_ingest reads process CPU times from /proc: run it on Linux")
         if connection.vendor != "postgresql":
             raise CommandError(
                 "bench_ingest needs Postgres: point DATABASE_URL at a scratch database, e.g. "
@@ -73,6 +109,8 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0)
         if not Feature.objects.exists():
             call_command("seed_demo", stdout=open(os.devnull, "w"))  # noqa: SIM115
+        for feature in Feature.objects.filter(keys__isnull=True):  # ingest refuses features no proxy serves
+            feature_key_create(actor=None, feature=feature, name="bench")
         token = secrets.token_hex(24)
         Proxy.objects.update_or_create(
             name="bench-proxy",
@@ -89,7 +127,13 @@ class Command(BaseCommand):
         events_per_s = self._http(bodies, len(records), token, options)
         copy_per_s = self._copy(records)
         self._selectors(options["selector_events"])
-        self.stdout.write(f"events_per_s={events_per_s:.0f} copy_events_per_s={copy_per_s:.0f}")
+        self.stdout.write(
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+        )
+        self.stdout.write(
+            f"events_per_s={events_per_s:.0f} copy_events_per_s={copy_per_s:.0f} "
+            f"ratio={events_per_s / copy_per_s:.3f} server_cpu_us_per_event={self.server_cpu_us:.1f}"
+        )
 
     def _batches(self, events: int, size: int, span_minutes: float) -> tuple[list[bytes], list]:
         features = list(Feature.objects.values_list("team__slug", "slug"))
@@ -123,6 +167,8 @@ class Command(BaseCommand):
             "DATABASE_URL": settings.DATABASE_URL,
             "DATADOG_ENABLED": "true" if options["mirror"] else "false",
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            # the bench publishes no bundle; the production-mode server still insists on a signing key
+            "FINOPS_BUNDLE_SIGNING_KEY": settings.FINOPS_BUNDLE_SIGNING_KEY,
         }
         server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [
@@ -146,20 +192,22 @@ class Command(BaseCommand):
                 f"gunicorn: {options['workers']} workers on 127.0.0.1:{port}, {options['clients']} client threads, "
                 f"Datadog mirror {'on' if options['mirror'] else 'off'}"
             )
-            work: queue.Queue[bytes] = queue.Queue()
+            # Signed before the clock starts, so the figure is the server's: the timestamps stay well inside
+            # the accepted clock skew (FINOPS_INGEST_CLOCK_SKEW_S, 300 s) for any run this bench makes.
+            key = signing.signing_key(token)
+            stamp = str(int(time.time()))
+            work: queue.Queue[tuple[bytes, str]] = queue.Queue()
             for body in bodies:
-                work.put(body)
+                work.put((body, signing.sign(key, stamp, body)))
             results: list[dict[str, Any]] = []
             failures: list[str] = []
-            key = signing.signing_key(token)
 
             def client() -> None:
                 while True:
                     try:
-                        body = work.get_nowait()
+                        body, signature = work.get_nowait()
                     except queue.Empty:
                         return
-                    stamp = str(int(time.time()))
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
                     conn.request(
                         "POST",
@@ -169,7 +217,7 @@ class Command(BaseCommand):
                             "Content-Type": "application/json",
                             "Authorization": f"Bearer {token}",
                             signing.TIMESTAMP_HEADER: stamp,
-                            signing.SIGNATURE_HEADER: signing.sign(key, stamp, body),
+                            signing.SIGNATURE_HEADER: signature,
                         },
                     )
                     reply = conn.getresponse()
@@ -180,6 +228,9 @@ class Command(BaseCommand):
                     else:
                         failures.append(f"HTTP {reply.status}: {payload[:300]!r}")
 
+            web_pids = _children(server.pid)
+            cpu_before = {pid: _cpu_s(pid) for pid in web_pids}
+            db_before = {pid: _cpu_s(pid) for pid in _db_backends()}
             began = time.perf_counter()
             threads = [threading.Thread(target=client) for _ in range(options["clients"])]
             for thread in threads:
@@ -187,6 +238,8 @@ class Command(BaseCommand):
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - began
+            web_cpu = sum(_cpu_s(pid) - cpu_before.get(pid, 0.0) for pid in web_pids)
+            db_cpu = sum(_cpu_s(pid) - db_before.get(pid, 0.0) for pid in _db_backends())
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -197,6 +250,13 @@ class Command(BaseCommand):
         self.stdout.write(
             f"HTTP ingest: {accepted} accepted, {duplicates} duplicates in {elapsed:.2f} s "
             f"({total / elapsed:,.0f} events/s, {len(bodies) / elapsed:.1f} batches/s)"
+        )
+        # CPU time is steadier than wall time on a shared machine: what each event costs the server.
+        self.server_cpu_us = (web_cpu + db_cpu) / total * 1e6
+        self.stdout.write(
+            f"server CPU per event: {web_cpu / total * 1e6:.1f} us in gunicorn workers + "
+            f"{db_cpu / total * 1e6:.1f} us in their Postgres backends = {self.server_cpu_us:.1f} us "
+            f"(CPU-bound ceiling on {os.cpu_count()} cores: {os.cpu_count() / self.server_cpu_us * 1e6:,.0f} events/s)"
         )
         if accepted != total:
             raise CommandError(f"expected {total} accepted records, got {accepted}")

@@ -23,7 +23,8 @@ from tests.routing.proxy.conftest import PROXY_TOKEN, TEAM
 
 pytestmark = pytest.mark.proxy
 
-GROUPS = ("slm-share", "slm-streak", "slm-probe")
+GROUPS = ("slm-share", "slm-streak", "slm-probe", "slm-inflight")
+INFLIGHT_TIMEOUT_MS = 20_000  # the in-flight test's SLM timeout: waiting it out would be unmistakable
 BREAKER = {
     "window_s": 30,
     "failure_share": 0.5,
@@ -79,6 +80,10 @@ def breaker_bundle(upstreams: dict[str, FakeUpstream]) -> dict[str, Any]:
                 "breaker": BREAKER,
             },
             **{feature_of(g): {"small_model": g} for g in GROUPS},
+            feature_of("slm-inflight"): {
+                "small_model": "slm-inflight",
+                "slm_timeout_ms": INFLIGHT_TIMEOUT_MS,
+            },
         },
         "budgets": [],
         "experiments": [],
@@ -224,6 +229,49 @@ def test_half_open_probe_then_close(rig: Rig) -> None:
     assert all(rig.call(group) == group for _ in range(3))
 
 
+def test_attempts_in_flight_fall_back_at_once_when_the_breaker_opens(rig: Rig) -> None:
+    """SLM attempts waiting on a hung SLM are cut off when the breaker opens, not left to their timeout."""
+    group, in_flight = "slm-inflight", 6
+    upstream = rig.upstreams[group]
+    assert rig.call(group) == group
+    upstream.apply({"hang_rate": 1.0, "hang_s": 60})
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        started = time.perf_counter()
+        waiting = [pool.submit(rig.proxy.chat, key_of(group), f"hello {i}") for i in range(in_flight)]
+        deadline = time.monotonic() + 10
+        while upstream.state.snapshot()["hangs"] < in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert upstream.state.snapshot()["hangs"] == in_flight, "the calls never reached the SLM"
+        upstream.apply({"down": True})  # new calls are refused: three in a row open the breaker
+        for _ in range(BREAKER["consecutive_failures"]):
+            assert rig.call(group) == "frontier"
+        opened_at = time.perf_counter()
+        assert rig.breaker(group)["state"] == "open"
+        answers = [future.result() for future in waiting]
+        finished = time.perf_counter()
+    served = [body["choices"][0]["message"]["content"] for status, body, _ in answers if status == 200]
+    assert served == ["answer from frontier"] * in_flight, answers
+    print(
+        f"\n{in_flight} calls in flight: breaker opened {opened_at - started:.2f} s after they started; "
+        f"all answered by the frontier {finished - opened_at:.2f} s later (SLM timeout {INFLIGHT_TIMEOUT_MS / 1000:g} s)"
+    )
+    assert finished - opened_at < 3.0, "the in-flight attempts waited instead of falling back"
+    assert rig.breaker(group)["abandoned"] == in_flight
+
+    records = rig.records(group, 2 + 2 * BREAKER["consecutive_failures"] + 2 * in_flight)
+    abandoned = [r for r in records if r["error_class"] == "CircuitBreakerOpen"]
+    assert len(abandoned) == in_flight
+    assert all((r["attempt"], r["model_group"], r["status"]) == (1, group, "error") for r in abandoned)
+    by_call = {(r["call_id"], r["attempt"]): r for r in records}
+    rescues = [by_call.get((r["call_id"], 2)) for r in abandoned]
+    assert [(r["model_group"], r["status"], r["fallback"], r["fallback_reason"]) for r in rescues if r] == [
+        ("frontier", "success", True, "slm_unavailable")
+    ] * in_flight
+    # the refused calls that opened it are ordinary error fallbacks; nothing else was recorded twice
+    assert len(records) == len({(r["call_id"], r["attempt"]) for r in records})
+    assert sum(1 for r in records if r["fallback_reason"] == "error") == BREAKER["consecutive_failures"]
+
+
 def test_a_multi_worker_proxy_learns_per_worker_and_still_skips_a_dead_slm(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -243,16 +291,14 @@ def test_a_multi_worker_proxy_learns_per_worker_and_still_skips_a_dead_slm(
     )
     proxy.start()
 
-    def by_worker() -> dict[int, dict[str, Any]]:
-        """Each worker's status: concurrent calls reach both worker processes."""
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return {status["pid"]: status for status in pool.map(lambda _: proxy.status(), range(24))}
+    def breaker_of(status: dict[str, Any]) -> dict[str, Any]:
+        return next(b for b in status["breakers"] if b["model_group"] == group)
 
     try:
         deadline = time.monotonic() + 60
-        while len(by_worker()) < workers and time.monotonic() < deadline:
+        while len(proxy.status()["workers"]) < workers and time.monotonic() < deadline:
             time.sleep(0.5)  # the second worker finishes starting after the first one answers
-        assert len(by_worker()) == workers
+        assert len(proxy.status()["workers"]) == workers
         rig = Rig(upstreams, control_plane, proxy)
         assert rig.call(group) == group
         upstreams[group].apply({"hang_rate": 1.0, "hang_s": 5})  # every try waits out the 1 s timeout
@@ -261,18 +307,19 @@ def test_a_multi_worker_proxy_learns_per_worker_and_still_skips_a_dead_slm(
             served = list(pool.map(lambda _: rig.call(group), range(60)))
         assert set(served) == {"frontier"}
         tried = rig.slm_requests(group) - before
-        breakers = {
-            pid: next(b for b in status["breakers"] if b["model_group"] == group)
-            for pid, status in by_worker().items()
-        }
+        time.sleep(1.5)  # each worker writes its state to the shared spool once a second
+        # any worker's status covers both: each worker's breaker, and the sum over them
+        breaker = breaker_of(proxy.status())
         print(
             f"\n{tried} of 60 calls tried the hanging SLM; per worker: "
-            + ", ".join(f"{pid}: {b['state']}, skipped {b['skipped']}" for pid, b in breakers.items())
+            + ", ".join(f"{w['pid']}: {w['state']}, skipped {w['skipped']}" for w in breaker["by_worker"])
         )
         # each worker opens its own breaker after K timeouts in a row (a few more may already be in flight)
         assert tried <= workers * (BREAKER["consecutive_failures"] + 4)
-        assert {b["state"] for b in breakers.values()} == {"open"}
-        assert sum(b["skipped"] for b in breakers.values()) == 60 - tried
+        assert (breaker["state"], breaker["workers"], breaker["workers_open"]) == ("open", workers, workers)
+        assert len({w["pid"] for w in breaker["by_worker"]}) == workers
+        assert breaker["skipped"] == sum(w["skipped"] for w in breaker["by_worker"]) == 60 - tried
+        assert breaker_of(proxy.status()) == breaker  # the same answer from whichever worker is asked
     finally:
         proxy.stop()
         control_plane.stop()

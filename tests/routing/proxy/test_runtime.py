@@ -107,8 +107,24 @@ def test_status_has_the_heartbeat_fields(tmp_path: Path) -> None:
         "restart_required",
         "plugin_version",
         "breakers",
+        "workers",
         "pid",
     }
+
+
+def test_status_covers_every_worker_sharing_the_state_dir(tmp_path: Path) -> None:
+    """Workers of one proxy share the state dir: any worker's status shows all of them."""
+    first, second = runtime_in(tmp_path), runtime_in(tmp_path)
+    for _ in range(5):
+        first.breakers.breaker("slm").record("hard_failure", started_at=0.0)
+    second.breakers.breaker("slm").admit()
+    first.publish_worker_state()
+    status = second.status()
+    assert len(status["workers"]) == 2
+    [slm] = status["breakers"]
+    assert (slm["state"], slm["workers"], slm["workers_open"]) == ("open", 2, 1)
+    assert sorted(w["state"] for w in slm["by_worker"]) == ["closed", "open"]
+    assert slm["open_since"] is not None and slm["transitions"][-1]["to"] == "open"
 
 
 def test_a_proxy_without_an_assigned_bundle_says_so_instead_of_failing(tmp_path: Path, caplog: Any) -> None:

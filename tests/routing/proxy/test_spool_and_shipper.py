@@ -70,6 +70,57 @@ def test_full_spool_drop_newest_keeps_the_backlog(tmp_path: Path) -> None:
     assert spool.dropped() == 3 and json.loads(spool.peek(1)[0][1])["call_id"] == "call-0"
 
 
+def test_workers_sharing_a_spool_keep_every_record_that_fits(tmp_path: Path) -> None:
+    """Two workers of one proxy open one spool file: one writes, the other ships and deletes.
+
+    Each worker used to count the depth in its own memory; the writer's count only grew, and once it
+    passed the bound the writer deleted "oldest" records that were still waiting to be shipped.
+    """
+    writer = SpendSpool(tmp_path / "s.sqlite3", max_records=10)
+    shipper = SpendSpool(tmp_path / "s.sqlite3", max_records=10)
+    delivered: list[str] = []
+    for round_ in range(6):  # 24 records through a spool bounded at 10, never more than 4 waiting
+        assert writer.append(rows(4, start=round_ * 4)) == 4
+        batch = shipper.peek(10)
+        delivered += [json.loads(body)["call_id"] for _, body in batch]
+        shipper.delete([row_id for row_id, _ in batch])
+    assert writer.append(rows(4, start=24)) == 4
+    assert writer.depth() == shipper.depth() == 4  # both see every worker's records
+    assert writer.dropped() == 0
+    delivered += [json.loads(body)["call_id"] for _, body in shipper.peek(10)]
+    assert delivered == [f"call-{i}" for i in range(28)]
+
+
+def test_the_bound_counts_every_workers_records(tmp_path: Path) -> None:
+    first = SpendSpool(tmp_path / "s.sqlite3", max_records=10)
+    second = SpendSpool(tmp_path / "s.sqlite3", max_records=10)
+    first.append(rows(6))
+    second.append(rows(6, start=6))
+    assert first.depth() == second.depth() == 10 and first.dropped() == 2
+    assert json.loads(first.peek(1)[0][1])["call_id"] == "call-2"
+
+
+def test_one_worker_ships_a_shared_spool_at_a_time(tmp_path: Path) -> None:
+    double = ControlPlaneDouble(TOKEN).start()
+    try:
+        first, second = make_shipper(tmp_path, double.url), make_shipper(tmp_path, double.url)
+        for i in range(15):
+            (first if i % 2 else second).enqueue(record(i))
+        first.write_queued()
+        second.write_queued()
+        first.ship_pending()
+        second.ship_pending()  # the first holds the lease: nothing is sent twice
+        assert first.is_shipping and not second.is_shipping
+        assert len(double.records) == 15 and double.duplicates == 0 and first.spool.depth() == 0
+        second.enqueue(record(15))
+        second.write_queued()
+        first.stop()  # releases the lease: the other worker takes over at once
+        second.ship_pending()
+        assert second.is_shipping and len(double.records) == 16 and double.duplicates == 0
+    finally:
+        double.stop()
+
+
 def test_signature_covers_timestamp_and_body() -> None:
     key = signing.signing_key(TOKEN)
     body = b'{"records":[]}'
