@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-STAGE = "billing_spend_stage"
+STAGE = "billing_spend_incoming"  # per-connection TEMP table, emptied at each commit
 EVENT_COLUMNS = [
     "batch_id",
     "proxy_id",
@@ -392,8 +392,8 @@ def _pg_ingest_sql() -> str:
     cols = ", ".join(EVENT_COLUMNS)
     returning = ", ".join(rollups.SOURCE_COLUMNS)
     return (
-        f"WITH src AS (DELETE FROM {STAGE} RETURNING *), "
-        f"ins AS (INSERT INTO {rollups.EVENTS} ({cols}) SELECT {cols} FROM src "
+        # the staging table empties itself at commit (ON COMMIT DELETE ROWS): no per-row DELETE here
+        f"WITH ins AS (INSERT INTO {rollups.EVENTS} ({cols}) SELECT {cols} FROM {STAGE} "
         f'ORDER BY proxy_id, event_id COLLATE "C", start_time '  # one lock order for every batch: no deadlock
         f"ON CONFLICT (proxy_id, event_id, start_time) DO NOTHING RETURNING {returning}), "
         f"up AS ({rollups.upsert_sql('ins')} RETURNING 1) "
@@ -420,7 +420,7 @@ def _stage_ensure() -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} AS "
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ON COMMIT DELETE ROWS AS "
             f"SELECT {', '.join(EVENT_COLUMNS)} FROM {rollups.EVENTS} WITH NO DATA"
         )
     # Created in autocommit it survives any later rollback; inside a transaction a rollback would drop it.
@@ -428,11 +428,15 @@ def _stage_ensure() -> None:
 
 
 def _insert_postgres(rows: list[tuple]) -> int:
+    if not connection.in_atomic_block:  # the staging table empties at each commit: COPY and INSERT share one
+        raise RuntimeError("_insert_postgres must run inside transaction.atomic()")
     _stage_ensure()
     with connection.cursor() as cursor:
         copy_rows(cursor, STAGE, rows)
         cursor.execute(_pg_ingest_sql())
         inserted, _ = cursor.fetchone()
+        if connection.savepoint_ids:  # nested in a caller's transaction: no commit empties the stage soon
+            cursor.execute(f"DELETE FROM {STAGE}")
     return int(inserted)
 
 

@@ -263,3 +263,21 @@ def test_a_record_with_nan_or_infinity_is_refused_alone(client, feature):
     assert body["accepted"] == 1
     assert {e["index"] for e in body["rejected"]} == {1}
     assert {e["field"] for e in body["rejected"]} == {"score", "confidence"}
+
+
+@pytest.mark.django_db
+def test_the_staging_table_is_empty_after_each_batch(client, feature):
+    """Batches stage their rows in a per-connection table: nothing of one batch is left for the next."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the staging table exists on Postgres only (SQLite inserts directly)")
+    from billing import services
+
+    issue_key(feature)
+    ProxyFactory(token=PROXY_TOKEN, name="proxy-stage")
+    for _ in range(2):
+        response = post_batch(client, [make_record(), make_record()])
+        assert response.status_code == 200 and response.json()["accepted"] == 2
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {services.STAGE}")
+            assert cursor.fetchone()[0] == 0
+    assert SpendEvent.objects.count() == 4
