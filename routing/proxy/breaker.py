@@ -10,7 +10,9 @@ Settings: `routing.engine.bundle.BreakerSettings` (the default policy's `breaker
   them failed (timeout, connection error, 5xx; a low-confidence answer is an answer), or when
   `consecutive_failures` hard failures (timeout, connection refused) arrived in a row while the
   SLM answered nobody. A timeout whose attempt started before some other attempt got an answer
-  proves the SLM alive but slow, so it does not extend the streak.
+  proves the SLM alive but slow, so it does not extend the streak. It also opens at the first hard
+  failure that waited with no answer to anyone while `STALL_MIN_WAITING` or more later attempts waited
+  too (a hanging SLM at traffic: the rest of those calls need not wait out the timeout).
 - open: calls skip the SLM (decision reason `slm_unavailable`) for the cool-off (first
   `cool_off_s`, doubled on each failed probe up to `max_cool_off_s`). Each opening is counted
   (`openings`) and announced (`on_open`): SLM attempts admitted before it and still waiting are cut
@@ -45,6 +47,11 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 # outcome of one SLM attempt, as the breaker counts it
 SUCCESS, HARD_FAILURE, SOFT_FAILURE = "success", "hard_failure", "soft_failure"
 TRANSITIONS_KEPT = 50
+# A timeout with no answer from the SLM during the attempt's whole wait, while at least this many other
+# attempts were admitted after it and are waiting too, means the SLM answers nobody (hanging or dead):
+# open at once instead of after `consecutive_failures` timeouts. A slow but alive SLM answers some of
+# them within the wait, and a lone call at low traffic has no others waiting: neither trips it.
+STALL_MIN_WAITING = 3
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ class CircuitBreaker:
         self._failures_in_window = 0
         self._streak = 0
         self._last_answer_at = float("-inf")  # when the SLM last answered anyone
+        self._admitted: deque[float] = deque()  # when recent SLM attempts were admitted (closed state)
         self._opened_at = 0.0
         self.open_since: float | None = None  # wall clock, for reports and alerts
         self._cool_off = self.settings.cool_off_s
@@ -132,6 +140,9 @@ class CircuitBreaker:
                 self._probe_successes = 0
                 self._probe_in_flight = False
             if self.state == CLOSED:
+                self._admitted.append(now)
+                while self._admitted and self._admitted[0] < now - self.settings.window_s:
+                    self._admitted.popleft()
                 return Admission(True, started_at=now, generation=self.openings)
             if self._probe_in_flight and now - self._probe_started_at > self.settings.max_cool_off_s:
                 self._probe_in_flight = False  # its result never came back (client gone): probe again
@@ -201,7 +212,15 @@ class CircuitBreaker:
             # an answer that arrived while this attempt waited proves the SLM alive: not a streak
             self._streak = 0 if self._last_answer_at > started_at else self._streak + 1
         attempts = len(self._outcomes)
-        if self._streak >= settings.consecutive_failures:
+        waiting = 0
+        if outcome == HARD_FAILURE and self._last_answer_at <= started_at:
+            waiting = sum(1 for admitted in self._admitted if admitted > started_at)
+        if waiting >= STALL_MIN_WAITING:
+            self._open(
+                now,
+                f"no answer for {now - started_at:.1f} s while {waiting} more attempts waited (stalled)",
+            )
+        elif self._streak >= settings.consecutive_failures:
             self._open(now, f"{self._streak} hard failures in a row")
         elif (
             failed
@@ -224,6 +243,7 @@ class CircuitBreaker:
 
     def _close(self) -> None:
         self._outcomes.clear()
+        self._admitted.clear()
         self._failures_in_window = 0
         self._streak = 0
         self._cool_off = self.settings.cool_off_s

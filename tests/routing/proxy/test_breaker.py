@@ -143,6 +143,41 @@ def test_a_hang_opens_it_on_the_first_timeouts(clock: Clock) -> None:
     assert b.state == OPEN
 
 
+def test_a_stalled_slm_opens_it_at_the_first_timeout(clock: Clock) -> None:
+    """Calls keep arriving and none is answered for a whole timeout: open before K timeouts pile up."""
+    b = breaker(clock)
+    for _ in range(50):
+        attempt(b, clock, SUCCESS)
+    in_flight = []
+    for _ in range(28):  # 2 s of traffic at 14 calls/s into an SLM that stopped answering
+        in_flight.append(b.admit())
+        clock.advance(2.0 / 28)
+    b.record(HARD_FAILURE, started_at=in_flight[0].started_at)  # the first one times out
+    assert b.state == OPEN
+    assert "stalled" in b.transitions[-1]["why"]
+
+
+def test_a_lone_timeout_or_one_with_answers_in_between_is_not_a_stall(clock: Clock) -> None:
+    b = breaker(clock)
+    first = b.admit()
+    clock.advance(0.5)
+    others = [b.admit() for _ in range(2)]  # only two more waiting: below the stall rule's minimum
+    clock.advance(1.5)
+    b.record(HARD_FAILURE, started_at=first.started_at)
+    assert b.state == CLOSED
+    for admission in others:
+        b.record(HARD_FAILURE, started_at=admission.started_at)
+    assert b.state == CLOSED  # three in a row: the streak rule still needs five
+    slow = b.admit()
+    for _ in range(10):  # ten more calls, and the SLM answers one of them during the slow call's wait
+        clock.advance(0.1)
+        b.admit()
+    b.record(SUCCESS, started_at=clock.now - 0.05)
+    clock.advance(1.0)
+    b.record(HARD_FAILURE, started_at=slow.started_at)
+    assert b.state == CLOSED
+
+
 def test_half_open_probes_one_in_n_then_closes_after_m_successes(clock: Clock) -> None:
     b = breaker(clock, probe_one_in=4, close_after=2)
     for _ in range(5):
