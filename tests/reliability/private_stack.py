@@ -74,7 +74,12 @@ class PrivatePostgres:
             str(self.bindir / "initdb"), "-D", str(self.data), "-U", "finops", "-A", "trust", "--no-sync"
         )
         self.start()
-        self._run(
+        self._psql("postgres", "-c", "CREATE DATABASE finops")
+        return self
+
+    def _psql(self, database: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """psql as `finops` over this cluster's socket directory."""
+        return self._run(
             str(self.bindir / "psql"),
             "-h",
             str(self.sockets),
@@ -83,11 +88,9 @@ class PrivatePostgres:
             "-U",
             "finops",
             "-d",
-            "postgres",
-            "-c",
-            "CREATE DATABASE finops",
+            database,
+            *args,
         )
-        return self
 
     def _options(self) -> str:
         return (
@@ -131,21 +134,7 @@ class PrivatePostgres:
         )
 
     def query(self, sql: str) -> list[tuple[str, ...]]:
-        out = self._run(
-            str(self.bindir / "psql"),
-            "-h",
-            str(self.sockets),
-            "-p",
-            str(self.port),
-            "-U",
-            "finops",
-            "-d",
-            "finops",
-            "-AtF",
-            "\t",
-            "-c",
-            sql,
-        ).stdout
+        out = self._psql("finops", "-AtF", "\t", "-c", sql).stdout
         return [tuple(line.split("\t")) for line in out.splitlines() if line]
 
     def destroy(self) -> None:
