@@ -20,7 +20,10 @@ import sys
 # Only the LiteLLM proxy loads these (or a developer's checkout): never imported by web, worker or beat.
 WEB_SKIP = ("routing.proxy", "routing.devtools", "routing.engine.tooling")
 WEB_KEEP = ("routing.proxy.bootstrap", "routing.proxy.runtime", "routing.devtools.fake_upstream")
-PROXY_SKIP = ("routing.engine.tooling",)
+# The offline scorer tools need numpy/scipy, which the proxy image leaves out: routing.engine.tooling, and their
+# old places in routing.engine until that move (issue 17) lands.
+OFFLINE_TOOLS = ("adjust", "bench", "embedding", "evaluate", "metrics", "train")
+PROXY_SKIP = ("routing.engine.tooling", *(f"routing.engine.{t}" for t in OFFLINE_TOOLS))
 
 
 def modules(package: str) -> list[str]:

@@ -37,13 +37,11 @@ find "$site" -depth -type d -name tests -exec rm -rf {} +
 find "$site" -type f \( -name '*.pyi' -o -name '*.po' \) -delete
 "$venv/bin/python" -m pip uninstall -y -q pip setuptools
 # bytecode whose source is gone (pip's own, the removed directories'), then empty cache directories
-find "$site" -type d -name __pycache__ | while read -r cache; do
-  src=$(dirname "$cache")
-  for pyc in "$cache"/*.pyc; do
-    [ -e "$pyc" ] || continue
-    name=$(basename "$pyc"); name=${name%%.*}
-    [ -e "$src/$name.py" ] || rm -f "$pyc"
-  done
-done
+"$venv/bin/python" - "$site" <<'PY'
+import pathlib, sys
+for pyc in pathlib.Path(sys.argv[1]).rglob("__pycache__/*.pyc"):
+    if not (pyc.parent.parent / (pyc.name.split(".")[0] + ".py")).exists():
+        pyc.unlink()
+PY
 find "$site" -depth -type d -empty -delete
 echo "slim-venv: $role site-packages ${before} MB -> $(du -sm "$site" | cut -f1) MB" >&2
