@@ -262,3 +262,17 @@ def test_image_check_fails_naming_the_module_that_lost_its_package(tmp_path):
     assert "these modules do not import in this image" in result.stderr
     assert re.search(r"routing\.whatif: ModuleNotFoundError: No module named 'scipy", result.stderr)
     assert "image_check=ok" not in result.stdout
+
+
+def test_web_loads_the_url_conf_once_before_forking_workers():
+    """A cold URL-conf import in each worker's first request outlasted gunicorn's timeout on a loaded machine."""
+    text = (DOCKER / "Dockerfile.web").read_text()
+    final_stage = text.rsplit("\nFROM ", 1)[-1]
+    assert "WORKDIR /app" in final_stage and "COPY docker/gunicorn.conf.py ./" in final_stage
+    namespace: dict = {}
+    exec(compile((DOCKER / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)
+    assert namespace["preload_app"] is True
+    namespace["when_ready"](server=None)  # imports every view module and leaves no connection open
+    from django.db import connections
+
+    assert all(conn.connection is None for conn in connections.all())
