@@ -6,7 +6,7 @@ Two weights formats ship side by side in `weights/`, each file named by its vers
 - `complexity-terms/2` (complexity-v2 on): the same signals plus task-type signals and weighted ask
   terms (words, word pairs, lead words), then a calibration, so the score is the probability that
   the frontier model is needed (its answer beats the small model's).
-Weights come from `routing.engine.train`; a bundle may pin a version (`$.scorer_weights`).
+Weights come from `routing.engine.tooling.train`; a bundle may pin a version (`$.scorer_weights`).
 """
 
 from __future__ import annotations
