@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from routing.engine.adjustment import ScoreAdjustment
 from routing.engine.signals import (
     SIGNAL_NAMES,
     TASK_SIGNAL_NAMES,
@@ -146,13 +147,16 @@ class ComplexityScorer:
             for weight in self.signal_weights
         }
 
-    def score(self, messages: object, tools: object = None) -> float:
+    def score(
+        self, messages: object, tools: object = None, adjustment: ScoreAdjustment | None = None
+    ) -> float:
+        """The calibrated score; `adjustment` is a feature's own change of the logit, fitted from its outcomes."""
         try:
             signals, terms = self._all_signals(messages, tools)
         except Exception:
             # A malformed request must still be routed; the prior is the neutral answer.
-            return self._calibrated(self.intercept)
-        z = self.intercept
+            return self._calibrated(self.intercept + (adjustment.offset if adjustment else 0.0))
+        z = self.intercept + (adjustment.logit_change(signals) if adjustment else 0.0)
         for weight in self.signal_weights:
             z += weight.weight * (signals[weight.name] - weight.mean) / weight.scale
         if terms:
