@@ -12,9 +12,11 @@ from routing.models.experiment import (
 )
 from routing.models.policy import (
     BREAKER_FIELDS,
+    DEPLOYMENT_FIELDS,
     ENV_NAME,
     GROUP_NAME,
     LIVE_STATUSES,
+    POLICY_FIELDS,
     RUNNING_STATUSES,
     Bundle,
     FeatureKey,
@@ -33,6 +35,7 @@ from routing.models.policy import (
 
 __all__ = [
     "BREAKER_FIELDS",
+    "DEPLOYMENT_FIELDS",
     "ENV_NAME",
     "GROUP_NAME",
     "LIVE_STATUSES",
@@ -45,6 +48,7 @@ __all__ = [
     "Feedback",
     "ModelDeployment",
     "OverBudget",
+    "POLICY_FIELDS",
     "Rollout",
     "RolloutKind",
     "RolloutStatus",

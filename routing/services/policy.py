@@ -38,7 +38,8 @@ from routing.compiler import source_hash as compiler_source_hash
 from routing.engine import signing
 from routing.engine.bundle import canonical_json, content_hash, validate_bundle
 from routing.models import (
-    BREAKER_FIELDS,
+    DEPLOYMENT_FIELDS,
+    POLICY_FIELDS,
     RUNNING_STATUSES,
     Bundle,
     FeatureKey,
@@ -55,41 +56,6 @@ from routing.services.fleet import decrypt_token, proxy_base_url_problem
 
 log = logging.getLogger("finops.rollout")
 
-DEPLOYMENT_FIELDS = (
-    "name",
-    "model_group",
-    "tier",
-    "litellm_model",
-    "api_base",
-    "api_key_env",
-    "timeout_s",
-    "context_window",
-    "supports_tools",
-    "supports_vision",
-    "supports_structured_output",
-    "supports_logprobs",
-    "input_price_per_mtok",
-    "output_price_per_mtok",
-    "monthly_hosting_usd",
-    "is_active",
-)
-POLICY_FIELDS = (
-    "feature",
-    "small_deployment",
-    "frontier_deployment",
-    "threshold",
-    "target_small_share",
-    "slm_timeout_ms",
-    "confidence_floor",
-    "rule_tools",
-    "rule_images",
-    "rule_structured_output",
-    "rule_context",
-    "context_margin_tokens",
-    "over_budget",
-    "scorer_weights",
-    *BREAKER_FIELDS,
-)
 KEY_FIELDS = ("feature", "name", "prefix", "expires_at", "revoked_at")
 FEATURE_KEY_PREFIX = "fk-"
 PUSH_PATH = "/finops/v1/bundle"
