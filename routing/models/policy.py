@@ -7,12 +7,14 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 
+from controlplane.fields import bounded_count, bounded_decimal
 from controlplane.models import Feature, TimeStampedModel
+from routing.engine.scorer import default_version, shipped_versions
 
 ENV_NAME = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*$",
@@ -27,6 +29,26 @@ GROUP_NAME = RegexValidator(
 class Tier(models.TextChoices):
     SMALL = "small", "Small (SLM)"
     FRONTIER = "frontier", "Frontier"
+
+
+DEPLOYMENT_FIELDS = (  # what a user sets on a deployment: the form, the API and the audit share it
+    "name",
+    "model_group",
+    "tier",
+    "litellm_model",
+    "api_base",
+    "api_key_env",
+    "timeout_s",
+    "context_window",
+    "supports_tools",
+    "supports_vision",
+    "supports_structured_output",
+    "supports_logprobs",
+    "input_price_per_mtok",
+    "output_price_per_mtok",
+    "monthly_hosting_usd",
+    "is_active",
+)
 
 
 class ModelDeployment(TimeStampedModel):
@@ -56,43 +78,30 @@ class ModelDeployment(TimeStampedModel):
         validators=[ENV_NAME],
         help_text="Name of the proxy's environment variable holding the key (never the key).",
     )
-    timeout_s = models.DecimalField(
-        max_digits=7,
-        decimal_places=2,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0.05")), MaxValueValidator(Decimal("3600"))],
+    timeout_s = bounded_decimal(
+        "0.05",
+        "3600",
+        digits=7,
+        places=2,
         help_text="Request timeout in seconds (the SLM's per-request timeout is set by the policy).",
     )
-    context_window = models.PositiveIntegerField(
-        default=8192, validators=[MinValueValidator(1), MaxValueValidator(10_000_000)]
-    )
+    context_window = bounded_count(1, 10_000_000, default=8192)
     supports_tools = models.BooleanField(default=False)
     supports_vision = models.BooleanField(default=False)
     supports_structured_output = models.BooleanField(default=False)
     supports_logprobs = models.BooleanField(default=False)
-    input_price_per_mtok = models.DecimalField(
-        max_digits=12,
-        decimal_places=6,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0"))],
-        help_text="USD per 1M input tokens; empty uses litellm's price map.",
+    input_price_per_mtok = bounded_decimal(
+        "0", digits=12, places=6, help_text="USD per 1M input tokens; empty uses litellm's price map."
     )
-    output_price_per_mtok = models.DecimalField(
-        max_digits=12,
-        decimal_places=6,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0"))],
-        help_text="USD per 1M output tokens; empty uses litellm's price map.",
+    output_price_per_mtok = bounded_decimal(
+        "0", digits=12, places=6, help_text="USD per 1M output tokens; empty uses litellm's price map."
     )
-    monthly_hosting_usd = models.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        default=Decimal("0.00"),
-        validators=[MinValueValidator(Decimal("0"))],
+    monthly_hosting_usd = bounded_decimal(
+        "0",
+        digits=12,
+        places=2,
         help_text="Fixed monthly cost of a self-hosted model (0 for pay-per-token providers).",
+        default=Decimal("0.00"),
     )
     is_active = models.BooleanField(default=True, help_text="Inactive deployments are left out of bundles.")
 
@@ -132,14 +141,10 @@ class OverBudget(models.TextChoices):
 
 def default_scorer_weights() -> str:
     """The scorer weights a new default policy's thresholds are meant for: the shipped default."""
-    from routing.engine.scorer import default_version
-
     return default_version()
 
 
 def validate_scorer_weights(value: str) -> None:
-    from routing.engine.scorer import shipped_versions
-
     if value and value not in shipped_versions():
         raise ValidationError(
             f"{value!r} is not a shipped scorer weights version: pick one of {', '.join(shipped_versions())}."
@@ -161,34 +166,30 @@ class RoutingPolicy(TimeStampedModel):
     frontier_deployment = models.ForeignKey(
         ModelDeployment, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    threshold = models.DecimalField(
-        max_digits=4,
-        decimal_places=3,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1.01"))],
+    threshold = bounded_decimal(
+        "0",
+        "1.01",
+        digits=4,
+        places=3,
         help_text="Complexity score below which the small model answers (0 all frontier, 1.01 all small).",
     )
-    target_small_share = models.DecimalField(
-        max_digits=4,
-        decimal_places=3,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+    target_small_share = bounded_decimal(
+        "0",
+        "1",
+        digits=4,
+        places=3,
         help_text="Instead of a threshold: the share of calls the small model should take (0–1).",
     )
-    slm_timeout_ms = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(50), MaxValueValidator(120_000)],
+    slm_timeout_ms = bounded_count(
+        50,
+        120_000,
         help_text="Per-request timeout for the small model before falling back (default 2000 ms).",
     )
-    confidence_floor = models.DecimalField(
-        max_digits=4,
-        decimal_places=3,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+    confidence_floor = bounded_decimal(
+        "0",
+        "1",
+        digits=4,
+        places=3,
         help_text="Escalate small-model answers whose mean token probability is below this (0–1).",
     )
     rule_tools = models.BooleanField(null=True, blank=True, help_text="Requests with tools go to frontier.")
@@ -213,59 +214,39 @@ class RoutingPolicy(TimeStampedModel):
         help_text="Scorer weights version the thresholds are set for (default policy only; every feature uses it).",
     )
     # The small model's circuit breaker (default policy only; empty: the documented default)
-    breaker_window_s = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(1), MaxValueValidator(3600)],
-        help_text="Seconds of small-model attempts the failure share is taken over (default 30).",
+    breaker_window_s = bounded_count(
+        1, 3600, help_text="Seconds of small-model attempts the failure share is taken over (default 30)."
     )
-    breaker_failure_share = models.DecimalField(
-        max_digits=4,
-        decimal_places=3,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0.05")), MaxValueValidator(Decimal("1"))],
+    breaker_failure_share = bounded_decimal(
+        "0.05",
+        "1",
+        digits=4,
+        places=3,
         help_text="Share of failed attempts (timeouts, connection errors, 5xx) that opens the breaker (default 0.5).",
     )
-    breaker_min_attempts = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
-        help_text="Attempts in the window before the failure share counts (default 20).",
+    breaker_min_attempts = bounded_count(
+        1, 100_000, help_text="Attempts in the window before the failure share counts (default 20)."
     )
-    breaker_consecutive_failures = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(1), MaxValueValidator(1000)],
-        help_text="Timeouts or refused connections in a row that open the breaker (default 5).",
+    breaker_consecutive_failures = bounded_count(
+        1, 1000, help_text="Timeouts or refused connections in a row that open the breaker (default 5)."
     )
-    breaker_cool_off_s = models.DecimalField(
-        max_digits=7,
-        decimal_places=1,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("3600"))],
+    breaker_cool_off_s = bounded_decimal(
+        "0.1",
+        "3600",
+        digits=7,
+        places=1,
         help_text="Seconds an open breaker waits before its first probe; doubles per failed probe (default 10).",
     )
-    breaker_max_cool_off_s = models.DecimalField(
-        max_digits=7,
-        decimal_places=1,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("86400"))],
-        help_text="Longest wait between probes (default 60).",
+    breaker_max_cool_off_s = bounded_decimal(
+        "0.1", "86400", digits=7, places=1, help_text="Longest wait between probes (default 60)."
     )
-    breaker_probe_one_in = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+    breaker_probe_one_in = bounded_count(
+        1,
+        100_000,
         help_text="A half-open breaker lets one call in this many try the small model (default 10).",
     )
-    breaker_close_after = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(1), MaxValueValidator(1000)],
-        help_text="Successful probes that close the breaker (default 3).",
+    breaker_close_after = bounded_count(
+        1, 1000, help_text="Successful probes that close the breaker (default 3)."
     )
 
     class Meta:
@@ -327,6 +308,25 @@ BREAKER_FIELDS = {  # model field -> bundle key under policies.default.breaker
     "breaker_probe_one_in": "probe_one_in",
     "breaker_close_after": "close_after",
 }
+
+
+POLICY_FIELDS = (  # what a user sets on a policy: the form, the API and the audit share it
+    "feature",
+    "small_deployment",
+    "frontier_deployment",
+    "threshold",
+    "target_small_share",
+    "slm_timeout_ms",
+    "confidence_floor",
+    "rule_tools",
+    "rule_images",
+    "rule_structured_output",
+    "rule_context",
+    "context_margin_tokens",
+    "over_budget",
+    "scorer_weights",
+    *BREAKER_FIELDS,
+)
 
 
 class FeatureKey(TimeStampedModel):
@@ -467,6 +467,3 @@ class RolloutTarget(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
-
-
-from routing.experiment_models import *  # noqa: E402,F403

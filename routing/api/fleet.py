@@ -13,10 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.fleet_services import proxy_by_token, proxy_heartbeat
 from controlplane.models import Proxy
 from routing.engine.bundle import canonical_json
 from routing.selectors import proxy_target_bundle
+from routing.services import bundle_signed_document
+from routing.services.fleet import proxy_by_token, proxy_heartbeat
 
 
 class ProxyTokenAuthentication(authentication.BaseAuthentication):
@@ -40,7 +41,7 @@ class ProxyTokenAuthentication(authentication.BaseAuthentication):
 class ProxyTokenScheme(OpenApiAuthenticationExtension):
     """Documents the proxy token in the OpenAPI schema."""
 
-    target_class = "controlplane.fleet_api.ProxyTokenAuthentication"
+    target_class = "routing.api.fleet.ProxyTokenAuthentication"
     name = "proxyToken"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
@@ -74,8 +75,6 @@ class FleetBundleView(APIView):
         if _etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), bundle.content_hash):
             response = HttpResponse(status=304)
         else:
-            from routing.services import bundle_signed_document
-
             signed = bundle_signed_document(bundle.document)
             response = HttpResponse(canonical_json(signed), content_type="application/json")
         response["ETag"] = etag

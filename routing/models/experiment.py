@@ -1,6 +1,6 @@
 """Threshold experiments, their arms, end-user feedback on calls, and threshold drafts from the what-if page.
 
-Imported at the end of routing/models.py, so these are models of the routing app.
+Imported at the end of routing/models/policy.py, so these are models of the routing app.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from controlplane.fields import bounded_decimal
 from controlplane.models import Feature, TimeStampedModel
 
 __all__ = [
@@ -50,33 +51,35 @@ class Experiment(TimeStampedModel):
     hypothesis = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=ExperimentStatus.choices, default=ExperimentStatus.DRAFT)
     sticky_by = models.CharField(max_length=16, choices=StickyBy.choices, default=StickyBy.END_USER)
-    alpha = models.DecimalField(
-        max_digits=4,
-        decimal_places=3,
-        default=Decimal("0.050"),
-        validators=[MinValueValidator(Decimal("0.001")), MaxValueValidator(Decimal("0.200"))],
+    alpha = bounded_decimal(
+        "0.001",
+        "0.200",
+        digits=4,
+        places=3,
         help_text="Error rate of the always-valid intervals (0.05: 95 % however often you look).",
-    )
-    max_fallback_rise = models.DecimalField(
-        max_digits=4,
-        decimal_places=3,
         default=Decimal("0.050"),
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+    )
+    max_fallback_rise = bounded_decimal(
+        "0",
+        "1",
+        digits=4,
+        places=3,
         help_text="Guardrail: largest allowed rise of an arm's fallback rate over control (0.05 = 5 points).",
+        default=Decimal("0.050"),
     )
-    max_error_rise = models.DecimalField(
-        max_digits=4,
-        decimal_places=3,
-        default=Decimal("0.010"),
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+    max_error_rise = bounded_decimal(
+        "0",
+        "1",
+        digits=4,
+        places=3,
         help_text="Guardrail: largest allowed rise of an arm's error rate over control (0.01 = 1 point).",
+        default=Decimal("0.010"),
     )
-    min_feedback = models.DecimalField(
-        max_digits=3,
-        decimal_places=2,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("1")), MaxValueValidator(Decimal("5"))],
+    min_feedback = bounded_decimal(
+        "1",
+        "5",
+        digits=3,
+        places=2,
         help_text="Guardrail: lowest allowed mean feedback score of an arm (1–5; empty: no feedback guardrail).",
     )
     started_at = models.DateTimeField(null=True, blank=True)

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from controlplane.fleet_services import decrypt_token, fleet_setting, proxy_base_url_problem
 from controlplane.models import AuditAction, Feature, Proxy
 from controlplane.permissions import Action, can
 from controlplane.services import audit_record, audited_create, audited_update, snapshot
@@ -38,7 +38,8 @@ from routing.compiler import source_hash as compiler_source_hash
 from routing.engine import signing
 from routing.engine.bundle import canonical_json, content_hash, validate_bundle
 from routing.models import (
-    BREAKER_FIELDS,
+    DEPLOYMENT_FIELDS,
+    POLICY_FIELDS,
     RUNNING_STATUSES,
     Bundle,
     FeatureKey,
@@ -51,44 +52,10 @@ from routing.models import (
     TargetStatus,
 )
 from routing.selectors import pool_current_bundle
+from routing.services.fleet import decrypt_token, proxy_base_url_problem
 
 log = logging.getLogger("finops.rollout")
 
-DEPLOYMENT_FIELDS = (
-    "name",
-    "model_group",
-    "tier",
-    "litellm_model",
-    "api_base",
-    "api_key_env",
-    "timeout_s",
-    "context_window",
-    "supports_tools",
-    "supports_vision",
-    "supports_structured_output",
-    "supports_logprobs",
-    "input_price_per_mtok",
-    "output_price_per_mtok",
-    "monthly_hosting_usd",
-    "is_active",
-)
-POLICY_FIELDS = (
-    "feature",
-    "small_deployment",
-    "frontier_deployment",
-    "threshold",
-    "target_small_share",
-    "slm_timeout_ms",
-    "confidence_floor",
-    "rule_tools",
-    "rule_images",
-    "rule_structured_output",
-    "rule_context",
-    "context_margin_tokens",
-    "over_budget",
-    "scorer_weights",
-    *BREAKER_FIELDS,
-)
 KEY_FIELDS = ("feature", "name", "prefix", "expires_at", "revoked_at")
 FEATURE_KEY_PREFIX = "fk-"
 PUSH_PATH = "/finops/v1/bundle"
@@ -333,6 +300,7 @@ def revocations_sync() -> Bundle | None:
 
 
 def _queue_rollout(rollout: Rollout) -> None:
+    # import cycle: routing.tasks imports this module (its tasks are thin wrappers around these services)
     from routing.tasks import rollout_run
 
     transaction.on_commit(lambda: rollout_run.delay(rollout.pk))
@@ -405,7 +373,7 @@ def rollout_start(
             f"The rollout of {busy.bundle.version} is still running: wait for it to finish, then try again."
         )
     proxies = list(Proxy.objects.filter(_pool_q(pool), is_active=True).order_by("name"))
-    window = fleet_setting("FLEET_CANARY_WINDOW_S") if canary_window_s is None else canary_window_s
+    window = settings.FLEET_CANARY_WINDOW_S if canary_window_s is None else canary_window_s
     rollout = Rollout.objects.create(
         bundle=bundle,
         previous_bundle=pool_current_bundle(pool),
@@ -540,9 +508,9 @@ def _push_targets(rollout: Rollout, targets: list[RolloutTarget], bundle: Bundle
     RolloutTarget.objects.filter(pk__in=[t.pk for t in targets]).update(
         status=TargetStatus.PUSHING, started_at=now, error=""
     )
-    attempts = int(fleet_setting("FLEET_PUSH_ATTEMPTS"))
-    backoff = fleet_setting("FLEET_PUSH_BACKOFF_S")
-    timeout = fleet_setting("FLEET_PUSH_TIMEOUT_S")
+    attempts = int(settings.FLEET_PUSH_ATTEMPTS)
+    backoff = float(settings.FLEET_PUSH_BACKOFF_S)
+    timeout = float(settings.FLEET_PUSH_TIMEOUT_S)
     results: dict[int, PushResult] = {}
     with ThreadPoolExecutor(max_workers=min(16, len(targets)), thread_name_prefix="bundle-push") as pool:
         futures = {
@@ -575,7 +543,7 @@ def _push_targets(rollout: Rollout, targets: list[RolloutTarget], bundle: Bundle
 def _canary_stays_healthy(targets: list[RolloutTarget], bundle: Bundle, window_s: float) -> str:
     """Watch the canaries for `window_s`: each must keep answering with the new bundle applied. "" when fine."""
     deadline = time.monotonic() + window_s
-    timeout = min(2.0, fleet_setting("FLEET_PUSH_TIMEOUT_S"))
+    timeout = min(2.0, float(settings.FLEET_PUSH_TIMEOUT_S))
     misses = dict.fromkeys((t.pk for t in targets), 0)
     while True:
         for target in targets:

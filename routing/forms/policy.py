@@ -6,7 +6,8 @@ from typing import Any
 
 from django import forms
 
-from routing.models import BREAKER_FIELDS, ModelDeployment, RoutingPolicy, Tier
+from routing.engine.scorer import shipped_versions
+from routing.models import BREAKER_FIELDS, DEPLOYMENT_FIELDS, ModelDeployment, RoutingPolicy, Tier
 
 INHERIT = (("", "Inherit from default"), ("true", "Yes"), ("false", "No"))
 
@@ -14,24 +15,7 @@ INHERIT = (("", "Inherit from default"), ("true", "Yes"), ("false", "No"))
 class DeploymentForm(forms.ModelForm):
     class Meta:
         model = ModelDeployment
-        fields = [
-            "name",
-            "model_group",
-            "tier",
-            "litellm_model",
-            "api_base",
-            "api_key_env",
-            "timeout_s",
-            "context_window",
-            "supports_tools",
-            "supports_vision",
-            "supports_structured_output",
-            "supports_logprobs",
-            "input_price_per_mtok",
-            "output_price_per_mtok",
-            "monthly_hosting_usd",
-            "is_active",
-        ]
+        fields = list(DEPLOYMENT_FIELDS)
         labels = {
             "api_key_env": "API key environment variable",
             "input_price_per_mtok": "Input price (USD / 1M tokens)",
@@ -129,8 +113,6 @@ class PolicyForm(forms.ModelForm):
                 del self.fields[name]
             del self.fields["scorer_weights"]  # one scorer for every feature: the default policy's
         else:
-            from routing.engine.scorer import shipped_versions
-
             self.fields["scorer_weights"].widget = forms.Select(
                 choices=[(version, version) for version in reversed(shipped_versions())]
             )

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from routing.experiment_stats import wilson_intervals
+from routing.models import RoutingPolicy
+from routing.services.experiment_stats import wilson_intervals
 
 BUCKETS = 10
 MAX_THRESHOLD = 1.01  # the engine's "everything small"
@@ -357,8 +358,6 @@ def price_ratio(*, feature: Any) -> Decimal | None:
 
 def effective_policy(*, feature: Any) -> dict[str, Any]:
     """The feature's threshold, target share and deployments after inheriting from the default policy."""
-    from routing.models import RoutingPolicy
-
     own = (
         RoutingPolicy.objects.filter(feature=feature)
         .select_related("small_deployment", "frontier_deployment")
