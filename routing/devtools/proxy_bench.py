@@ -1,6 +1,6 @@
 """What the plugin costs a call: in-process hook timing, paired latency against stock LiteLLM, throughput.
 
-    python -m routing.proxy.bench [--pairs 2000] [--rounds 4] [--latency-ms 20] [--throughput]
+    python -m routing.devtools.proxy_bench [--pairs 2000] [--rounds 4] [--latency-ms 20] [--throughput]
 
 1. **Hook, in process.** The plugin's per-call work timed with `perf_counter_ns`, part by part (feature-key
    auth, scoring, routing decision, stamp, spend-record build, shipper enqueue, and the spool write the

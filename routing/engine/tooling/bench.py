@@ -1,6 +1,6 @@
 """Scoring latency of the default scorer by prompt size, on one core.
 
-    python -m routing.engine.bench [--repeat 300] [--clock wall|cpu] [--passes 1]
+    python -m routing.engine.tooling.bench [--repeat 300] [--clock wall|cpu] [--passes 1]
 
 Prints p50/p99 per size (100 to 8,000 tokens), then, as the last line, p50_us/p99_us over a
 realistic mix of sizes and shapes (short asks, chats, system prompts, pasted documents, code).
