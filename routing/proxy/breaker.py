@@ -12,7 +12,8 @@ Settings: `routing.engine.bundle.BreakerSettings` (the default policy's `breaker
   SLM answered nobody. A timeout whose attempt started before some other attempt got an answer
   proves the SLM alive but slow, so it does not extend the streak. It also opens at the first hard
   failure that waited with no answer to anyone while `STALL_MIN_WAITING` or more later attempts waited
-  too (a hanging SLM at traffic: the rest of those calls need not wait out the timeout). It opens
+  too (a hanging SLM at traffic: the rest of those calls need not wait out the timeout), once the
+  SLM has answered `STALL_MIN_ANSWERS` calls since the process started. It opens
   earlier still, at the admission of a new call, when the oldest attempt still waiting has waited
   `STALL_EARLY_SHARE` of its SLM timeout, the SLM answered nobody since it started and
   `STALL_MIN_WAITING` or more later attempts wait too: every call a hanging SLM catches before the
@@ -57,12 +58,14 @@ TRANSITIONS_KEPT = 50
 # them within the wait, and a lone call at low traffic has no others waiting: neither trips it.
 STALL_MIN_WAITING = 3
 # ... and that stall is called as soon as the oldest waiting attempt has waited this share of its SLM
-# timeout (not the whole timeout): an SLM that answers anyone at all in that time is alive. Only once
-# the SLM has answered `STALL_EARLY_MIN_ANSWERS` calls, and never sooner than `STALL_EARLY_LATENCY_FACTOR`
+# timeout (not the whole timeout): an SLM that answers anyone at all in that time is alive. Neither
+# stall rule applies before the SLM has answered `STALL_MIN_ANSWERS` calls (a cold proxy under load
+# may take longer than the timeout for its first answers: only the streak rule opens it then); and the
+# early one never calls it sooner than `STALL_EARLY_LATENCY_FACTOR`
 # times the slowest of its last `STALL_EARLY_LATENCIES_KEPT` answers took (a cold or loaded proxy, or a
 # slow SLM, answers late, not never): when that reaches the timeout only the timeout rules apply.
 STALL_EARLY_SHARE = 0.5
-STALL_EARLY_MIN_ANSWERS = 8
+STALL_MIN_ANSWERS = 8
 STALL_EARLY_LATENCY_FACTOR = 4.0
 STALL_EARLY_LATENCIES_KEPT = 32
 
@@ -201,7 +204,7 @@ class CircuitBreaker:
             return
         oldest = next(iter(self._pending))
         count, timeout_s = self._pending[oldest]
-        if timeout_s <= 0 or len(self._answer_latencies) < STALL_EARLY_MIN_ANSWERS:
+        if timeout_s <= 0 or len(self._answer_latencies) < STALL_MIN_ANSWERS:
             return
         stall_after = max(
             STALL_EARLY_SHARE * timeout_s, STALL_EARLY_LATENCY_FACTOR * max(self._answer_latencies)
@@ -283,7 +286,8 @@ class CircuitBreaker:
             self._streak = 0 if self._last_answer_at > started_at else self._streak + 1
         attempts = len(self._outcomes)
         waiting = 0
-        if outcome == HARD_FAILURE and self._last_answer_at <= started_at:
+        warm = len(self._answer_latencies) >= STALL_MIN_ANSWERS  # a cold proxy's first answers come late
+        if outcome == HARD_FAILURE and warm and self._last_answer_at <= started_at:
             waiting = sum(1 for admitted in self._admitted if admitted > started_at)
         if waiting >= STALL_MIN_WAITING:
             self._open(

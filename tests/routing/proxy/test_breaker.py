@@ -209,6 +209,21 @@ def test_the_early_stall_rule_needs_silence_a_crowd_and_a_timeout(clock: Clock) 
     assert len(unbounded) == 6
 
 
+def test_a_cold_proxy_whose_first_calls_time_out_is_not_stalled(clock: Clock) -> None:
+    """Seen in the demo at a load average of 16: a fresh proxy's first call timed out with 4 more waiting."""
+    b = breaker(clock)
+    first = []
+    for _ in range(5):
+        first.append(b.admit(2.0))
+        clock.advance(0.1)
+    clock.advance(1.6)
+    b.record(HARD_FAILURE, started_at=first[0].started_at)
+    assert b.state == CLOSED  # no answer seen yet: the stall rules wait for 8, the streak rule for 5
+    for admission in first[1:]:
+        b.record(HARD_FAILURE, started_at=admission.started_at)
+    assert b.state == OPEN and "5 hard failures in a row" in b.transitions[-1]["why"]
+
+
 def test_the_early_stall_rule_waits_for_answers_and_scales_with_their_latency(clock: Clock) -> None:
     """A cold proxy, or an SLM (or loaded proxy) that answers slowly, is late, not stalled."""
     cold = breaker(clock)
