@@ -33,6 +33,7 @@ from django.utils import timezone
 from billing import budgets
 from billing import services as billing_services
 from billing.models import IngestBatch
+from billing.synthetic import demo_mix
 from controlplane.management.commands.seed_demo import DEMO_USERS
 from controlplane.models import Feature, Proxy
 from routing import services
@@ -40,6 +41,7 @@ from routing import services as routing_services
 from routing.devtools.harness import ProxyProcess, free_port
 from routing.devtools.traffic import run_traffic
 from routing.engine import signing
+from routing.engine.scorer import default_version
 from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy, Tier
 from routing.services import fleet as fleet_services
 
@@ -47,6 +49,8 @@ DEMO_UPSTREAM_KEY_ENV = "DEMO_UPSTREAM_KEY"  # the fake upstreams accept anythin
 SMALL_DEPLOYMENT = "llama-3-8b"
 FRONTIER_DEPLOYMENT = "gpt-4o"
 PROXY_NAMES = ("demo-proxy-1", "demo-proxy-2")
+# the live setup, which the seeded history is drawn from too (billing.synthetic.demo_mix)
+THRESHOLD, SLM_TIMEOUT_MS, SLM_ERROR_RATE, SLM_HANG_RATE = Decimal("0.268"), 2000, 0.03, 0.02
 # environment the proxies must never see: LiteLLM would try to use the control plane's database
 PROXY_STRIP_ENV = ("DATABASE_URL", "DIRECT_URL", "REDIS_URL", "CELERY_BROKER_URL", "DATABASE_TEST_NAME")
 
@@ -186,7 +190,16 @@ class Command(BaseCommand):
             if days_ago < days:
                 start = (now - timedelta(days=days_ago)).replace(hour=14, minute=0, second=0, microsecond=0)
                 incidents.append((start, start + timedelta(hours=hours)))
-        billing_services.spend_seed(events=events, days=days, end=now, incidents=incidents)
+        mix = demo_mix(
+            threshold=float(THRESHOLD),
+            slm_timeout_ms=SLM_TIMEOUT_MS,
+            error_rate=SLM_ERROR_RATE,
+            hang_rate=SLM_HANG_RATE,
+            scorer_weights=default_version(),
+            small=(SMALL_DEPLOYMENT, "openai/llama-3-8b-instruct"),
+            frontier=(FRONTIER_DEPLOYMENT, "openai/gpt-4o"),
+        )
+        billing_services.spend_seed(events=events, days=days, end=now, incidents=incidents, mix=mix)
         feature = Feature.objects.select_related("team").filter(slug="reply-draft").first()
         if feature is None:
             return
@@ -238,11 +251,12 @@ class Command(BaseCommand):
                 "--latency-ms",
                 "60",
                 "--hang-rate",
-                "0.02",
+                str(SLM_HANG_RATE),
                 "--hang-s",
                 "5",
                 "--error-rate",
-                "0.03",
+                str(SLM_ERROR_RATE),
+                "--even-faults",  # exactly those rates, as in the scenario benchmark's flaky line
                 "--completion-tokens",
                 "120",
             ],
@@ -341,8 +355,8 @@ class Command(BaseCommand):
                 # below 0.268 and 9 of 10 complex ones at or above it: ~73 % of the demo's 70/30 traffic goes
                 # to the small model (0.26 sent one routine prompt to the frontier, 0.28 two complex ones to
                 # the small model)
-                threshold=Decimal("0.268"),
-                slm_timeout_ms=2000,
+                threshold=THRESHOLD,
+                slm_timeout_ms=SLM_TIMEOUT_MS,
             )
 
         keys: dict[str, str] = {}
