@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[proxy,web,dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[proxy,web,tooling,dev]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -636,8 +636,11 @@ def spend_seed(
     seed: int = 7,
     chunk: int = 50_000,
     incidents: list[tuple[datetime, datetime]] | None = None,
+    mix: Any = None,
 ) -> dict:
     """Write about `events` synthetic attempts over the last `days` for the existing features, then their rollups.
+
+    `mix`: a `billing.synthetic.LiveMix` to draw every call from (the demo's live traffic), else the profiles.
 
     COPY straight into the events table on Postgres (fresh random event ids cannot collide), bulk_create on
     SQLite; rollups come from the same aggregate as rollups_rebuild, over the seeded range.
@@ -669,7 +672,7 @@ def spend_seed(
             rows.clear()
 
         for record in synthetic_records(
-            events=events, start=start, end=end, features=features, seed=seed, incidents=incidents
+            events=events, start=start, end=end, features=features, seed=seed, incidents=incidents, mix=mix
         ):
             rows.append(
                 event_row(

@@ -6,7 +6,8 @@ from rest_framework import serializers
 
 from controlplane.models import Feature, Proxy, ServiceURLValidator
 from routing.models import (
-    BREAKER_FIELDS,
+    DEPLOYMENT_FIELDS,
+    POLICY_FIELDS,
     Bundle,
     FeatureKey,
     ModelDeployment,
@@ -14,6 +15,7 @@ from routing.models import (
     RolloutTarget,
     RoutingPolicy,
 )
+from routing.selectors import proxy_target_bundle
 
 DEPLOYMENT_REF = {
     "slug_field": "name",
@@ -26,27 +28,7 @@ DEPLOYMENT_REF = {
 class DeploymentSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelDeployment
-        fields = [
-            "code",
-            "name",
-            "model_group",
-            "tier",
-            "litellm_model",
-            "api_base",
-            "api_key_env",
-            "timeout_s",
-            "context_window",
-            "supports_tools",
-            "supports_vision",
-            "supports_structured_output",
-            "supports_logprobs",
-            "input_price_per_mtok",
-            "output_price_per_mtok",
-            "monthly_hosting_usd",
-            "is_active",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["code", *DEPLOYMENT_FIELDS, "created_at", "updated_at"]
         read_only_fields = ["code", "created_at", "updated_at"]
         validators: list = []
 
@@ -60,26 +42,7 @@ class PolicySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RoutingPolicy
-        fields = [
-            "code",
-            "feature",
-            "small_deployment",
-            "frontier_deployment",
-            "threshold",
-            "target_small_share",
-            "slm_timeout_ms",
-            "confidence_floor",
-            "rule_tools",
-            "rule_images",
-            "rule_structured_output",
-            "rule_context",
-            "context_margin_tokens",
-            "over_budget",
-            "scorer_weights",
-            *BREAKER_FIELDS,
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["code", *POLICY_FIELDS, "created_at", "updated_at"]
         read_only_fields = ["code", "created_at", "updated_at"]
         validators: list = []
 
@@ -188,7 +151,5 @@ class ProxySerializer(serializers.ModelSerializer):
         ]
 
     def get_target_version(self, proxy: Proxy) -> str | None:
-        from routing.selectors import proxy_target_bundle
-
         target = proxy_target_bundle(proxy)
         return target.version if target else None

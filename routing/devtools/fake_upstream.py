@@ -91,7 +91,8 @@ class UpstreamState:
             self.last_request = {}
 
 
-def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    """The prompt tokens the fake reports: a character count over four (billing.synthetic's demo mix too)."""
     text = "".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
     return max(1, len(text) // 4)
 
@@ -248,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.completions += 1
         messages = body.get("messages") or []
-        prompt_tokens = b.prompt_tokens if b.prompt_tokens is not None else _estimate_tokens(messages)
+        prompt_tokens = b.prompt_tokens if b.prompt_tokens is not None else estimate_tokens(messages)
         reply = b.reply or f"answer from {b.name}"
         want_logprobs = bool(body.get("logprobs")) and b.logprob is not None
         usage = {
@@ -399,6 +400,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--completion-tokens", type=int, default=8)
     parser.add_argument("--reply", default="")
     parser.add_argument("--stream-chunk-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--even-faults",
+        action="store_true",
+        help="hangs and errors spread evenly at exactly their rates instead of drawn at random",
+    )
     args = parser.parse_args(argv)
     behaviour = UpstreamBehaviour(
         name=args.name,
@@ -412,6 +418,7 @@ def main(argv: list[str] | None = None) -> None:
         completion_tokens=args.completion_tokens,
         reply=args.reply,
         stream_chunk_ms=args.stream_chunk_ms,
+        even_faults=args.even_faults,
     )
     server = _UpstreamServer((args.host, args.port), UpstreamState(behaviour))
     print(f"fake upstream {args.name!r} on http://{args.host}:{server.server_address[1]}/v1", flush=True)

@@ -6,7 +6,7 @@ Two weights formats ship side by side in `weights/`, each file named by its vers
 - `complexity-terms/2` (complexity-v2 on): the same signals plus task-type signals and weighted ask
   terms (words, word pairs, lead words), then a calibration, so the score is the probability that
   the frontier model is needed (its answer beats the small model's).
-Weights come from `routing.engine.train`; a bundle may pin a version (`$.scorer_weights`).
+Weights come from `routing.engine.tooling.train`; a bundle may pin a version (`$.scorer_weights`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from routing.engine.adjustment import ScoreAdjustment
 from routing.engine.signals import (
     SIGNAL_NAMES,
     TASK_SIGNAL_NAMES,
@@ -146,13 +147,16 @@ class ComplexityScorer:
             for weight in self.signal_weights
         }
 
-    def score(self, messages: object, tools: object = None) -> float:
+    def score(
+        self, messages: object, tools: object = None, adjustment: ScoreAdjustment | None = None
+    ) -> float:
+        """The calibrated score; `adjustment` is a feature's own change of the logit, fitted from its outcomes."""
         try:
             signals, terms = self._all_signals(messages, tools)
         except Exception:
             # A malformed request must still be routed; the prior is the neutral answer.
-            return self._calibrated(self.intercept)
-        z = self.intercept
+            return self._calibrated(self.intercept + (adjustment.offset if adjustment else 0.0))
+        z = self.intercept + (adjustment.logit_change(signals) if adjustment else 0.0)
         for weight in self.signal_weights:
             z += weight.weight * (signals[weight.name] - weight.mean) / weight.scale
         if terms:

@@ -12,7 +12,12 @@ Settings: `routing.engine.bundle.BreakerSettings` (the default policy's `breaker
   SLM answered nobody. A timeout whose attempt started before some other attempt got an answer
   proves the SLM alive but slow, so it does not extend the streak. It also opens at the first hard
   failure that waited with no answer to anyone while `STALL_MIN_WAITING` or more later attempts waited
-  too (a hanging SLM at traffic: the rest of those calls need not wait out the timeout).
+  too (a hanging SLM at traffic: the rest of those calls need not wait out the timeout), once the
+  SLM has answered `STALL_MIN_ANSWERS` calls since the process started. It opens
+  earlier still, at the admission of a new call, when the oldest attempt still waiting has waited
+  `STALL_EARLY_SHARE` of its SLM timeout, the SLM answered nobody since it started and
+  `STALL_MIN_WAITING` or more later attempts wait too: every call a hanging SLM catches before the
+  opening waits about half the timeout instead of all of it, then falls back.
 - open: calls skip the SLM (decision reason `slm_unavailable`) for the cool-off (first
   `cool_off_s`, doubled on each failed probe up to `max_cool_off_s`). Each opening is counted
   (`openings`) and announced (`on_open`): SLM attempts admitted before it and still waiting are cut
@@ -52,6 +57,17 @@ TRANSITIONS_KEPT = 50
 # open at once instead of after `consecutive_failures` timeouts. A slow but alive SLM answers some of
 # them within the wait, and a lone call at low traffic has no others waiting: neither trips it.
 STALL_MIN_WAITING = 3
+# ... and that stall is called as soon as the oldest waiting attempt has waited this share of its SLM
+# timeout (not the whole timeout): an SLM that answers anyone at all in that time is alive. Neither
+# stall rule applies before the SLM has answered `STALL_MIN_ANSWERS` calls (a cold proxy under load
+# may take longer than the timeout for its first answers: only the streak rule opens it then); and the
+# early one never calls it sooner than `STALL_EARLY_LATENCY_FACTOR`
+# times the slowest of its last `STALL_EARLY_LATENCIES_KEPT` answers took (a cold or loaded proxy, or a
+# slow SLM, answers late, not never): when that reaches the timeout only the timeout rules apply.
+STALL_EARLY_SHARE = 0.5
+STALL_MIN_ANSWERS = 8
+STALL_EARLY_LATENCY_FACTOR = 4.0
+STALL_EARLY_LATENCIES_KEPT = 32
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,10 @@ class CircuitBreaker:
         self._streak = 0
         self._last_answer_at = float("-inf")  # when the SLM last answered anyone
         self._admitted: deque[float] = deque()  # when recent SLM attempts were admitted (closed state)
+        # attempts admitted while closed and not finished yet: admission time -> [count, SLM timeout]
+        self._pending: dict[float, list[float]] = {}
+        self._pending_count = 0
+        self._answer_latencies: deque[float] = deque(maxlen=STALL_EARLY_LATENCIES_KEPT)
         self._opened_at = 0.0
         self.open_since: float | None = None  # wall clock, for reports and alerts
         self._cool_off = self.settings.cool_off_s
@@ -130,34 +150,85 @@ class CircuitBreaker:
         self.transitions: deque[dict[str, Any]] = deque(maxlen=TRANSITIONS_KEPT)
 
     # -- pre-call --------------------------------------------------------------------------------
-    def admit(self) -> Admission:
-        """Should this call try the small model? Called once per call the policy routes small."""
+    def admit(self, timeout_s: float | None = None) -> Admission:
+        """Should this call try the small model? Called once per call the policy routes small.
+
+        `timeout_s`: the SLM timeout this attempt will get, for the early stall rule (None: no early rule).
+        """
         now = self._clock()
         with self._lock:
-            if self.state == OPEN and now - self._opened_at >= self._cool_off:
-                self._move(HALF_OPEN, "cool-off over")
-                self._since_probe = self.settings.probe_one_in  # the first call after the cool-off probes
-                self._probe_successes = 0
-                self._probe_in_flight = False
-            if self.state == CLOSED:
-                self._admitted.append(now)
-                while self._admitted and self._admitted[0] < now - self.settings.window_s:
-                    self._admitted.popleft()
-                return Admission(True, started_at=now, generation=self.openings)
-            if self._probe_in_flight and now - self._probe_started_at > self.settings.max_cool_off_s:
-                self._probe_in_flight = False  # its result never came back (client gone): probe again
-                self._since_probe = self.settings.probe_one_in
-            if self.state == CLOSED:
-                return Admission(True, started_at=now, generation=self.openings)
-            if self.state == HALF_OPEN:
-                self._since_probe += 1
-                if not self._probe_in_flight and self._since_probe >= self.settings.probe_one_in:
-                    self._since_probe = 0
-                    self._probe_in_flight = True
-                    self._probe_started_at = now
-                    return Admission(True, probe=True, started_at=now, generation=self.openings)
-            self.skipped += 1
-            return Admission(False, open_since=self.open_since)
+            openings = self.openings
+            admission = self._admit(now, timeout_s)
+        if self.openings != openings and self._on_open is not None:
+            self._on_open(self.group)
+        return admission
+
+    def _admit(self, now: float, timeout_s: float | None) -> Admission:
+        if self.state == OPEN and now - self._opened_at >= self._cool_off:
+            self._move(HALF_OPEN, "cool-off over")
+            self._since_probe = self.settings.probe_one_in  # the first call after the cool-off probes
+            self._probe_successes = 0
+            self._probe_in_flight = False
+        if self.state == CLOSED:
+            self._check_stall(now)
+        if self.state == CLOSED:
+            self._admitted.append(now)
+            while self._admitted and self._admitted[0] < now - self.settings.window_s:
+                self._admitted.popleft()
+            entry = self._pending.setdefault(now, [0, timeout_s or 0.0])
+            entry[0] += 1
+            self._pending_count += 1
+            return Admission(True, started_at=now, generation=self.openings)
+        if self._probe_in_flight and now - self._probe_started_at > self.settings.max_cool_off_s:
+            self._probe_in_flight = False  # its result never came back (client gone): probe again
+            self._since_probe = self.settings.probe_one_in
+        if self.state == HALF_OPEN:
+            self._since_probe += 1
+            if not self._probe_in_flight and self._since_probe >= self.settings.probe_one_in:
+                self._since_probe = 0
+                self._probe_in_flight = True
+                self._probe_started_at = now
+                return Admission(True, probe=True, started_at=now, generation=self.openings)
+        self.skipped += 1
+        return Admission(False, open_since=self.open_since)
+
+    def _check_stall(self, now: float) -> None:
+        """The early stall rule: open when the oldest waiting attempt waited half its timeout for nothing."""
+        horizon = now - self.settings.window_s
+        while self._pending:  # attempts whose outcome never came back (client gone) are forgotten
+            oldest = next(iter(self._pending))
+            if oldest >= horizon:
+                break
+            self._pending_count -= int(self._pending.pop(oldest)[0])
+        if not self._pending:
+            return
+        oldest = next(iter(self._pending))
+        count, timeout_s = self._pending[oldest]
+        if timeout_s <= 0 or len(self._answer_latencies) < STALL_MIN_ANSWERS:
+            return
+        stall_after = max(
+            STALL_EARLY_SHARE * timeout_s, STALL_EARLY_LATENCY_FACTOR * max(self._answer_latencies)
+        )
+        waited = now - oldest
+        if (
+            stall_after < timeout_s
+            and waited >= stall_after
+            and self._last_answer_at <= oldest
+            and self._pending_count - count >= STALL_MIN_WAITING
+        ):
+            self._open(
+                now,
+                f"no answer for {waited:.1f} s while {self._pending_count} attempts waited (stalled)",
+            )
+
+    def _finished(self, started_at: float) -> None:
+        entry = self._pending.get(started_at)
+        if entry is None:
+            return
+        entry[0] -= 1
+        self._pending_count -= 1
+        if entry[0] <= 0:
+            del self._pending[started_at]
 
     # -- outcomes --------------------------------------------------------------------------------
     def record(self, outcome: str, *, started_at: float, probe: bool = False) -> None:
@@ -178,6 +249,7 @@ class CircuitBreaker:
     def _record(self, outcome: str, *, started_at: float, probe: bool) -> None:
         now = self._clock()
         with self._lock:
+            self._finished(started_at)
             if self.state == OPEN:
                 return  # late results of attempts admitted before it opened change nothing
             if self.state == HALF_OPEN:
@@ -208,12 +280,14 @@ class CircuitBreaker:
         if outcome == SUCCESS:
             self._streak = 0
             self._last_answer_at = now
+            self._answer_latencies.append(now - started_at)
         elif outcome == HARD_FAILURE:
             # an answer that arrived while this attempt waited proves the SLM alive: not a streak
             self._streak = 0 if self._last_answer_at > started_at else self._streak + 1
         attempts = len(self._outcomes)
         waiting = 0
-        if outcome == HARD_FAILURE and self._last_answer_at <= started_at:
+        warm = len(self._answer_latencies) >= STALL_MIN_ANSWERS  # a cold proxy's first answers come late
+        if outcome == HARD_FAILURE and warm and self._last_answer_at <= started_at:
             waiting = sum(1 for admitted in self._admitted if admitted > started_at)
         if waiting >= STALL_MIN_WAITING:
             self._open(
@@ -236,6 +310,8 @@ class CircuitBreaker:
     def _open(self, now: float, why: str) -> None:
         self._opened_at = now
         self.openings += 1
+        self._pending.clear()  # what still waits is cut off now (routing.proxy.abandon) or comes back late
+        self._pending_count = 0
         if self.state == CLOSED:
             self.open_since = self._wall_clock()
         self._move(OPEN, why)
@@ -404,7 +480,7 @@ def gate(board: BreakerBoard, decision: Decision) -> tuple[Decision, Admission |
     if decision.route != "small":
         return decision, None
     breaker = board.breaker(decision.model_group)
-    admission = breaker.admit()
+    admission = breaker.admit(decision.slm_timeout_s)
     if admission.allowed:
         return decision, admission
     if not decision.fallback_group:

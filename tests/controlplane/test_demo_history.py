@@ -1,4 +1,5 @@
-"""The demo's month of history (issue 18): diurnal and weekly shape, incidents, a feature over budget."""
+"""The demo's month of history (issue 18): diurnal and weekly shape, incidents, a feature over budget; drawn
+from the demo's live traffic mix (issue 13)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from django.db.models import Count, Q, Sum
 from billing.budget_models import Budget, BudgetState
 from billing.models import SpendEvent, SpendRollupHourly
 from controlplane.management.commands.demo import Command
+from routing.engine.spend import SLM_UNAVAILABLE
 from routing.models import ModelDeployment
 
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
@@ -47,13 +49,19 @@ def test_demo_seeds_a_month_with_shape_incidents_and_a_feature_over_budget():
     incident = (NOW - timedelta(days=9)).replace(hour=14, minute=0, second=0, microsecond=0)
     window = Q(start_time__gte=incident, start_time__lt=incident + timedelta(hours=3))
 
-    def timeout_share(q):
-        counts = SpendEvent.objects.filter(q, attempt=1, route="small").aggregate(
-            n=Count("pk"), t=Count("pk", filter=Q(status="error", error_class="Timeout"))
-        )
-        return counts["t"] / counts["n"]
-
-    assert timeout_share(window) > 0.35 and timeout_share(~window) < 0.08
+    # an incident is the small model down with its breaker open: its calls go straight to the frontier
+    firsts_in, firsts_out = firsts.filter(window), firsts.exclude(window)
+    skipped = firsts_in.filter(decision_reason=SLM_UNAVAILABLE, route="frontier", fallback=False).count()
+    assert skipped > 0.6 * firsts_in.count() and not firsts_in.filter(route="small").exists()
+    later = (NOW - timedelta(days=3)).replace(hour=14, minute=0, second=0, microsecond=0)
+    other = Q(start_time__gte=later, start_time__lt=later + timedelta(hours=1))
+    assert firsts_out.filter(other, decision_reason=SLM_UNAVAILABLE).exists()
+    firsts_out = firsts_out.exclude(other)
+    assert not firsts_out.filter(decision_reason=SLM_UNAVAILABLE).exists()
+    outside = firsts_out.filter(route="small").aggregate(
+        n=Count("pk"), failed=Count("pk", filter=Q(status="error"))
+    )
+    assert 0.03 < outside["failed"] / outside["n"] < 0.07  # the demo SLM's 3 % errors and 2 % hangs
 
     budget = Budget.objects.select_related("status", "feature").get()
     assert budget.feature.slug == "reply-draft" and budget.status.state == BudgetState.OVER

@@ -15,9 +15,17 @@ import time_machine
 
 from billing import budgets
 from billing.budget_models import BudgetAction
-from routing import experiments, services
-from routing.experiment_models import Experiment, ExperimentStatus
-from routing.models import Bundle, Rollout, RolloutKind, RolloutStatus, RoutingPolicy
+from routing import services
+from routing.models import (
+    Bundle,
+    Experiment,
+    ExperimentStatus,
+    Rollout,
+    RolloutKind,
+    RolloutStatus,
+    RoutingPolicy,
+)
+from routing.services import experiments
 from tests.billing.test_budgets import make_budget, spend
 from tests.factories import MembershipFactory, UserFactory
 from tests.routing.fleet_support import make_routing, register_proxy
@@ -61,7 +69,6 @@ def _latest() -> Bundle:
 
 
 def test_a_budget_state_change_ships_only_the_budget_state(feature, users, settings, staged_threshold):
-    settings.ROUTING_BUDGET_STATES_PROVIDER = budgets.PROVIDER_PATH
     make_routing(actor=users["admin"])
     first = services.bundle_publish(actor=users["admin"], note="first")
     settle()
@@ -163,7 +170,6 @@ def test_a_revocation_whose_rollout_failed_reuses_its_bundle(feature, users):
 
 
 def test_a_budget_state_change_keeps_a_rolled_back_pool_on_its_version(feature, users, settings):
-    settings.ROUTING_BUDGET_STATES_PROVIDER = budgets.PROVIDER_PATH
     _, v1, v2 = _rolled_back_fleet(users, feature)
     make_budget(feature, action=BudgetAction.DEGRADE)
     spend(feature, datetime(2026, 11, 2, tzinfo=UTC), "150")

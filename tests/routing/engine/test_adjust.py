@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routing.engine.adjust import MIN_LABELS, fit_feature_adjustment
+from routing.engine.tooling.adjust import MIN_LABELS, fit_feature_adjustment
 
 NAMES = ("quantitative_task", "transform_task")
 

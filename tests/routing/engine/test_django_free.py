@@ -43,3 +43,40 @@ def test_scorer_works_without_django_or_numpy():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok ")
+
+
+RUNTIME_SCRIPT = textwrap.dedent(
+    """
+    import importlib, importlib.abc, pkgutil, sys
+
+    class OfflineOnly(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            for blocked in ("numpy", "scipy", "routing.engine.tooling"):
+                if name == blocked or name.startswith(blocked + "."):
+                    raise ImportError(f"{name} is offline tooling; the runtime path must not import it")
+
+    sys.meta_path.insert(0, OfflineOnly())
+    import routing.engine
+    names = [m.name for m in pkgutil.iter_modules(routing.engine.__path__) if m.name != "tooling"]
+    for name in names:
+        importlib.import_module(f"routing.engine.{name}")
+    print("ok", ",".join(sorted(names)))
+    """
+)
+
+
+def test_runtime_modules_import_no_tooling_numpy_or_scipy():
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", RUNTIME_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.split()[1].split(",")
+    assert {"scorer", "signals", "decision", "bundle", "spend", "signing", "calibration"} <= set(loaded)
+    assert not {"train", "evaluate", "bench", "embedding", "metrics", "adjust"} & set(loaded)

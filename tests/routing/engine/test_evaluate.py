@@ -7,9 +7,15 @@ import json
 
 import numpy as np
 
-from routing.engine.evaluate import litellm_heuristic_scores, main, prompt_length_scores
 from routing.engine.scorer import ComplexityScorer
-from routing.engine.train import load_labeled_prompts, signal_matrix, target_labels, train, weights_document
+from routing.engine.tooling.evaluate import litellm_heuristic_scores, main, prompt_length_scores
+from routing.engine.tooling.train import (
+    load_labeled_prompts,
+    signal_matrix,
+    target_labels,
+    train,
+    weights_document,
+)
 
 
 def _write_rows(path, rows):
@@ -101,7 +107,7 @@ def test_litellm_heuristic_is_the_installed_router_score():
 
 
 def load_labeled_prompts_from_texts(texts):
-    from routing.engine.train import LabeledPrompt
+    from routing.engine.tooling.train import LabeledPrompt
 
     return [
         LabeledPrompt(
@@ -141,7 +147,7 @@ def _product_rows(count: int = 20) -> list[dict]:
 
 def test_product_prompts_move_only_task_type_weights(tmp_path):
     from routing.engine.signals import SIGNAL_NAMES
-    from routing.engine.train import TASK_TYPE_SIGNALS
+    from routing.engine.tooling.train import TASK_TYPE_SIGNALS
 
     bench_path, product_path = tmp_path / "bench.jsonl.gz", tmp_path / "product.jsonl.gz"
     _write_rows(bench_path, _tiny_rows())
@@ -159,7 +165,7 @@ def test_product_prompts_move_only_task_type_weights(tmp_path):
 
 
 def test_reliability_table_and_calibration_error():
-    from routing.engine.evaluate import auc, expected_calibration_error, reliability_table
+    from routing.engine.tooling.evaluate import auc, expected_calibration_error, reliability_table
 
     rng = np.random.default_rng(3)
     predicted = rng.random(20_000)
@@ -173,7 +179,7 @@ def test_reliability_table_and_calibration_error():
 
 
 def test_shipped_training_never_sees_alpacaeval_or_the_product_holdout():
-    from routing.engine.train import LabeledPrompt, is_product_holdout, shippable_training_prompts
+    from routing.engine.tooling.train import LabeledPrompt, is_product_holdout, shippable_training_prompts
 
     def prompt(id_, source):
         return LabeledPrompt(id_, source, source, [{"role": "user", "content": "x"}], 1.0, 1.0)
@@ -186,7 +192,7 @@ def test_shipped_training_never_sees_alpacaeval_or_the_product_holdout():
 
 
 def test_calibration_recovers_a_known_slope_and_offset():
-    from routing.engine.train import fit_calibration
+    from routing.engine.tooling.train import fit_calibration
 
     rng = np.random.default_rng(5)
     logits = rng.normal(0, 2, 50_000)
@@ -196,7 +202,7 @@ def test_calibration_recovers_a_known_slope_and_offset():
 
 
 def test_a_per_source_offset_fixes_a_base_rate_the_shared_scale_misses():
-    from routing.engine.evaluate import expected_calibration_error, with_own_offset
+    from routing.engine.tooling.evaluate import expected_calibration_error, with_own_offset
 
     rng = np.random.default_rng(8)
     # Within the source the ranking is right, but the frontier is needed twice as often as predicted.

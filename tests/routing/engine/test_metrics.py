@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routing.engine.metrics import (
+from routing.engine.tooling.metrics import (
     apgr,
     bootstrap_metrics,
     call_performance_threshold,

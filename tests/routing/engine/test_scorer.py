@@ -229,7 +229,7 @@ def test_routine_request_counts_only_when_the_ask_opens_or_closes_with_it():
 def test_bench_keeps_each_request_fastest_timing():
     import random
 
-    from routing.engine.bench import realistic_mix, time_scoring
+    from routing.engine.tooling.bench import realistic_mix, time_scoring
 
     requests = realistic_mix(20, random.Random(1))
     single = time_scoring(SCORER, requests, "cpu", passes=1)

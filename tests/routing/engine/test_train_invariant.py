@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from routing.engine.scorer import TERMS_FORMAT, ComplexityScorer
-from routing.engine.train import (
+from routing.engine.tooling.train import (
     DENSE_NAMES,
     INVARIANT_RECIPE,
     LabeledPrompt,

@@ -157,6 +157,109 @@ def test_a_stalled_slm_opens_it_at_the_first_timeout(clock: Clock) -> None:
     assert "stalled" in b.transitions[-1]["why"]
 
 
+def test_a_stall_opens_it_at_half_the_timeout_and_tells_who_waits(clock: Clock) -> None:
+    """No answer to anyone while calls pile up: open once the oldest waited half its timeout, not all of it."""
+    opened: list[str] = []
+    b = CircuitBreaker(
+        "slm", BreakerSettings(), clock=clock, wall_clock=lambda: 1_800_000_000.0, on_open=opened.append
+    )
+    for _ in range(50):
+        admission = b.admit(2.0)
+        clock.advance(0.05)
+        b.record(SUCCESS, started_at=admission.started_at)
+    waiting = []
+    for _ in range(14):  # 7 calls a second into an SLM that stopped answering, for just under 1 s
+        waiting.append(b.admit(2.0))
+        clock.advance(0.99 / 14)
+    assert b.state == CLOSED and opened == []  # the oldest has waited 0.99 s of its 2 s
+    clock.advance(0.02)
+    late = b.admit(2.0)  # the first call admitted after the oldest waited 1 s
+    assert b.state == OPEN and not late.allowed
+    assert opened == ["slm"]  # the attempts in flight are told at once (routing.proxy.abandon)
+    assert "no answer for 1.0 s while 14 attempts waited (stalled)" in b.transitions[-1]["why"]
+    assert all(b.opened_since(a.generation) for a in waiting)
+
+
+def warm(b: CircuitBreaker, clock: Clock, answers: int = 10, lasts: float = 0.05) -> None:
+    for _ in range(answers):
+        admission = b.admit(2.0)
+        clock.advance(lasts)
+        b.record(SUCCESS, started_at=admission.started_at)
+
+
+def test_the_early_stall_rule_needs_silence_a_crowd_and_a_timeout(clock: Clock) -> None:
+    b = breaker(clock)
+    warm(b, clock)
+    slow = b.admit(2.0)  # a slow call, and the SLM answers one call admitted after it
+    others = [b.admit(2.0) for _ in range(5)]
+    clock.advance(0.3)
+    b.record(SUCCESS, started_at=others[0].started_at)
+    clock.advance(1.2)
+    assert b.admit(2.0).allowed and b.state == CLOSED
+    b.record(HARD_FAILURE, started_at=slow.started_at)
+    for admission in others[1:]:
+        b.record(SUCCESS, started_at=admission.started_at)
+    lone = b.admit(2.0)  # one call waiting alone (low traffic): no crowd
+    clock.advance(1.5)
+    assert [b.admit(2.0).allowed for _ in range(2)] == [True, True] and b.state == CLOSED
+    b.record(SUCCESS, started_at=lone.started_at)
+    unbounded = [b.admit(None) for _ in range(6)]  # no SLM timeout given: only the timeout rules apply
+    clock.advance(5.0)
+    assert b.admit(None).allowed and b.state == CLOSED
+    assert len(unbounded) == 6
+
+
+def test_a_cold_proxy_whose_first_calls_time_out_is_not_stalled(clock: Clock) -> None:
+    """Seen in the demo at a load average of 16: a fresh proxy's first call timed out with 4 more waiting."""
+    b = breaker(clock)
+    first = []
+    for _ in range(5):
+        first.append(b.admit(2.0))
+        clock.advance(0.1)
+    clock.advance(1.6)
+    b.record(HARD_FAILURE, started_at=first[0].started_at)
+    assert b.state == CLOSED  # no answer seen yet: the stall rules wait for 8, the streak rule for 5
+    for admission in first[1:]:
+        b.record(HARD_FAILURE, started_at=admission.started_at)
+    assert b.state == OPEN and "5 hard failures in a row" in b.transitions[-1]["why"]
+
+
+def test_the_early_stall_rule_waits_for_answers_and_scales_with_their_latency(clock: Clock) -> None:
+    """A cold proxy, or an SLM (or loaded proxy) that answers slowly, is late, not stalled."""
+    cold = breaker(clock)
+    first = []
+    for _ in range(8):  # nothing answered yet: the first answers may take long
+        first.append(cold.admit(2.0))
+        clock.advance(0.01)
+    clock.advance(1.42)
+    assert cold.admit(2.0).allowed and cold.state == CLOSED
+    for admission in first:
+        cold.record(SUCCESS, started_at=admission.started_at)
+
+    slow = breaker(clock)
+    warm(slow, clock, lasts=0.4)  # answers take 0.4 s: silence for 4 x 0.4 s = 1.6 s, not 1 s, is a stall
+    waiting = []
+    for _ in range(6):
+        waiting.append(slow.admit(2.0))
+        clock.advance(0.01)
+    clock.advance(1.44)
+    assert slow.admit(2.0).allowed and slow.state == CLOSED
+    clock.advance(0.2)
+    assert not slow.admit(2.0).allowed and slow.state == OPEN
+    assert "no answer for 1.7 s" in slow.transitions[-1]["why"] and len(waiting) == 6
+
+    slower = breaker(clock)
+    warm(slower, clock, lasts=0.6)  # 4 x 0.6 s is past the 2 s timeout: only the timeout rules apply
+    pending = []
+    for _ in range(6):
+        pending.append(slower.admit(2.0))
+        clock.advance(0.01)
+    clock.advance(1.84)
+    assert slower.admit(2.0).allowed and slower.state == CLOSED
+    slower.record(HARD_FAILURE, started_at=pending[0].started_at)  # its timeout: the stall rule of old
+    assert slower.state == OPEN
+
+
 def test_a_lone_timeout_or_one_with_answers_in_between_is_not_a_stall(clock: Clock) -> None:
     b = breaker(clock)
     first = b.admit()

@@ -326,13 +326,14 @@ def test_a_multi_worker_proxy_learns_per_worker_and_still_skips_a_dead_slm(
         assert 1 <= breaker["workers_open"] <= workers
         assert breaker["workers_open"] == sum(w["state"] == "open" for w in breaker["by_worker"])
         assert len({w["pid"] for w in breaker["by_worker"]}) == workers
-        assert breaker["skipped"] == sum(w["skipped"] for w in breaker["by_worker"]) == 60 - tried
-        again = breaker_of(proxy.status())  # the same answer from whichever worker is asked
-        assert (again["state"], again["skipped"], again["workers_open"]) == (
-            "open",
-            60 - tried,
-            breaker["workers_open"],
-        )
+        assert breaker["skipped"] == sum(w["skipped"] for w in breaker["by_worker"])
+        # every call either reached the SLM or skipped it, except one admitted just before its worker's
+        # breaker opened and cut off before it was sent (routing.proxy.abandon): abandoned, never tried
+        assert 60 - tried - breaker["abandoned"] <= breaker["skipped"] <= 60 - tried
+        # the same answer from whichever worker is asked (which workers are open may lag by the other
+        # worker's last spool write, once a second)
+        again = breaker_of(proxy.status())
+        assert (again["state"], again["skipped"]) == ("open", breaker["skipped"])
     finally:
         proxy.stop()
         control_plane.stop()
