@@ -173,10 +173,13 @@ STATIC_ROOT = Path(
     env_str("FINOPS_STATIC_ROOT", str(VAR_DIR / "staticfiles"))
 )  # the image collects into /app
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-STATICFILES_DIRS = [
-    BASE_DIR / "static",
-    ("vendor/plotly", Path(find_spec("plotly").origin).parent / "package_data"),  # plotly.min.js, never a CDN
-]
+# plotly.min.js from the plotly package, never a CDN. The web image collects it at build time and then drops
+# the package (its Python side is unused: charts are built as plain dicts), so settings must load without it.
+_plotly = find_spec("plotly")
+_plotly_js = (
+    [("vendor/plotly", Path(_plotly.origin).parent / "package_data")] if _plotly and _plotly.origin else []
+)
+STATICFILES_DIRS = [BASE_DIR / "static", *_plotly_js]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -192,3 +192,87 @@ def test_proxy_base_url_accepts_compose_service_names():
     for bad in ("ftp://proxy-a", "proxy-a:4000", "http://-bad:1", "http://a b:1", "http://u:p@proxy-a:1"):
         with pytest.raises(ValidationError, match="proxy-a:4000"):
             validator(bad)
+
+
+# --- issue 19 part 1: image size (the final stage holds only what the role runs) ---
+
+
+@pytest.mark.parametrize(("dockerfile", "role"), [("Dockerfile.web", "web"), ("Dockerfile.proxy", "proxy")])
+def test_images_slim_their_venv_and_prove_the_role_still_imports(dockerfile, role):
+    text = (DOCKER / dockerfile).read_text()
+    build_stage, final_stage = text.rsplit("\nFROM ", 1)
+    assert f"slim-venv.sh {role}" in build_stage and f"image_check.py {role}" in build_stage
+    assert build_stage.index(f"slim-venv.sh {role}") < build_stage.index(f"image_check.py {role}")
+    # nothing is installed in the final stage: it copies the checked venv (no pip, compiler or tests there)
+    assert "pip install" not in final_stage and "apt-get" not in final_stage
+    assert "COPY --from=build /opt/venv /opt/venv" in final_stage
+    assert "tests" not in re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)", final_stage, re.M)
+
+
+def test_web_image_collects_static_before_plotly_is_dropped():
+    text = (DOCKER / "Dockerfile.web").read_text()
+    assert text.index("collectstatic") < text.index("slim-venv.sh web")
+    slim = (DOCKER / "slim-venv.sh").read_text()
+    assert re.search(r"web\)\s*\n\s*drop=\"plotly ", slim), "the web role drops plotly after collectstatic"
+
+
+def test_settings_load_without_plotly_installed():
+    """The web image drops the plotly package once plotly.min.js is collected: settings must not need it."""
+    code = (
+        "import importlib.util, sys\n"
+        "_find = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'plotly' else _find(name, *a)\n"
+        "from django.conf import settings\n"
+        "dirs = [d[0] if isinstance(d, tuple) else str(d) for d in settings.STATICFILES_DIRS]\n"
+        "print('vendor/plotly' in dirs, len(dirs))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.settings", "DEBUG": "true"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=DOCKER.parent, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "1"]
+
+
+def test_image_check_fails_naming_the_module_that_lost_its_package(tmp_path):
+    """docker/image_check.py is what fails a build whose slimmed venv lost a package a module needs."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import importlib.abc, sys\n"
+        "class NoScipy(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'scipy' or name.startswith('scipy.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoScipy())\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(DOCKER.parent)]),
+        "FINOPS_VAR_DIR": str(tmp_path / "var"),
+    }
+    result = subprocess.run(
+        [sys.executable, str(DOCKER / "image_check.py"), "web"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "these modules do not import in this image" in result.stderr
+    assert re.search(r"\n  routing\.[\w.]+: ModuleNotFoundError: No module named 'scipy", result.stderr)
+    assert "image_check=ok" not in result.stdout
+
+
+def test_web_loads_the_url_conf_once_before_forking_workers():
+    """A cold URL-conf import in each worker's first request outlasted gunicorn's timeout on a loaded machine."""
+    text = (DOCKER / "Dockerfile.web").read_text()
+    final_stage = text.rsplit("\nFROM ", 1)[-1]
+    assert "WORKDIR /app" in final_stage and "COPY docker/gunicorn.conf.py ./" in final_stage
+    namespace: dict = {}
+    exec(compile((DOCKER / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)
+    assert namespace["preload_app"] is True
+    namespace["when_ready"](server=None)  # imports every view module and leaves no connection open
+    from django.db import connections
+
+    assert all(conn.connection is None for conn in connections.all())
