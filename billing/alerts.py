@@ -23,7 +23,8 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from billing import budgets
-from billing.budget_models import (
+from billing.models import SpendEvent
+from billing.models.budgets import (
     Alert,
     AlertKind,
     AlertSeverity,
@@ -32,7 +33,6 @@ from billing.budget_models import (
     BudgetStatus,
     FeatureAlertSettings,
 )
-from billing.models import SpendEvent
 from billing.rollups import hour_floor
 from billing.selectors import rollups_in
 from controlplane.models import AuditAction, Feature, Proxy
