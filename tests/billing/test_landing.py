@@ -21,7 +21,7 @@ from billing.services import spend_seed
 from controlplane.context_processors import NAVIGATION
 from controlplane.models import Feature
 from routing.compiler import Change
-from routing.experiment_stats import Summary, sequential_difference
+from routing.services.experiment_stats import Summary, sequential_difference
 
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
 
