@@ -18,6 +18,7 @@ from django.db.models.functions import TruncDate, TruncDay
 
 from billing.models import LATENCY_BOUNDS_MS, LATENCY_BUCKETS, SCORE_BUCKETS, SpendEvent, SpendRollupHourly
 from controlplane.models import Feature
+from routing.engine import spend
 
 ZERO = Decimal("0")
 TOTALS = [
@@ -297,7 +298,7 @@ def _request_from(attempts: list[SpendEvent]) -> RequestView:
             (
                 a.baseline_cost_usd
                 for a in attempts
-                if a.status == "success" and a.fallback_reason != "low_confidence"
+                if spend.counts_toward_baseline(a.status, a.fallback_reason)
             ),
             ZERO,
         ),

@@ -26,7 +26,7 @@ from controlplane.models import AuditAction, Feature
 from controlplane.permissions import Action, can
 from controlplane.services import audit_record, snapshot
 from routing import services as routing_services
-from routing.engine import signing
+from routing.engine import signing, spend
 from routing.models import (
     Bundle,
     Experiment,
@@ -60,7 +60,6 @@ EXPERIMENT_FIELDS = (
 )
 MIN_ARMS, MAX_ARMS = 2, 4
 MAX_CALLS = 500_000
-SMALL_FALLBACK_REASONS = ("timeout", "error", "low_confidence")
 THUMBS = {"up": 5, "down": 1}
 
 
@@ -350,8 +349,8 @@ def experiment_arm_data(*, experiment: Experiment, limit: int = MAX_CALLS) -> li
         .annotate(
             arm_name=Max("arm"),
             cost=Sum("cost_usd"),
-            small=Max(flag(attempt=1, route="small")),
-            fell=Max(flag(fallback=True, fallback_reason__in=SMALL_FALLBACK_REASONS)),
+            small=Max(flag(attempt=spend.REQUEST_ATTEMPT, route="small")),
+            fell=Max(flag(fallback=True, fallback_reason__in=spend.SMALL_MODEL_FALLBACK_REASONS)),
             ok=Max(flag(status="success")),
             latency=Sum("latency_ms"),
             first=Min("start_time"),

@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from routing.engine import spend
 from routing.services.experiment_stats import wilson_intervals
 
 BUCKETS = 10
 MAX_THRESHOLD = 1.01  # the engine's "everything small"
 MAX_CALLS = 200_000
 DRAWS = 400
-SMALL_FALLBACK_REASONS = ("timeout", "error", "low_confidence")
 USD = Decimal("0.000001")
 
 
@@ -316,7 +316,7 @@ def feature_samples(
         SpendEvent.objects.filter(
             feature=feature,
             fallback=True,
-            fallback_reason__in=SMALL_FALLBACK_REASONS,
+            fallback_reason__in=spend.SMALL_MODEL_FALLBACK_REASONS,
             start_time__gte=since,
         ).values_list("call_id", flat=True)
     )
