@@ -9,6 +9,7 @@ class BillingConfig(AppConfig):
         from django.db.backends.signals import connection_created
         from django.db.models.signals import post_delete, post_save
 
+        # models can only be imported once the app registry is ready
         from billing import services
         from controlplane.models import Feature, Team
 

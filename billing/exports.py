@@ -18,6 +18,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from billing.models import SpendEvent
 from controlplane.models import Feature, Team
 from routing.engine import spend
+from routing.models import ModelDeployment, Tier
 
 FOCUS_VERSION = "1.2"
 BILLING_ACCOUNT_ID = "llm-finops"
@@ -332,7 +333,6 @@ def focus_stream(
     *, start: datetime, end: datetime, team_ids: list[int] | None, feature_ids: list[int] | None
 ) -> Iterator[str]:
     """CSV lines: the header, then one FOCUS row per attempt that started in [start, end), in time order."""
-    from routing.models import ModelDeployment, Tier
 
     writer = csv.writer(_Echo())
     yield writer.writerow(FOCUS_COLUMNS + EXTENSION_COLUMNS)

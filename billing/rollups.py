@@ -12,10 +12,12 @@ score_bk).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from billing.models import (
     FALLBACK_SCORE_BUCKETS,
@@ -138,6 +140,34 @@ def upsert_sql(source: str, where: str = "") -> str:
         f"GROUP BY {positions} ORDER BY {positions} "
         f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}"
     )
+
+
+def _ids(items: Iterable[Any] | None) -> list[int] | None:
+    if items is None:
+        return None
+    return [getattr(item, "pk", item) for item in items]
+
+
+def scoped(qs: QuerySet, *, teams: Iterable[Any] | None, features: Iterable[Any] | None) -> QuerySet:
+    """Rows of these teams / features (objects or ids; None: all)."""
+    team_ids, feature_ids = _ids(teams), _ids(features)
+    if team_ids is not None:
+        qs = qs.filter(team_id__in=team_ids)
+    if feature_ids is not None:
+        qs = qs.filter(feature_id__in=feature_ids)
+    return qs
+
+
+def rollups_in(
+    *,
+    start: datetime,
+    end: datetime,
+    teams: Iterable[Any] | None = None,
+    features: Iterable[Any] | None = None,
+) -> QuerySet[SpendRollupHourly]:
+    """Rollup rows of the hours in [start, end), scoped."""
+    qs = SpendRollupHourly.objects.filter(hour__gte=start, hour__lt=end)
+    return scoped(qs, teams=teams, features=features)
 
 
 def hour_floor(moment: datetime) -> datetime:

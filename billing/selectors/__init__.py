@@ -1,5 +1,6 @@
 """Billing reads: raw spend and request selectors (spend), dashboard figures (dashboards)."""
 
+from billing.rollups import rollups_in
 from billing.selectors.dashboards import (
     ACTION_EFFECTS,
     CENTS,
@@ -37,7 +38,6 @@ from billing.selectors.spend import (
     feature_blocked_since,
     percentile_from_buckets,
     request_list,
-    rollups_in,
 )
 
 __all__ = [

@@ -13,40 +13,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Q, Sum
 
-from billing.models import LATENCY_BOUNDS_MS, SpendEvent, SpendRollupHourly
+from billing.models import LATENCY_BOUNDS_MS, BlockedCallCount, SpendEvent
+from billing.rollups import scoped
 from controlplane.models import Feature
 from routing.engine import spend
 
 ZERO = Decimal("0")
-
-
-def _ids(items: Iterable[Any] | None) -> list[int] | None:
-    if items is None:
-        return None
-    return [getattr(item, "pk", item) for item in items]
-
-
-def _scope(qs: QuerySet, *, teams: Iterable[Any] | None, features: Iterable[Any] | None) -> QuerySet:
-    team_ids, feature_ids = _ids(teams), _ids(features)
-    if team_ids is not None:
-        qs = qs.filter(team_id__in=team_ids)
-    if feature_ids is not None:
-        qs = qs.filter(feature_id__in=feature_ids)
-    return qs
-
-
-def rollups_in(
-    *,
-    start: datetime,
-    end: datetime,
-    teams: Iterable[Any] | None = None,
-    features: Iterable[Any] | None = None,
-) -> QuerySet[SpendRollupHourly]:
-    """Rollup rows of the hours in [start, end), scoped."""
-    qs = SpendRollupHourly.objects.filter(hour__gte=start, hour__lt=end)
-    return _scope(qs, teams=teams, features=features)
 
 
 def percentile_from_buckets(counts: list[int], q: float) -> float | None:
@@ -152,7 +126,7 @@ def request_list(
     `end_user`: only that end user's calls.
     """
     marker = Q(fallback=True) if fallback_only else Q(attempt=1)
-    firsts = _scope(
+    firsts = scoped(
         SpendEvent.objects.filter(marker, start_time__gte=start, start_time__lt=end),
         teams=teams,
         features=features,
@@ -190,7 +164,6 @@ BLOCKED_REASON_LABELS = {
 
 def feature_blocked_since(*, feature: Feature, since: datetime) -> dict[str, Any]:
     """Calls the proxies refused for a feature since `since` (counter windows ending after it), by reason."""
-    from billing.models import BlockedCallCount
 
     rows = (
         BlockedCallCount.objects.filter(feature=feature, window_end__gte=since)
