@@ -40,7 +40,6 @@ from controlplane.permissions import is_org_wide, visible_teams
 from controlplane.services import audit_record
 from routing.engine.spend import SLM_UNAVAILABLE, SMALL_MODEL_FALLBACK_REASONS, fallback_alert_fires
 from routing.models import RoutingPolicy
-from routing.services.fleet import fleet_setting
 
 log = logging.getLogger("finops.alerts")
 
@@ -495,8 +494,7 @@ def spend_anomaly_conditions(*, now: datetime) -> list[Condition]:
 def proxy_stale_conditions(*, now: datetime) -> list[Condition]:
     """Active proxies without a heartbeat for ALERT_PROXY_STALE_SECONDS (default: the fleet's unreachable
     threshold, 120 s), or with none ever once registered that long."""
-
-    stale_s = int(_setting("ALERT_PROXY_STALE_SECONDS", fleet_setting("FLEET_UNREACHABLE_AFTER_S")))
+    stale_s = int(_setting("ALERT_PROXY_STALE_SECONDS", settings.FLEET_UNREACHABLE_AFTER_S))
     cutoff = now - timedelta(seconds=stale_s)
     conditions = []
     for proxy in Proxy.objects.filter(is_active=True):

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from routing.engine import spend
+from routing import providers
+from routing.models import RoutingPolicy
 from routing.services.experiment_stats import wilson_intervals
 
 BUCKETS = 10
@@ -284,54 +285,18 @@ def feature_samples(
     *, feature: Any, start: datetime, end: datetime, limit: int = MAX_CALLS
 ) -> list[CallSample]:
     """The newest `limit` scored calls of a feature that started in [start, end), one sample per call."""
-    from billing.models import SpendEvent
-
-    firsts = list(
-        SpendEvent.objects.filter(
-            feature=feature, attempt=1, start_time__gte=start, start_time__lt=end, score__isnull=False
-        )
-        .order_by("-start_time")
-        .values_list(
-            "call_id",
-            "score",
-            "input_tokens",
-            "output_tokens",
-            "baseline_cost_usd",
-            "route",
-            "cost_usd",
-            "status",
-        )[:limit]
-    )
-    if not firsts:
-        return []
-    oldest = (
-        SpendEvent.objects.filter(
-            feature=feature, attempt=1, start_time__gte=start, start_time__lt=end, score__isnull=False
-        )
-        .order_by("-start_time")[len(firsts) - 1 : len(firsts)]
-        .values_list("start_time", flat=True)
-    )
-    since = next(iter(oldest), start)
-    fell = set(
-        SpendEvent.objects.filter(
-            feature=feature,
-            fallback=True,
-            fallback_reason__in=spend.SMALL_MODEL_FALLBACK_REASONS,
-            start_time__gte=since,
-        ).values_list("call_id", flat=True)
-    )
+    calls = providers.spend_reader().scored_calls(feature=feature, start=start, end=end, limit=limit)
     samples = []
-    for call_id, score, tokens_in, tokens_out, baseline, route, cost, status in firsts:
-        fallback = call_id in fell
-        served_small = route == "small" and status == "success" and not fallback
+    for c in calls:
+        served_small = c.route == "small" and c.status == "success" and not c.small_model_fallback
         samples.append(
             CallSample(
-                score=float(score),
-                tokens=int(tokens_in) + int(tokens_out),
-                baseline_cost=baseline,
-                route=route,
-                small_cost=cost if served_small else None,
-                fell_back=fallback and route == "small",
+                score=float(c.score),
+                tokens=int(c.input_tokens) + int(c.output_tokens),
+                baseline_cost=c.baseline_cost_usd,
+                route=c.route,
+                small_cost=c.cost_usd if served_small else None,
+                fell_back=c.small_model_fallback and c.route == "small",
             )
         )
     return samples
@@ -357,8 +322,6 @@ def price_ratio(*, feature: Any) -> Decimal | None:
 
 def effective_policy(*, feature: Any) -> dict[str, Any]:
     """The feature's threshold, target share and deployments after inheriting from the default policy."""
-    from routing.models import RoutingPolicy
-
     own = (
         RoutingPolicy.objects.filter(feature=feature)
         .select_related("small_deployment", "frontier_deployment")

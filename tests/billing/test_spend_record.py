@@ -12,6 +12,8 @@ from django.db import connection
 
 from billing import datadog, exports, rollups, services
 from billing.models import SpendEvent
+from billing.selectors import routing as spend_reads
+from routing import providers
 from routing.engine import spend
 from routing.engine.spend import SpendRecord
 
@@ -131,3 +133,7 @@ def test_counting_rules_have_the_same_answer_in_sql_and_python():
                 deployment,
                 attempt,
             )
+
+
+def test_routing_reads_spend_through_the_reader_billing_registers():
+    assert providers.spend_reader() is spend_reads
