@@ -23,7 +23,8 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from billing import budgets
-from billing.budget_models import (
+from billing.models import SpendEvent
+from billing.models.budgets import (
     Alert,
     AlertKind,
     AlertSeverity,
@@ -32,12 +33,13 @@ from billing.budget_models import (
     BudgetStatus,
     FeatureAlertSettings,
 )
-from billing.models import SpendEvent
-from billing.rollups import hour_floor
-from billing.selectors import rollups_in
+from billing.notifications import notifications_queue
+from billing.rollups import hour_floor, rollups_in
 from controlplane.models import AuditAction, Feature, Proxy
+from controlplane.permissions import is_org_wide, visible_teams
 from controlplane.services import audit_record
 from routing.engine.spend import SLM_UNAVAILABLE, SMALL_MODEL_FALLBACK_REASONS, fallback_alert_fires
+from routing.models import RoutingPolicy
 
 log = logging.getLogger("finops.alerts")
 
@@ -68,7 +70,6 @@ class Condition:
 
 
 def _notify(alert: Alert, event: str) -> None:
-    from billing.notifications import notifications_queue
 
     notifications_queue(alert=alert, event=event)
 
@@ -265,7 +266,6 @@ def fallback_rate_conditions(*, now: datetime) -> list[Condition]:
 
 def _small_model_of_features(feature_ids: list[int]) -> dict[int, str]:
     """Each feature's small model group under the current routing policies (override, else default)."""
-    from routing.models import RoutingPolicy
 
     policies = {
         p.feature_id: p
@@ -561,7 +561,6 @@ def alerts_evaluate(*, now: datetime) -> dict[str, dict[str, int]]:
 
 def alerts_visible(user: Any):  # type: ignore[no-untyped-def]
     """Alerts the user may see: their teams' alerts, and fleet alerts (no team) for organisation-wide roles."""
-    from controlplane.permissions import is_org_wide, visible_teams
 
     qs = Alert.objects.select_related("team", "feature", "proxy", "acknowledged_by", "resolved_by")
     if is_org_wide(user):

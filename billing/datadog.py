@@ -17,9 +17,30 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.models import IngestBatch, SpendEvent
+from routing.engine import spend
 
 log = logging.getLogger(__name__)
 PREFIX = "finops.spend"
+
+
+# What the mirror reads of each attempt, in the order the loop below unpacks it.
+MIRROR_FIELDS = (
+    "team__slug",
+    "feature__slug",
+    "route",
+    "deployment",
+    "model_group",
+    "arm",
+    "attempt",
+    "status",
+    "fallback",
+    "fallback_reason",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "baseline_cost_usd",
+    "latency_ms",
+)
 
 
 def statsd_client() -> DogStatsd:
@@ -48,23 +69,7 @@ def spend_batch_mirror(*, batch_id: int) -> int:
     )
     if claimed != 1:
         return 0
-    rows = SpendEvent.objects.filter(batch_id=batch_id).values_list(
-        "team__slug",
-        "feature__slug",
-        "route",
-        "deployment",
-        "model_group",
-        "arm",
-        "attempt",
-        "status",
-        "fallback",
-        "fallback_reason",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "baseline_cost_usd",
-        "latency_ms",
-    )
+    rows = SpendEvent.objects.filter(batch_id=batch_id).values_list(*MIRROR_FIELDS)
     totals: dict[tuple[str, ...], dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     fallbacks: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
     latencies: list[tuple[tuple[str, ...], int]] = []
@@ -89,15 +94,15 @@ def spend_batch_mirror(*, batch_id: int) -> int:
             f"team:{_tag(team)}",
             f"feature:{_tag(feature)}",
             f"route:{_tag(route)}",
-            f"model:{_tag(deployment or group)}",
+            f"model:{_tag(spend.model_name(deployment, group))}",
             f"arm:{_tag(arm)}",
         )
         t = totals[tags]
-        t["requests"] += attempt == 1
+        t["requests"] += attempt == spend.REQUEST_ATTEMPT
         t["attempts"] += 1
         t["errors"] += status == "error"
         t["cost_usd"] += cost
-        served_baseline = base if status == "success" and reason != "low_confidence" else Decimal(0)
+        served_baseline = base if spend.counts_toward_baseline(status, reason) else Decimal(0)
         t["baseline_cost_usd"] += served_baseline
         t["savings_usd"] += served_baseline - cost
         t["tokens.input"] += tin

@@ -18,10 +18,9 @@ from django.core.management import call_command
 from django.db.models import Q, Sum
 from django.urls import reverse
 
-from billing.budget_models import Budget
 from billing.budgets import budget_evaluate
 from billing.charts import pct_label, usd_label
-from billing.models import SpendRollupHourly
+from billing.models import Budget, SpendRollupHourly
 from billing.services import spend_seed
 from controlplane.context_processors import NAVIGATION
 from controlplane.models import Feature

@@ -14,7 +14,7 @@ import pytest
 import time_machine
 
 from billing import budgets
-from billing.budget_models import BudgetAction
+from billing.models import BudgetAction
 from routing import services
 from routing.models import (
     Bundle,

@@ -18,11 +18,16 @@ from urllib.parse import urlencode
 from django.db.models import Q, Sum
 from django.db.models.functions import TruncDate
 
-from billing import selectors
-from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS
-from controlplane.models import Feature, Team
+from billing.alerts import alerts_visible
+from billing.budgets import budget_for_feature
+from billing.forecast import month_end_forecast
+from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS, AlertStatus, Budget
+from billing.rollups import rollups_in
+from billing.selectors.spend import percentile_from_buckets
+from controlplane.models import Feature, Membership, Role, Team
 from controlplane.permissions import is_org_wide, visible_features, visible_teams
 from routing.engine.spend import SLM_UNAVAILABLE
+from routing.models import ModelDeployment, RoutingPolicy, Tier
 
 ZERO = Decimal("0")
 CENTS = Decimal("0.01")
@@ -171,7 +176,6 @@ def _money(value: Any) -> Decimal:
 
 def small_model_deployments() -> list[tuple[datetime, Decimal]]:
     """(live since, monthly hosting) of each active small-tier deployment (routing.models.ModelDeployment)."""
-    from routing.models import ModelDeployment, Tier
 
     return [
         (created, Decimal(monthly or 0))
@@ -230,9 +234,7 @@ def break_even_requests(*, monthly_hosting: Decimal, gross_savings: Decimal, req
 
 
 def open_alerts(*, user: Any, filters: DashboardFilters) -> int:
-    """Unresolved alerts (issue 7's billing.alerts) the user may see, narrowed to the team/feature filters."""
-    from billing.alerts import alerts_visible
-    from billing.budget_models import AlertStatus
+    """Unresolved alerts (billing.alerts) the user may see, narrowed to the team/feature filters."""
 
     qs = alerts_visible(user).exclude(status=AlertStatus.RESOLVED)
     if filters.team is not None:
@@ -255,7 +257,7 @@ def spend_cube(
     """Rollup sums in [start, end) grouped by UTC `day` and the given rollup columns; money as Decimal."""
     keys, sums = list(keys), list(sums)
     rows = (
-        selectors.rollups_in(start=start, end=end, **scope)
+        rollups_in(start=start, end=end, **scope)
         .annotate(day=TruncDate("hour"))
         .values("day", *keys)
         .annotate(**{f"s_{name}": Sum(name) for name in sums})
@@ -320,8 +322,7 @@ def _derive(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> dict[str, Any]:
-    """Month-to-date spend per UTC day and issue 7's weekday-aware month-end forecast (billing.forecast)."""
-    from billing.forecast import month_end_forecast
+    """Month-to-date spend per UTC day and the weekday-aware month-end forecast (billing.forecast)."""
 
     month_start = now.date().replace(day=1)
     month_end = month_start.replace(day=calendar.monthrange(now.year, now.month)[1])
@@ -359,7 +360,7 @@ def hourly_cells(*, filters: DashboardFilters) -> list[dict[str, Any]]:
     """Rollup sums per UTC hour, model and route over the filters' range (cells keyed "day" like spend_cube's)."""
     sums = ["requests", "attempts", "fallbacks", "cost_usd", "baseline_cost_usd"]
     rows = (
-        selectors.rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
+        rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
         .values("hour", "model", "route")
         .annotate(**{f"s_{name}": Sum(name) for name in sums})
         .order_by()
@@ -495,7 +496,7 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
     hosting, hosted_hours = hosting_for_range(start=filters.start_at, end=filters.end_at, now=now)
     if hosting and filters.is_scoped:
         # shared hosting is charged to each scope by its share of the small model's requests
-        org_small = selectors.rollups_in(start=filters.start_at, end=filters.end_at).aggregate(
+        org_small = rollups_in(start=filters.start_at, end=filters.end_at).aggregate(
             n=Sum("requests", filter=Q(route="small"))
         )["n"]
         share = summary["small_requests"] / org_small if org_small else 0.0
@@ -555,8 +556,8 @@ def _latency_rows(cells: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "model": model,
-                "p50": selectors.percentile_from_buckets(counts, 0.5),
-                "p95": selectors.percentile_from_buckets(counts, 0.95),
+                "p50": percentile_from_buckets(counts, 0.5),
+                "p95": percentile_from_buckets(counts, 0.95),
                 "count": sum(counts),
             }
         )
@@ -627,7 +628,6 @@ def burn_down(*, month: Mapping[str, Any], budget_usd: Decimal | None) -> dict[s
 
 def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) -> dict[str, Any]:
     """The feature page's figures from one grouped read (range and this month) of the feature's rollups."""
-    from billing.budgets import budget_for_feature
 
     today = now.date()
     cells = spend_cube_over(
@@ -683,7 +683,6 @@ def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) 
 
 def feature_thresholds(feature_ids: Iterable[int]) -> dict[int | None, float | None]:
     """Threshold of each feature's routing policy; key None holds the default policy's."""
-    from routing.models import RoutingPolicy
 
     ids = list(feature_ids)
     out: dict[int | None, float | None] = {}
@@ -698,7 +697,7 @@ def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
     """Per feature: score histogram with its threshold, small-model share, fallback rate by reason; latency per model."""
     sums = ["requests", "fallbacks", *SCORE_BUCKETS, *FALLBACK_SCORE_BUCKETS, *LATENCY_BUCKETS]
     rows = (
-        selectors.rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
+        rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
         .values("feature_id", "route", "model", "fallback_reason")
         .annotate(**{f"s_{name}": Sum(name) for name in sums})
         .order_by()
@@ -778,7 +777,6 @@ ACTION_EFFECTS = {
 
 def landing_role(user: Any) -> str:
     """Which question the landing page answers first: "mlops", "pm" or "vp" (org-wide viewers and admins)."""
-    from controlplane.models import Membership, Role
 
     if not getattr(user, "is_authenticated", False) or user.is_superuser:
         return "vp"
@@ -792,7 +790,6 @@ def landing_role(user: Any) -> str:
 
 def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal]) -> list[dict[str, Any]]:
     """Per feature: this month's spend against its budget, the run-out date and what happens at 100 %."""
-    from billing.budget_models import Budget
 
     features = list(features)
     budgets = {
