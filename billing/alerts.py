@@ -23,7 +23,8 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from billing import budgets
-from billing.budget_models import (
+from billing.models import SpendEvent
+from billing.models.budgets import (
     Alert,
     AlertKind,
     AlertSeverity,
@@ -32,7 +33,6 @@ from billing.budget_models import (
     BudgetStatus,
     FeatureAlertSettings,
 )
-from billing.models import SpendEvent
 from billing.rollups import hour_floor
 from billing.selectors import rollups_in
 from controlplane.models import AuditAction, Feature, Proxy
@@ -494,7 +494,7 @@ def spend_anomaly_conditions(*, now: datetime) -> list[Condition]:
 def proxy_stale_conditions(*, now: datetime) -> list[Condition]:
     """Active proxies without a heartbeat for ALERT_PROXY_STALE_SECONDS (default: the fleet's unreachable
     threshold, 120 s), or with none ever once registered that long."""
-    from controlplane.fleet_services import fleet_setting
+    from routing.services.fleet import fleet_setting
 
     stale_s = int(_setting("ALERT_PROXY_STALE_SECONDS", fleet_setting("FLEET_UNREACHABLE_AFTER_S")))
     cutoff = now - timedelta(seconds=stale_s)

@@ -24,8 +24,8 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing.budget_models import Budget, BudgetAction, BudgetState, BudgetStatus, FeatureAlertSettings
 from billing.forecast import Forecast, month_end_forecast
+from billing.models.budgets import Budget, BudgetAction, BudgetState, BudgetStatus, FeatureAlertSettings
 from billing.selectors import rollups_in
 from controlplane.models import AuditAction, Feature, Team
 from controlplane.services import audit_record, snapshot, stored_snapshot
@@ -93,7 +93,7 @@ def _apply(budget: Budget, values: Mapping[str, Any]) -> None:
 
 
 def _queue_refresh() -> None:
-    from billing.alert_tasks import budgets_refresh
+    from billing.tasks import budgets_refresh
 
     transaction.on_commit(lambda: budgets_refresh.delay())
 

@@ -22,6 +22,26 @@ log = logging.getLogger(__name__)
 PREFIX = "finops.spend"
 
 
+# What the mirror reads of each attempt, in the order the loop below unpacks it.
+MIRROR_FIELDS = (
+    "team__slug",
+    "feature__slug",
+    "route",
+    "deployment",
+    "model_group",
+    "arm",
+    "attempt",
+    "status",
+    "fallback",
+    "fallback_reason",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "baseline_cost_usd",
+    "latency_ms",
+)
+
+
 def statsd_client() -> DogStatsd:
     return DogStatsd(
         host=settings.DATADOG_AGENT_HOST,
@@ -48,23 +68,7 @@ def spend_batch_mirror(*, batch_id: int) -> int:
     )
     if claimed != 1:
         return 0
-    rows = SpendEvent.objects.filter(batch_id=batch_id).values_list(
-        "team__slug",
-        "feature__slug",
-        "route",
-        "deployment",
-        "model_group",
-        "arm",
-        "attempt",
-        "status",
-        "fallback",
-        "fallback_reason",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "baseline_cost_usd",
-        "latency_ms",
-    )
+    rows = SpendEvent.objects.filter(batch_id=batch_id).values_list(*MIRROR_FIELDS)
     totals: dict[tuple[str, ...], dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     fallbacks: dict[tuple[tuple[str, ...], str], int] = defaultdict(int)
     latencies: list[tuple[tuple[str, ...], int]] = []

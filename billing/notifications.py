@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.budget_models import (
+from billing.models.budgets import (
     Alert,
     AlertChannel,
     AlertSeverity,
@@ -83,7 +83,7 @@ def notifications_queue(*, alert: Alert, event: str) -> list[Notification]:
         if new:
             created.append(notification)
     if created:
-        from billing.alert_tasks import notification_send
+        from billing.tasks import notification_send
 
         ids = [n.pk for n in created]
         transaction.on_commit(lambda: [notification_send.delay(i) for i in ids])

@@ -15,12 +15,12 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "options": {"expires": 110},
     },
     "billing-alerts-evaluate": {
-        "task": "billing.alert_tasks.alerts_evaluate",
+        "task": "billing.tasks.alerts_evaluate",
         "schedule": crontab(minute="*"),  # budgets and alerts every minute (docs/alerts.md)
         "options": {"expires": 55},  # a run that could not start within the minute is superseded by the next
     },
     "billing-notifications-retry": {
-        "task": "billing.alert_tasks.notifications_send_due",
+        "task": "billing.tasks.notifications_send_due",
         "schedule": crontab(minute="*"),
         "options": {"expires": 55},
     },

@@ -13,7 +13,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
@@ -38,45 +40,38 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 STAGE = "billing_spend_incoming"  # per-connection TEMP table, emptied at each commit
-EVENT_COLUMNS = [
-    "batch_id",
-    "proxy_id",
-    "event_id",
-    "call_id",
-    "attempt",
-    "team_id",
-    "feature_id",
-    "start_time",
-    "end_time",
-    "first_token_time",
-    "latency_ms",
-    "route",
-    "model_group",
-    "deployment",
-    "status",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "baseline_cost_usd",
-    "error_class",
-    "fallback",
-    "fallback_reason",
-    "score",
-    "threshold",
-    "confidence",
-    "decision_reason",
-    "bundle_version",
-    "experiment",
-    "arm",
-    "end_user",
-    "stream",
-]
-# Postgres types of EVENT_COLUMNS, for binary COPY.
-EVENT_TYPES = [
-    "int8", "int8", "varchar", "varchar", "int2", "int8", "int8", "timestamptz", "timestamptz", "timestamptz",
-    "int4", "varchar", "varchar", "varchar", "varchar", "int4", "int4", "numeric", "numeric", "varchar", "bool",
-    "varchar", "float8", "float8", "float8", "varchar", "varchar", "varchar", "varchar", "varchar", "bool",
-]  # fmt: skip
+# The stored row of a spend record. Its columns are SpendEvent's; what each holds comes from the SpendRecord
+# dataclass (routing/engine/spend.py) except for the columns ingest fills in itself (INGEST_COLUMNS). The
+# record's slugs and public codes are not stored: ingest resolves them to team_id and feature_id.
+INGEST_COLUMNS = ("batch_id", "proxy_id", "team_id", "feature_id", "latency_ms")
+RECORD_ONLY_FIELDS = ("team", "feature", "team_code", "feature_code")
+_MODEL_COLUMNS = [f.attname for f in SpendEvent._meta.concrete_fields if not f.primary_key]
+RECORD_COLUMNS = tuple(f.name for f in dataclass_fields(SpendRecord) if f.name in _MODEL_COLUMNS)
+EVENT_COLUMNS = [*INGEST_COLUMNS, *RECORD_COLUMNS]
+# Postgres types of EVENT_COLUMNS for binary COPY, from each model field's type (a foreign key: its target's).
+_COPY_TYPES = {
+    "BigAutoField": "int8",
+    "BigIntegerField": "int8",
+    "IntegerField": "int4",
+    "PositiveIntegerField": "int4",
+    "SmallIntegerField": "int2",
+    "PositiveSmallIntegerField": "int2",
+    "CharField": "varchar",
+    "DateTimeField": "timestamptz",
+    "DecimalField": "numeric",
+    "BooleanField": "bool",
+    "FloatField": "float8",
+}
+
+
+def _copy_type(column: str) -> str:
+    field = next(f for f in SpendEvent._meta.concrete_fields if f.attname == column)
+    return _COPY_TYPES[(field.target_field if field.is_relation else field).get_internal_type()]
+
+
+EVENT_TYPES = [_copy_type(column) for column in EVENT_COLUMNS]
+_record_values = attrgetter(*RECORD_COLUMNS)  # one C call reads every stored field of a record
+_PROXY, _EVENT_ID, _START = (EVENT_COLUMNS.index(c) for c in ("proxy_id", "event_id", "start_time"))
 FUTURE_TOLERANCE = timedelta(days=1)
 
 
@@ -353,39 +348,8 @@ def _attribute(
 def event_row(
     record: SpendRecord, *, batch_id: int | None, proxy_id: int | None, team_id: int, feature_id: int
 ) -> tuple:
-    return (
-        batch_id,
-        proxy_id,
-        record.event_id,
-        record.call_id,
-        record.attempt,
-        team_id,
-        feature_id,
-        record.start_time,
-        record.end_time,
-        record.first_token_time,
-        round(record.latency_ms),
-        record.route,
-        record.model_group,
-        record.deployment,
-        record.status,
-        record.input_tokens,
-        record.output_tokens,
-        record.cost_usd,
-        record.baseline_cost_usd,
-        record.error_class,
-        record.fallback,
-        record.fallback_reason,
-        record.score,
-        record.threshold,
-        record.confidence,
-        record.decision_reason,
-        record.bundle_version,
-        record.experiment,
-        record.arm,
-        record.end_user,
-        record.stream,
-    )
+    """A record as a row of EVENT_COLUMNS."""
+    return (batch_id, proxy_id, team_id, feature_id, round(record.latency_ms), *_record_values(record))
 
 
 def _pg_ingest_sql() -> str:
@@ -442,8 +406,8 @@ def _insert_postgres(rows: list[tuple]) -> int:
 
 def _insert_portable(rows: list[tuple], *, batch_id: int) -> int:
     """SQLite (writers serialized by the IMMEDIATE transaction): skip known keys, bulk insert, roll up by batch."""
-    proxy_id = rows[0][1]
-    keys = {(row[2], row[7]) for row in rows}
+    proxy_id = rows[0][_PROXY]
+    keys = {(row[_EVENT_ID], row[_START]) for row in rows}
     existing = set(
         SpendEvent.objects.filter(proxy_id=proxy_id, event_id__in={k[0] for k in keys}).values_list(
             "event_id", "start_time"
@@ -451,7 +415,7 @@ def _insert_portable(rows: list[tuple], *, batch_id: int) -> int:
     )
     fresh, seen = [], set(existing)
     for row in rows:
-        key = (row[2], row[7])
+        key = (row[_EVENT_ID], row[_START])
         if key not in seen:
             seen.add(key)
             fresh.append(SpendEvent(**dict(zip(EVENT_COLUMNS, row, strict=True))))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.utils import timezone
 
-from billing import datadog, partitions
+from billing import alerts, budgets, datadog, notifications, partitions
 
 
 @shared_task(ignore_result=True)
@@ -25,4 +26,25 @@ def spend_partitions_maintain() -> dict[str, list[str]]:
     return partitions.partitions_maintain()
 
 
-from billing.alert_tasks import alerts_evaluate, budgets_refresh, notification_send, notifications_send_due  # noqa: E402, F401
+@shared_task(ignore_result=True)
+def alerts_evaluate() -> dict[str, dict[str, int]]:
+    """Every minute: budget states (publishing enforcement changes), then every alert check."""
+    return alerts.alerts_evaluate(now=timezone.now())
+
+
+@shared_task(ignore_result=True)
+def budgets_refresh() -> int:
+    """After a budget edit: re-evaluate budgets now instead of at the next minute."""
+    return len(budgets.budgets_evaluate(now=timezone.now()))
+
+
+@shared_task(ignore_result=True)
+def notification_send(notification_id: int) -> str:
+    """Send one notification (a vanished, already sent or not yet due one is a no-op)."""
+    return notifications.notification_send(notification_id=notification_id)
+
+
+@shared_task(ignore_result=True)
+def notifications_send_due() -> int:
+    """Retry sweep: send pending notifications whose backoff has elapsed."""
+    return notifications.notifications_send_due()

@@ -6,6 +6,7 @@ import re
 import uuid
 from urllib.parse import urlsplit
 
+from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
@@ -192,6 +193,12 @@ class ServiceURLValidator:
         return hash(ServiceURLValidator)
 
 
+class ServiceURLFormField(forms.URLField):
+    """A URL form field taking compose/Kubernetes service names too (http://proxy-a:4000)."""
+
+    default_validators = [ServiceURLValidator()]
+
+
 class ServiceURLField(models.URLField):
     """URLField taking service names too (ServiceURLValidator). Same column and migration state as URLField."""
 
@@ -202,8 +209,6 @@ class ServiceURLField(models.URLField):
         return name, "django.db.models.URLField", args, kwargs  # validators never reach the database
 
     def formfield(self, **kwargs):  # type: ignore[no-untyped-def]
-        from controlplane.fleet_forms import ServiceURLFormField
-
         return super().formfield(**{"form_class": ServiceURLFormField, **kwargs})
 
 

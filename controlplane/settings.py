@@ -336,4 +336,4 @@ LOGGING = {
 # Running A/B threshold experiments enter every bundle through the compiler hook (routing/compiler.py).
 # Budget states and running experiments enter every compiled bundle through these hooks.
 ROUTING_BUDGET_STATES_PROVIDER = "billing.budgets.budget_states_for_bundle"
-ROUTING_EXPERIMENTS_PROVIDER = "routing.experiments.bundle_experiments"
+ROUTING_EXPERIMENTS_PROVIDER = "routing.services.experiments.bundle_experiments"

@@ -15,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from billing.dashboard_views import feature_sections
+from billing.views.dashboards import feature_sections
 from controlplane import services
 from controlplane.filtersets import AuditEntryFilterSet
 from controlplane.forms import FeatureForm, MemberAddForm, TeamForm

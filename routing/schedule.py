@@ -10,7 +10,7 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
 }
 BEAT_SCHEDULE["routing-experiments-evaluate"] = {
-    "task": "routing.experiment_tasks.experiments_evaluate",
+    "task": "routing.tasks.experiments_evaluate",
     "schedule": crontab(minute="*"),  # guardrails: a harmful arm stops within a minute
     "options": {"expires": 50},
 }

@@ -10,9 +10,9 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from controlplane.fleet_services import ProxyHealth, proxy_health
 from controlplane.models import Proxy
 from routing.models import LIVE_STATUSES, Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy
+from routing.services.fleet import ProxyHealth, proxy_health
 
 PER_MILLION = Decimal(1_000_000)
 

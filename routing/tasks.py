@@ -1,11 +1,13 @@
-"""Celery tasks of the routing app: thin wrappers that take ids and call one service."""
+"""Celery tasks of the routing app (rollouts, revocations, threshold experiments): thin wrappers that take ids
+and call one service."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
 from routing import services
-from routing.models import Rollout
+from routing.models import Experiment, ExperimentStatus, Rollout
+from routing.services import experiments
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -28,4 +30,16 @@ def revocations_sync() -> None:
     services.revocations_sync()
 
 
-from routing.experiment_tasks import *  # noqa: E402,F403
+@shared_task(ignore_result=True)
+def experiments_evaluate() -> None:
+    """Evaluate every running experiment; a breached guardrail stops it (beat, every minute)."""
+    experiments.experiments_evaluate_running()
+
+
+@shared_task(ignore_result=True)
+def experiment_evaluate_task(experiment_id: int) -> None:
+    """Evaluate one experiment; quiet when it is gone or no longer running."""
+    experiment = Experiment.objects.filter(pk=experiment_id, status=ExperimentStatus.RUNNING).first()
+    if experiment is None:
+        return
+    experiments.experiment_evaluate(experiment=experiment)

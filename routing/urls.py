@@ -2,8 +2,9 @@
 
 from django.urls import path
 
-from controlplane import fleet_views
-from routing import views
+from routing.views import experiment as experiment_views
+from routing.views import fleet as fleet_views
+from routing.views import policy as views
 
 urlpatterns = [
     path("routing/", views.routing_page, name="routing"),
@@ -27,9 +28,7 @@ urlpatterns = [
     path("fleet/bundles/<uuid:code>/rollout/", fleet_views.bundle_rollout, name="bundle-rollout"),
 ]
 
-# Threshold experiments and the what-if replay (routing/experiment_views.py).
-from routing import experiment_views  # noqa: E402
-
+# Threshold experiments and the what-if replay (routing/views/experiment.py).
 urlpatterns += [
     path("experiments/", experiment_views.experiment_list, name="experiments"),
     path("experiments/new/", experiment_views.experiment_create, name="experiment-create"),

@@ -8,7 +8,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-import billing.budget_models
+import billing.models.budgets
 
 
 class Migration(migrations.Migration):
@@ -147,7 +147,7 @@ class Migration(migrations.Migration):
                 (
                     "webhook_secret",
                     models.CharField(
-                        default=billing.budget_models.new_webhook_secret, editable=False, max_length=64
+                        default=billing.models.budgets.new_webhook_secret, editable=False, max_length=64
                     ),
                 ),
                 ("webhook_enabled", models.BooleanField(default=True)),
@@ -188,7 +188,7 @@ class Migration(migrations.Migration):
                 (
                     "thresholds",
                     models.JSONField(
-                        default=billing.budget_models.default_thresholds,
+                        default=billing.models.budgets.default_thresholds,
                         help_text="Percentages of the limit that raise an alert, e.g. 50, 80, 100.",
                     ),
                 ),

@@ -23,9 +23,8 @@ from rest_framework.views import APIView
 
 from controlplane.api.serializers import _as_drf_error
 from controlplane.permissions import Action, can, visible_features
-from routing import experiments
-from routing.experiment_models import Experiment, ExperimentArm
-from routing.services import BundleRejected
+from routing.models import Experiment, ExperimentArm
+from routing.services import BundleRejected, experiments
 
 
 def _run(call: Any) -> Any:

@@ -3,8 +3,8 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from controlplane.fleet_api import FleetBundleView, FleetHeartbeatView
 from routing.api import views
+from routing.api.fleet import FleetBundleView, FleetHeartbeatView
 
 router = SimpleRouter()  # the controlplane DefaultRouter already serves the API root
 router.register("routing/deployments", views.DeploymentViewSet, basename="api-deployment")

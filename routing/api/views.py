@@ -14,7 +14,6 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane import fleet_services
 from controlplane.api.serializers import _as_drf_error
 from controlplane.models import Proxy
 from controlplane.permissions import Action, can, visible_features
@@ -32,6 +31,7 @@ from routing.api.serializers import (
 )
 from routing.compiler import bundle_diff
 from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy
+from routing.services import fleet as fleet_services
 
 
 def _run(save: Any) -> Any:

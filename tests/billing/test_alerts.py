@@ -12,7 +12,8 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from billing import alerts, budgets
-from billing.budget_models import (
+from billing.models import SpendEvent, SpendRollupHourly
+from billing.models.budgets import (
     Alert,
     AlertKind,
     AlertSeverity,
@@ -21,7 +22,6 @@ from billing.budget_models import (
     FeatureAlertSettings,
     Notification,
 )
-from billing.models import SpendEvent, SpendRollupHourly
 from billing.schedule import BEAT_SCHEDULE
 from controlplane.models import AuditEntry, Proxy
 from tests.factories import ProxyFactory
@@ -325,15 +325,13 @@ def test_evaluation_queues_notifications_once_per_event(feature, settings):
 
 def test_beat_runs_the_evaluation_every_minute_with_an_expiry():
     entry = BEAT_SCHEDULE["billing-alerts-evaluate"]
-    assert entry["task"] == "billing.alert_tasks.alerts_evaluate"
+    assert entry["task"] == "billing.tasks.alerts_evaluate"
     assert entry["schedule"].minute == set(range(60))
     assert 0 < entry["options"]["expires"] <= 60
     from controlplane.celery import app
 
     app.loader.import_default_modules()  # what a worker does at start: autodiscovers billing.tasks
-    assert {"billing.alert_tasks.alerts_evaluate", "billing.alert_tasks.notifications_send_due"} <= set(
-        app.tasks
-    )
+    assert {"billing.tasks.alerts_evaluate", "billing.tasks.notifications_send_due"} <= set(app.tasks)
 
 
 # --- views -----------------------------------------------------------------------------------------------

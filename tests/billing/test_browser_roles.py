@@ -18,10 +18,9 @@ from django.core.management import call_command
 from django.db.models import Q, Sum
 from django.urls import reverse
 
-from billing.budget_models import Budget
 from billing.budgets import budget_evaluate
 from billing.charts import pct_label, usd_label
-from billing.models import SpendRollupHourly
+from billing.models import Budget, SpendRollupHourly
 from billing.services import spend_seed
 from controlplane.context_processors import NAVIGATION
 from controlplane.models import Feature
@@ -224,9 +223,8 @@ def test_chart_ticks_are_hours_on_one_day_and_days_on_thirty(browser, live_serve
 
 
 def test_publish_and_stop_ask_for_confirmation(browser, live_server, seeded):
-    from routing import experiments
-    from routing.experiment_models import Experiment
-    from routing.models import Bundle
+    from routing.models import Bundle, Experiment
+    from routing.services import experiments
 
     feature = Feature.objects.get(slug="ticket-summary")
     experiment = experiments.experiment_create(

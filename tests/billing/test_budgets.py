@@ -13,8 +13,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from billing import budgets
-from billing.budget_models import Budget, BudgetAction, BudgetStatus, FeatureAlertSettings
-from billing.models import SpendRollupHourly
+from billing.models import Budget, BudgetAction, BudgetStatus, FeatureAlertSettings, SpendRollupHourly
 from controlplane.models import AuditEntry
 from routing.engine.bundle import EXAMPLE_PATH, validate_bundle
 from routing.models import Bundle, RoutingPolicy

@@ -17,8 +17,7 @@ from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from billing.budget_models import Alert, AlertKind
-from billing.models import SpendEvent, SpendRollupHourly
+from billing.models import Alert, AlertKind, SpendEvent, SpendRollupHourly
 from billing.services import spend_seed
 from controlplane.models import Feature, Team
 from routing.models import ModelDeployment, RoutingPolicy
@@ -407,7 +406,7 @@ def test_feature_page_shows_spend_sections_from_rollups(client, seeded):
 
 
 def test_feature_burn_down_uses_the_budget_and_forecast(client, db, feature, users, frozen):
-    from billing.budget_models import Budget
+    from billing.models import Budget
 
     Budget.objects.create(team=feature.team, feature=feature, amount_usd=Decimal("50.00"))
     for day in range(1, 20):

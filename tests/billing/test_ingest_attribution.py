@@ -214,7 +214,7 @@ def test_text_postgres_cannot_store_is_refused_alone_not_a_500(client, proxy, fe
 
 
 def _registered(feature):
-    from controlplane import fleet_services
+    from routing.services import fleet as fleet_services
     from tests.billing.conftest import issue_key
 
     issue_key(feature)
@@ -235,7 +235,7 @@ def _post_as(client, records, *, bearer: str, key: str):
 def test_a_leaked_bundle_pull_token_cannot_forge_spend(client, feature):
     """The HMAC key used to derive from the token, so whoever read the token (plain-HTTP pull, a push,
     the control plane's push credential) could sign spend. Now it derives from a secret that never travels."""
-    from controlplane.fleet_services import decrypt_token
+    from routing.services.fleet import decrypt_token
 
     proxy, credential = _registered(feature)
     token, _ = signing.split_credential(credential)
@@ -252,7 +252,7 @@ def test_a_leaked_bundle_pull_token_cannot_forge_spend(client, feature):
 
 
 def test_rotation_keeps_what_was_accepted_and_the_new_credential_signs(client, feature):
-    from controlplane import fleet_services
+    from routing.services import fleet as fleet_services
 
     proxy, old = _registered(feature)
     before = make_record()
@@ -280,8 +280,8 @@ def test_rotation_keeps_what_was_accepted_and_the_new_credential_signs(client, f
 
 def test_a_credential_issued_before_ingest_secrets_still_signs_until_rotated(client, proxy, feature):
     """Upgrade path: a one-part token keeps working (its key derives from it) and is flagged for rotation."""
-    from controlplane import fleet_services
-    from controlplane.fleet_services import encrypt_token
+    from routing.services import fleet as fleet_services
+    from routing.services.fleet import encrypt_token
     from tests.billing.conftest import PROXY_TOKEN
 
     proxy.push_credential = encrypt_token(PROXY_TOKEN)

@@ -15,14 +15,13 @@ from django.core.management import call_command
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from billing.budget_models import Budget, BudgetAction
 from billing.budgets import budget_evaluate
-from billing.models import SpendEvent, SpendRollupHourly
+from billing.models import Budget, BudgetAction, SpendEvent, SpendRollupHourly
 from billing.services import spend_seed
 from controlplane.context_processors import NAVIGATION
 from controlplane.models import Feature
 from routing.compiler import Change
-from routing.experiment_stats import Summary, sequential_difference
+from routing.services.experiment_stats import Summary, sequential_difference
 
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
 
@@ -379,7 +378,7 @@ def test_timestamps_are_written_for_people_and_todays_overview_refreshes_itself(
 
 
 def test_an_alert_links_to_the_chart_that_shows_it(client, db, feature, users, frozen):
-    from billing.budget_models import Alert, AlertKind
+    from billing.models import Alert, AlertKind
 
     Alert.objects.create(
         key="fb",

@@ -13,7 +13,7 @@ import pytest
 import time_machine
 
 from billing import notifications
-from billing.budget_models import Alert, AlertKind, Notification, NotificationStatus
+from billing.models import Alert, AlertKind, Notification, NotificationStatus
 
 T0 = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from billing import notifications
-from billing.budget_models import NotificationStatus
+from billing.models import NotificationStatus
 from controlplane import services as tenancy
 from tests.billing.test_notifications import WebhookReceiver, alert, receiver  # noqa: F401 - fixtures
 

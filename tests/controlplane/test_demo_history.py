@@ -12,8 +12,7 @@ import time_machine
 from django.core.management import call_command
 from django.db.models import Count, Q, Sum
 
-from billing.budget_models import Budget, BudgetState
-from billing.models import SpendEvent, SpendRollupHourly
+from billing.models import Budget, BudgetState, SpendEvent, SpendRollupHourly
 from controlplane.management.commands.demo import Command
 from routing.models import ModelDeployment
 

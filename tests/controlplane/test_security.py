@@ -303,7 +303,7 @@ def test_proxy_form_and_api_refuse_plain_http_off_loopback(client, users, settin
 
 
 def services_proxy(name, base_url):
-    from controlplane import fleet_services
+    from routing.services import fleet as fleet_services
 
     return fleet_services.proxy_create(actor=None, name=name, base_url=base_url)[0]
 
@@ -326,7 +326,7 @@ def services_proxy(name, base_url):
     ],
 )
 def test_which_proxy_urls_may_carry_the_token(settings, url, hosts, allow_all, allowed):
-    from controlplane.fleet_services import proxy_base_url_problem
+    from routing.services.fleet import proxy_base_url_problem
 
     settings.FINOPS_HTTP_PROXY_HOSTS = hosts
     settings.FINOPS_ALLOW_HTTP_PROXIES = allow_all
@@ -335,10 +335,10 @@ def test_which_proxy_urls_may_carry_the_token(settings, url, hosts, allow_all, a
 
 
 def test_push_refuses_a_proxy_registered_over_plain_http_before_the_check(settings):
-    from controlplane.fleet_services import encrypt_token
     from controlplane.models import Proxy
     from routing.engine import signing
     from routing.models import TargetStatus
+    from routing.services.fleet import encrypt_token
 
     settings.FINOPS_ALLOW_HTTP_PROXIES = False
     settings.FINOPS_HTTP_PROXY_HOSTS = []

@@ -185,9 +185,9 @@ def fleet(django_db_setup, django_db_blocker, tmp_path_factory):
     from django.core.management import call_command
     from django.db import connection
 
-    from controlplane import fleet_services
     from routing import services
     from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour
+    from routing.services import fleet as fleet_services
     from tests.factories import FeatureFactory, TeamFactory
 
     workdir = tmp_path_factory.mktemp("reliability")

@@ -247,9 +247,9 @@ def test_redis_down_ingest_still_works(fleet):
 @pytest.fixture(scope="module")
 def two_worker_proxy(fleet, django_db_blocker):
     """A third proxy of the fleet, started with `--num_workers 2` (both workers share its spool file)."""
-    from controlplane import fleet_services
     from routing import services
     from routing.devtools.harness import free_port
+    from routing.services import fleet as fleet_services
     from tests.reliability.conftest import IsolatedProxy
 
     port = free_port()

@@ -56,9 +56,9 @@ def register_proxy(
     *, name: str, base_url: str, token: str, is_canary: bool = False, pool: str = "default"
 ) -> Any:
     """A Proxy row for an already-running proxy process whose token the test chose."""
-    from controlplane.fleet_services import encrypt_token
     from controlplane.models import Proxy
     from routing.engine import signing
+    from routing.services.fleet import encrypt_token
 
     return Proxy.objects.create(
         name=name,

@@ -14,10 +14,18 @@ import pytest
 import time_machine
 
 from billing import budgets
-from billing.budget_models import BudgetAction
-from routing import experiments, services
-from routing.experiment_models import Experiment, ExperimentStatus
-from routing.models import Bundle, Rollout, RolloutKind, RolloutStatus, RoutingPolicy
+from billing.models import BudgetAction
+from routing import services
+from routing.models import (
+    Bundle,
+    Experiment,
+    ExperimentStatus,
+    Rollout,
+    RolloutKind,
+    RolloutStatus,
+    RoutingPolicy,
+)
+from routing.services import experiments
 from tests.billing.test_budgets import make_budget, spend
 from tests.factories import MembershipFactory, UserFactory
 from tests.routing.fleet_support import make_routing, register_proxy

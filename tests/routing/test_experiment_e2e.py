@@ -16,13 +16,14 @@ import pytest
 os.environ.setdefault("FINOPS_TEST_UPSTREAM_KEY", "sk-fake-upstream")
 
 from billing.services import spend_batch_ingest  # noqa: E402
-from routing import experiments, services  # noqa: E402
+from routing import services  # noqa: E402
 from routing.compiler import compile_bundle  # noqa: E402
 from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour  # noqa: E402
 from routing.devtools.harness import ControlPlaneDouble, ProxyProcess, dev_signed  # noqa: E402
 from routing.engine.bundle import Bundle as EngineBundle  # noqa: E402
 from routing.engine.decision import assign_arm  # noqa: E402
 from routing.engine.spend import parse_spend_batch  # noqa: E402
+from routing.services import experiments  # noqa: E402
 from tests.routing.fleet_support import make_routing, wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.proxy, pytest.mark.django_db]

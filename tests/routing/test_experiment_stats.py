@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from routing.engine.bundle import Experiment as BundleExperiment
 from routing.engine.bundle import ExperimentArm as BundleArm
 from routing.engine.decision import assign_arm
-from routing.experiment_stats import (
+from routing.services.experiment_stats import (
     ArmData,
     Summary,
     cs_radius,

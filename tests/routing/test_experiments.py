@@ -15,9 +15,16 @@ from django.utils import timezone
 from billing import partitions
 from billing.models import SpendEvent
 from controlplane.models import AuditEntry
-from routing import experiments
-from routing.experiment_models import Experiment, ExperimentStatus, Feedback
-from routing.models import Bundle, Rollout, RolloutStatus, RoutingPolicy
+from routing.models import (
+    Bundle,
+    Experiment,
+    ExperimentStatus,
+    Feedback,
+    Rollout,
+    RolloutStatus,
+    RoutingPolicy,
+)
+from routing.services import experiments
 from tests.routing.fleet_support import make_routing
 
 ARMS = [
@@ -224,7 +231,7 @@ def test_promote_sets_the_feature_threshold_and_publishes(feature, users, routin
 
 
 def test_periodic_task_evaluates_running_experiments_and_ignores_missing_ones(feature, users, routing):
-    from routing.experiment_tasks import experiment_evaluate_task, experiments_evaluate
+    from routing.tasks import experiment_evaluate_task, experiments_evaluate
 
     experiment = _experiment(feature, users["mlops"])
     experiments.experiment_start(actor=users["mlops"], experiment=experiment, publish=False)

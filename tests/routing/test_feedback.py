@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from routing import services
-from routing.experiment_models import Feedback
+from routing.models import Feedback
 
 URL = "/api/v1/feedback"
 
@@ -73,7 +73,7 @@ def test_unknown_revoked_and_expired_keys_get_401(client, feature, users, key):
 
 
 def test_feedback_joins_the_calls_arm_in_the_analysis(client, feature, users, key):
-    from routing import experiments
+    from routing.services import experiments
     from tests.routing.test_experiments import ARMS, add_calls
 
     experiment = experiments.experiment_create(actor=users["mlops"], feature=feature, name="fb", arms=ARMS)

@@ -9,12 +9,12 @@ import pytest
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
-from controlplane import fleet_services
-from controlplane.fleet_services import ProxyHealth, decrypt_token, proxy_health
 from controlplane.models import AuditEntry, Proxy
 from routing import services
 from routing.engine import signing
 from routing.models import Rollout, RolloutStatus
+from routing.services import fleet as fleet_services
+from routing.services.fleet import ProxyHealth, decrypt_token, proxy_health
 from tests.routing.fleet_support import make_routing
 
 pytestmark = pytest.mark.django_db

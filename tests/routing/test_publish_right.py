@@ -7,9 +7,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from routing import experiments
-from routing.experiment_models import ExperimentStatus
-from routing.models import Bundle, Rollout, RolloutStatus
+from routing.models import Bundle, ExperimentStatus, Rollout, RolloutStatus
+from routing.services import experiments
 from tests.factories import MembershipFactory, UserFactory
 from tests.routing.fleet_support import make_routing
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from controlplane import fleet_services
 from controlplane.models import AuditEntry, Proxy
 from routing import services
 from routing.engine import signing
 from routing.engine.bundle import validate_bundle
 from routing.models import Bundle, Rollout, RolloutKind, RolloutStatus, TargetStatus
+from routing.services import fleet as fleet_services
 from tests.routing.fleet_support import make_routing
 
 

@@ -8,11 +8,11 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from controlplane import fleet_services
 from controlplane.models import AuditEntry, Proxy
 from routing import services
 from routing.engine.signing import signing_key, split_credential, token_hash
 from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy
+from routing.services import fleet as fleet_services
 from tests.routing.fleet_support import make_routing
 
 pytestmark = pytest.mark.django_db
@@ -447,7 +447,7 @@ def test_only_the_default_policy_form_chooses_the_scorer_weights(client, users, 
 def test_proxies_register_by_compose_service_name_through_api_and_form(users, db, settings):
     """Issue 19 item 6: compose and Kubernetes name a proxy `proxy-a`, a host without a dot (plain http to it
     is allowed by FINOPS_HTTP_PROXY_HOSTS, as docker/example.env sets it)."""
-    from controlplane.fleet_forms import ProxyForm
+    from routing.forms.fleet import ProxyForm
 
     settings.FINOPS_HTTP_PROXY_HOSTS = ["proxy-a", "proxy-b"]
     created = _api(users["admin"]).post(

@@ -8,7 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from routing.whatif import CallSample, replay, threshold_for_share
+from routing.services.whatif import CallSample, replay, threshold_for_share
 
 D = Decimal
 

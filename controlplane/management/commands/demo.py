@@ -299,11 +299,11 @@ class Command(BaseCommand):
         path.chmod(0o600)
 
     def _setup_fleet(self, upstreams: dict[str, str], proxy_ports: str) -> dict[str, Any]:
-        from controlplane import fleet_services
         from controlplane.models import Feature, Proxy
         from routing import services
         from routing.engine import signing
         from routing.models import Bundle, FeatureKey, ModelDeployment, RoutingPolicy
+        from routing.services import fleet as fleet_services
 
         state = self._load_state()
         small = self._deployment(

@@ -467,6 +467,3 @@ class RolloutTarget(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
-
-
-from routing.experiment_models import *  # noqa: E402,F403

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from routing.experiment_stats import wilson_intervals
+from routing.services.experiment_stats import wilson_intervals
 
 BUCKETS = 10
 MAX_THRESHOLD = 1.01  # the engine's "everything small"

@@ -1,6 +1,6 @@
 """Threshold experiments, their arms, end-user feedback on calls, and threshold drafts from the what-if page.
 
-Imported at the end of routing/models.py, so these are models of the routing app.
+Imported at the end of routing/models/policy.py, so these are models of the routing app.
 """
 
 from __future__ import annotations

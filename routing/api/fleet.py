@@ -13,10 +13,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.fleet_services import proxy_by_token, proxy_heartbeat
 from controlplane.models import Proxy
 from routing.engine.bundle import canonical_json
 from routing.selectors import proxy_target_bundle
+from routing.services.fleet import proxy_by_token, proxy_heartbeat
 
 
 class ProxyTokenAuthentication(authentication.BaseAuthentication):
@@ -40,7 +40,7 @@ class ProxyTokenAuthentication(authentication.BaseAuthentication):
 class ProxyTokenScheme(OpenApiAuthenticationExtension):
     """Documents the proxy token in the OpenAPI schema."""
 
-    target_class = "controlplane.fleet_api.ProxyTokenAuthentication"
+    target_class = "routing.api.fleet.ProxyTokenAuthentication"
     name = "proxyToken"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:

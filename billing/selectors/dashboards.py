@@ -18,8 +18,8 @@ from urllib.parse import urlencode
 from django.db.models import Q, Sum
 from django.db.models.functions import TruncDate
 
-from billing import selectors
 from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS
+from billing.selectors.spend import percentile_from_buckets, rollups_in
 from controlplane.models import Feature, Team
 from controlplane.permissions import is_org_wide, visible_features, visible_teams
 from routing.engine.spend import SLM_UNAVAILABLE
@@ -232,7 +232,7 @@ def break_even_requests(*, monthly_hosting: Decimal, gross_savings: Decimal, req
 def open_alerts(*, user: Any, filters: DashboardFilters) -> int:
     """Unresolved alerts (issue 7's billing.alerts) the user may see, narrowed to the team/feature filters."""
     from billing.alerts import alerts_visible
-    from billing.budget_models import AlertStatus
+    from billing.models import AlertStatus
 
     qs = alerts_visible(user).exclude(status=AlertStatus.RESOLVED)
     if filters.team is not None:
@@ -255,7 +255,7 @@ def spend_cube(
     """Rollup sums in [start, end) grouped by UTC `day` and the given rollup columns; money as Decimal."""
     keys, sums = list(keys), list(sums)
     rows = (
-        selectors.rollups_in(start=start, end=end, **scope)
+        rollups_in(start=start, end=end, **scope)
         .annotate(day=TruncDate("hour"))
         .values("day", *keys)
         .annotate(**{f"s_{name}": Sum(name) for name in sums})
@@ -359,7 +359,7 @@ def hourly_cells(*, filters: DashboardFilters) -> list[dict[str, Any]]:
     """Rollup sums per UTC hour, model and route over the filters' range (cells keyed "day" like spend_cube's)."""
     sums = ["requests", "attempts", "fallbacks", "cost_usd", "baseline_cost_usd"]
     rows = (
-        selectors.rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
+        rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
         .values("hour", "model", "route")
         .annotate(**{f"s_{name}": Sum(name) for name in sums})
         .order_by()
@@ -495,7 +495,7 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
     hosting, hosted_hours = hosting_for_range(start=filters.start_at, end=filters.end_at, now=now)
     if hosting and filters.is_scoped:
         # shared hosting is charged to each scope by its share of the small model's requests
-        org_small = selectors.rollups_in(start=filters.start_at, end=filters.end_at).aggregate(
+        org_small = rollups_in(start=filters.start_at, end=filters.end_at).aggregate(
             n=Sum("requests", filter=Q(route="small"))
         )["n"]
         share = summary["small_requests"] / org_small if org_small else 0.0
@@ -555,8 +555,8 @@ def _latency_rows(cells: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "model": model,
-                "p50": selectors.percentile_from_buckets(counts, 0.5),
-                "p95": selectors.percentile_from_buckets(counts, 0.95),
+                "p50": percentile_from_buckets(counts, 0.5),
+                "p95": percentile_from_buckets(counts, 0.95),
                 "count": sum(counts),
             }
         )
@@ -698,7 +698,7 @@ def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
     """Per feature: score histogram with its threshold, small-model share, fallback rate by reason; latency per model."""
     sums = ["requests", "fallbacks", *SCORE_BUCKETS, *FALLBACK_SCORE_BUCKETS, *LATENCY_BUCKETS]
     rows = (
-        selectors.rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
+        rollups_in(start=filters.start_at, end=filters.end_at, **filters.scope())
         .values("feature_id", "route", "model", "fallback_reason")
         .annotate(**{f"s_{name}": Sum(name) for name in sums})
         .order_by()
@@ -792,7 +792,7 @@ def landing_role(user: Any) -> str:
 
 def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal]) -> list[dict[str, Any]]:
     """Per feature: this month's spend against its budget, the run-out date and what happens at 100 %."""
-    from billing.budget_models import Budget
+    from billing.models import Budget
 
     features = list(features)
     budgets = {

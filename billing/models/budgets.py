@@ -1,4 +1,4 @@
-"""Budgets, their evaluated state, alerts, alert settings and notifications (imported by billing.models)."""
+"""Budgets, their evaluated state, alerts, alert settings and notifications (re-exported by billing.models)."""
 
 from __future__ import annotations
 
@@ -270,20 +270,3 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.event} of alert {self.alert_id}: {self.status}"
-
-
-__all__ = [
-    "Alert",
-    "AlertChannel",
-    "AlertKind",
-    "AlertSeverity",
-    "AlertStatus",
-    "Budget",
-    "BudgetAction",
-    "BudgetState",
-    "BudgetStatus",
-    "FeatureAlertSettings",
-    "Notification",
-    "NotificationChannel",
-    "NotificationStatus",
-]

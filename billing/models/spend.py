@@ -226,6 +226,3 @@ class BlockedCallCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.feature_id}: {self.count} blocked ({self.reason})"
-
-
-from billing.budget_models import *  # noqa

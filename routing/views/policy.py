@@ -15,7 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from controlplane.permissions import Action, can, can_anywhere, visible_features
 from routing import selectors, services
-from routing.forms import DeploymentForm, FeatureKeyForm, PolicyForm, PublishForm
+from routing.forms.policy import DeploymentForm, FeatureKeyForm, PolicyForm, PublishForm
 from routing.models import Bundle, FeatureKey, ModelDeployment, RoutingPolicy
 
 

@@ -29,7 +29,6 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from controlplane.fleet_services import decrypt_token, fleet_setting, proxy_base_url_problem
 from controlplane.models import AuditAction, Feature, Proxy
 from controlplane.permissions import Action, can
 from controlplane.services import audit_record, audited_create, audited_update, snapshot
@@ -51,6 +50,7 @@ from routing.models import (
     TargetStatus,
 )
 from routing.selectors import pool_current_bundle
+from routing.services.fleet import decrypt_token, fleet_setting, proxy_base_url_problem
 
 log = logging.getLogger("finops.rollout")
 

@@ -14,13 +14,13 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from controlplane import fleet_services
-from controlplane.fleet_forms import ProxyForm, RolloutForm
 from controlplane.models import Proxy
 from controlplane.permissions import Action, can
 from routing import selectors, services
 from routing.compiler import bundle_diff
+from routing.forms.fleet import ProxyForm, RolloutForm
 from routing.models import Bundle, Rollout
+from routing.services import fleet as fleet_services
 
 
 def _viewer(request: HttpRequest) -> None:
@@ -62,8 +62,8 @@ def fleet_page(request: HttpRequest) -> HttpResponse:
                 for field, messages in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, messages)
             else:
-                return render(request, "controlplane/fleet_token.html", {"proxy": proxy, "token": token})
-        return render(request, "controlplane/fleet_proxy_form.html", {"form": form}, status=422)
+                return render(request, "routing/fleet_token.html", {"proxy": proxy, "token": token})
+        return render(request, "routing/fleet_proxy_form.html", {"form": form}, status=422)
     rollouts = selectors.rollout_list()
     context = {
         "rows": selectors.fleet_rows(),
@@ -74,8 +74,8 @@ def fleet_page(request: HttpRequest) -> HttpResponse:
         "may_read_bundles": can(request.user, Action.VIEW_FLEET),
     }
     if request.htmx and request.GET.get("fragment") == "live":
-        return render(request, "controlplane/fleet_live.html", context)
-    return render(request, "controlplane/fleet.html", context)
+        return render(request, "routing/fleet_live.html", context)
+    return render(request, "routing/fleet.html", context)
 
 
 @login_required
@@ -95,9 +95,7 @@ def proxy_detail(request: HttpRequest, code: str) -> HttpResponse:
                     form.add_error(field if field in form.fields else None, messages)
             else:
                 return HttpResponseClientRedirect(reverse("fleet"))
-        return render(
-            request, "controlplane/fleet_proxy_form.html", {"form": form, "proxy": proxy}, status=422
-        )
+        return render(request, "routing/fleet_proxy_form.html", {"form": form, "proxy": proxy}, status=422)
     row = next(r for r in selectors.fleet_rows() if r.proxy.pk == proxy.pk)
     context = {
         "row": row,
@@ -106,7 +104,7 @@ def proxy_detail(request: HttpRequest, code: str) -> HttpResponse:
         "may_manage": can(request.user, Action.MANAGE_FLEET),
         "legacy_credential": fleet_services.proxy_has_legacy_credential(proxy),
     }
-    return render(request, "controlplane/fleet_proxy.html", context)
+    return render(request, "routing/fleet_proxy.html", context)
 
 
 @login_required
@@ -116,7 +114,7 @@ def proxy_rotate_token(request: HttpRequest, code: str) -> HttpResponse:
     proxy = _get(Proxy, code)
     _manager(request)
     token = fleet_services.proxy_rotate_token(actor=request.user, proxy=proxy)
-    return render(request, "controlplane/fleet_token.html", {"proxy": proxy, "token": token})
+    return render(request, "routing/fleet_token.html", {"proxy": proxy, "token": token})
 
 
 @login_required
@@ -131,8 +129,8 @@ def rollout_detail(request: HttpRequest, code: str) -> HttpResponse:
         "may_read_bundles": can(request.user, Action.VIEW_FLEET),
     }
     if request.htmx:
-        return render(request, "controlplane/fleet_rollout_live.html", context)
-    return render(request, "controlplane/fleet_rollout.html", context)
+        return render(request, "routing/fleet_rollout_live.html", context)
+    return render(request, "routing/fleet_rollout.html", context)
 
 
 @login_required
@@ -140,7 +138,7 @@ def rollout_detail(request: HttpRequest, code: str) -> HttpResponse:
 def bundle_list(request: HttpRequest) -> HttpResponse:
     _bundle_reader(request)
     bundles = Bundle.objects.select_related("created_by")[:100]
-    return render(request, "controlplane/fleet_bundles.html", {"bundles": bundles})
+    return render(request, "routing/fleet_bundles.html", {"bundles": bundles})
 
 
 @login_required
@@ -163,7 +161,7 @@ def bundle_detail(request: HttpRequest, code: str) -> HttpResponse:
         "may_manage": can(request.user, Action.MANAGE_FLEET),
         "form": RolloutForm(),
     }
-    return render(request, "controlplane/fleet_bundle.html", context)
+    return render(request, "routing/fleet_bundle.html", context)
 
 
 @login_required

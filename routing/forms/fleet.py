@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from controlplane.models import Proxy, ServiceURLValidator
-
-
-class ServiceURLFormField(forms.URLField):
-    """A URL field taking compose/Kubernetes service names too (http://proxy-a:4000)."""
-
-    default_validators = [ServiceURLValidator()]
+from controlplane.models import Proxy, ServiceURLFormField
 
 
 class ProxyForm(forms.ModelForm):

@@ -17,7 +17,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from billing import charts, dashboard_selectors, exports, selectors
+from billing import charts, exports, selectors
 from controlplane.models import Feature
 
 Table = tuple[Sequence[str], Callable[[dict[str, Any]], list[Sequence[Any]]]]
@@ -44,15 +44,13 @@ def _csv_or_none(
     return exports.csv_response(f"{page}-{name}.csv", header, rows(data))
 
 
-def _status(request: HttpRequest, filters: dashboard_selectors.DashboardFilters) -> int:
+def _status(request: HttpRequest, filters: selectors.DashboardFilters) -> int:
     """400 for bad filters, except to htmx, which swaps only 2xx answers and must show the message."""
     return 400 if filters.errors and not _wants_fragment(request) else 200
 
 
-def _filters(request: HttpRequest, **kw: Any) -> dashboard_selectors.DashboardFilters:
-    return dashboard_selectors.dashboard_filters(
-        request.GET, user=request.user, today=timezone.now().date(), **kw
-    )
+def _filters(request: HttpRequest, **kw: Any) -> selectors.DashboardFilters:
+    return selectors.dashboard_filters(request.GET, user=request.user, today=timezone.now().date(), **kw)
 
 
 # Overview ---------------------------------------------------------------------------------------------------------
@@ -120,20 +118,20 @@ OVERVIEW_TABLES: dict[str, Table] = {
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
     filters = _filters(request)
-    data = dashboard_selectors.overview(filters=filters, user=request.user, now=timezone.now())
+    data = selectors.overview(filters=filters, user=request.user, now=timezone.now())
     csv = _csv_or_none(request, "overview", OVERVIEW_TABLES, data)
     if csv is not None:
         return csv
-    role = dashboard_selectors.landing_role(request.user)
+    role = selectors.landing_role(request.user)
     landing: dict[str, Any] = {"role": role}
     if role == "pm":
         scoped = [f for f in filters.features if filters.feature is None or f == filters.feature]
-        landing["pm"] = dashboard_selectors.pm_landing(
+        landing["pm"] = selectors.pm_landing(
             features=[f for f in scoped if filters.team is None or f.team_id == filters.team.pk],
             month_spend=data["month_spend_by_feature"],
         )
     elif role == "mlops":
-        landing["mlops"] = dashboard_selectors.mlops_landing(filters=filters)
+        landing["mlops"] = selectors.mlops_landing(filters=filters)
     context = {
         "landing": landing,
         "filters": filters,
@@ -221,7 +219,7 @@ def feature_sections(request: HttpRequest, feature: Feature) -> dict[str, Any] |
     """Context for the feature page's spend sections, or a response (CSV, or the htmx fragment)."""
     now = timezone.now()
     filters = _filters(request, default_start=(now - timedelta(days=29)).date())
-    data = dashboard_selectors.feature_page(feature=feature, filters=filters, now=now)
+    data = selectors.feature_page(feature=feature, filters=filters, now=now)
     csv = _csv_or_none(request, f"feature-{feature.slug}", FEATURE_TABLES, data)
     if csv is not None:
         return csv
@@ -300,7 +298,7 @@ ROUTING_TABLES: dict[str, Table] = {
 @require_GET
 def routing_analytics(request: HttpRequest) -> HttpResponse:
     filters = _filters(request)
-    data = dashboard_selectors.routing_analytics(filters=filters)
+    data = selectors.routing_analytics(filters=filters)
     csv = _csv_or_none(request, "routing-analytics", ROUTING_TABLES, data)
     if csv is not None:
         return csv

@@ -1,9 +1,9 @@
 """Experiment services: create, start, stop, evaluate and promote threshold experiments; threshold drafts; feedback.
 
 A running experiment reaches the proxies through the bundle compiler's experiments hook
-(`ROUTING_EXPERIMENTS_PROVIDER` = `routing.experiments.bundle_experiments`): starting, stopping
+(`ROUTING_EXPERIMENTS_PROVIDER` = `routing.services.experiments.bundle_experiments`): starting, stopping
 and promoting publish a new bundle through `routing.services.bundle_publish`. Every change is
-audited inside its transaction. Statistics live in `routing.experiment_stats` (docs/experiments.md).
+audited inside its transaction. Statistics live in `routing.services.experiment_stats` (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -27,16 +27,18 @@ from controlplane.permissions import Action, can
 from controlplane.services import audit_record, snapshot
 from routing import services as routing_services
 from routing.engine import signing
-from routing.experiment_models import (
+from routing.models import (
+    Bundle,
     Experiment,
     ExperimentArm,
     ExperimentStatus,
+    FeatureKey,
     Feedback,
+    RoutingPolicy,
     ThresholdDraft,
     ThresholdDraftStatus,
 )
-from routing.experiment_stats import ArmData, evaluate_arms
-from routing.models import Bundle, FeatureKey, RoutingPolicy
+from routing.services.experiment_stats import ArmData, evaluate_arms
 
 log = logging.getLogger("finops.experiments")
 

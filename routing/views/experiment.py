@@ -23,14 +23,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from controlplane.permissions import Action, can, can_anywhere, feature_for_user, visible_features
-from routing import charts, experiments, whatif
-from routing.experiment_models import (
+from routing import charts
+from routing.models import (
     Experiment,
     ExperimentStatus,
     StickyBy,
     ThresholdDraft,
 )
-from routing.experiment_stats import MIN_SAMPLES
+from routing.services import experiments, whatif
+from routing.services.experiment_stats import MIN_SAMPLES
 
 ARM_ROWS = 4
 WINDOWS = (1, 7, 14, 30, 90)

@@ -1,0 +1,1 @@
+"""Billing pages: dashboards, exports and the request log (dashboards), budgets and alerts (budgets)."""
