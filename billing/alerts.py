@@ -494,9 +494,7 @@ def spend_anomaly_conditions(*, now: datetime) -> list[Condition]:
 def proxy_stale_conditions(*, now: datetime) -> list[Condition]:
     """Active proxies without a heartbeat for ALERT_PROXY_STALE_SECONDS (default: the fleet's unreachable
     threshold, 120 s), or with none ever once registered that long."""
-    from routing.services.fleet import fleet_setting
-
-    stale_s = int(_setting("ALERT_PROXY_STALE_SECONDS", fleet_setting("FLEET_UNREACHABLE_AFTER_S")))
+    stale_s = int(_setting("ALERT_PROXY_STALE_SECONDS", settings.FLEET_UNREACHABLE_AFTER_S))
     cutoff = now - timedelta(seconds=stale_s)
     conditions = []
     for proxy in Proxy.objects.filter(is_active=True):

@@ -9,8 +9,11 @@ class BillingConfig(AppConfig):
         from django.db.backends.signals import connection_created
         from django.db.models.signals import post_delete, post_save
 
-        from billing import services
+        from billing import budgets, services
         from controlplane.models import Feature, Team
+        from routing import providers
+
+        providers.register_budget_states(budgets.budget_states_for_bundle)
 
         connection_created.connect(services._stage_ready, dispatch_uid="billing-stage")
         for model in (Team, Feature):

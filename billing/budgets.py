@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Sum
@@ -29,12 +28,11 @@ from billing.models.budgets import Budget, BudgetAction, BudgetState, BudgetStat
 from billing.selectors import rollups_in
 from controlplane.models import AuditAction, Feature, Team
 from controlplane.services import audit_record, snapshot, stored_snapshot
+from routing import providers
 
 log = logging.getLogger("finops.budgets")
 
 BUDGET_FIELDS = ("team", "feature", "amount_usd", "thresholds", "action", "is_active")
-PROVIDER_SETTING = "ROUTING_BUDGET_STATES_PROVIDER"
-PROVIDER_PATH = "billing.budgets.budget_states_for_bundle"
 # block is stricter than degrade: when a team and a feature budget are both over, the stricter wins
 SEVERITY = {BudgetAction.DEGRADE: 1, BudgetAction.BLOCK: 2}
 
@@ -305,7 +303,7 @@ def enforcements(*, now: datetime | None = None) -> list[Enforcement]:
 def budget_states_for_bundle() -> list[dict[str, Any]]:
     """Budget states in the bundle's shape (routing.engine.bundle): the features that are over and enforced.
 
-    Plugged into the compiler by the setting ROUTING_BUDGET_STATES_PROVIDER. Budgets within their limit
+    Registered with the compiler in BillingConfig.ready() (routing.providers). Budgets within their limit
     or set to alert only are left out: the proxy has nothing to enforce for them.
     """
     return [
@@ -343,10 +341,10 @@ def budgets_publish_if_changed(*, now: datetime) -> str | None:
     if published is None:
         return None  # no fleet bundle yet: nothing to enforce against
     enforced = enforcements(now=now)
-    if getattr(settings, PROVIDER_SETTING, None) != PROVIDER_PATH:
+    if providers.budget_states_provider() is not budget_states_for_bundle:
         if enforced:
             log.warning(
-                "%s is not %r: budget states do not reach the proxies", PROVIDER_SETTING, PROVIDER_PATH
+                "another budget-states provider is registered: budget states do not reach the proxies"
             )
         return None
     wanted = {(e.team, e.feature, str(e.action)) for e in enforced}

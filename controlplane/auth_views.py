@@ -27,11 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [
-        ipaddress.ip_network(n.strip(), strict=False)
-        for n in getattr(settings, "TRUSTED_PROXIES", [])
-        if n.strip()
-    ]
+    return [ipaddress.ip_network(n.strip(), strict=False) for n in settings.TRUSTED_PROXIES if n.strip()]
 
 
 def _is_trusted(address: str, networks: list[Any]) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
-from controlplane.models import Feature, Team
+from controlplane.models import Feature, Role, Team
 
 
 class TeamForm(forms.ModelForm):
@@ -88,8 +88,6 @@ class MemberAddForm(forms.Form):
     role = forms.ChoiceField(label="Role on this team", choices=[])
 
     def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
-        from controlplane.models import Role
-
         super().__init__(*args, **kwargs)
         self.team = team
         self.fields["role"].choices = [(r.value, r.label) for r in Role if r != Role.ADMIN]

@@ -1,5 +1,5 @@
 """Request ids: every request carries one (from X-Request-ID or new), echoed back and stored in audit entries.
-And a lost database answers 503 with a retry hint, not a 500 (issue 19: Postgres restart under ingest)."""
+And a lost database answers 503 with a retry hint, not a 500 (a Postgres restart under ingest)."""
 
 from __future__ import annotations
 

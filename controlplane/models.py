@@ -13,6 +13,8 @@ from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 
+from controlplane.outbound import url_problem
+
 
 class TimeStampedModel(models.Model):
     """Abstract base: created/updated times on every table."""
@@ -50,8 +52,6 @@ class Team(TimeStampedModel):
         return self.name
 
     def clean(self) -> None:
-        from controlplane.outbound import url_problem
-
         problem = url_problem(self.webhook_url) if self.webhook_url else None
         if problem:
             raise ValidationError(

@@ -27,7 +27,7 @@ class OutboundRefused(ValueError):
 
 
 def _loopback_allowed() -> bool:
-    return bool(getattr(settings, "WEBHOOK_ALLOW_LOOPBACK", False))
+    return bool(settings.WEBHOOK_ALLOW_LOOPBACK)
 
 
 def address_problem(address: str) -> str | None:

@@ -11,8 +11,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q, QuerySet
-from django.http import Http404
 
+from controlplane.http import object_or_404
 from controlplane.models import Feature, Membership, Role, Team
 
 
@@ -163,21 +163,16 @@ def teams_where(user: Any, action: Action | str) -> QuerySet[Team]:
 
 def feature_for_user(user: Any, code: Any) -> Feature:
     """The feature with this public code if the user may see it, else 404."""
-    try:
-        feature = Feature.objects.select_related("team", "owner").get(code=code)
-    except (Feature.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("No such feature") from exc
-    if not can(user, Action.VIEW, feature):
-        raise Http404("No such feature")
-    return feature
+    return object_or_404(
+        Feature.objects.select_related("team", "owner"),
+        code,
+        visible=lambda feature: can(user, Action.VIEW, feature),
+        message="No such feature",
+    )
 
 
 def team_for_user(user: Any, code: Any) -> Team:
     """The team with this public code if the user may see it, else 404."""
-    try:
-        team = Team.objects.get(code=code)
-    except (Team.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("No such team") from exc
-    if not can(user, Action.VIEW, team):
-        raise Http404("No such team")
-    return team
+    return object_or_404(
+        Team.objects.all(), code, visible=lambda team: can(user, Action.VIEW, team), message="No such team"
+    )

@@ -42,6 +42,7 @@ if not SECRET_KEY:
 FINOPS_BUNDLE_SIGNING_KEY = env_secret("FINOPS_BUNDLE_SIGNING_KEY")
 if not FINOPS_BUNDLE_SIGNING_KEY:
     if DEBUG or TESTING:
+        # kept here: the published dev seed is loaded only when DEBUG or tests allow it, never in production
         from routing.engine.signing import DEV_BUNDLE_SIGNING_SEED
 
         FINOPS_BUNDLE_SIGNING_KEY = (
@@ -332,8 +333,3 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
-
-# Running A/B threshold experiments enter every bundle through the compiler hook (routing/compiler.py).
-# Budget states and running experiments enter every compiled bundle through these hooks.
-ROUTING_BUDGET_STATES_PROVIDER = "billing.budgets.budget_states_for_bundle"
-ROUTING_EXPERIMENTS_PROVIDER = "routing.services.experiments.bundle_experiments"

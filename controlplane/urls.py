@@ -9,8 +9,6 @@ from controlplane import views
 from controlplane.api.urls import router
 from controlplane.auth_views import ThrottledLoginView, throttled_login
 
-PENDING: dict[str, tuple[str, str]] = {}
-
 urlpatterns = [
     path("teams/", views.team_list, name="team-list"),
     path("teams/<uuid:code>/", views.team_detail, name="team-detail"),
@@ -38,8 +36,4 @@ urlpatterns = [
         "admin/login/", throttled_login(admin.site.login)
     ),  # before admin.site.urls: same throttle as /login/
     path("admin/", admin.site.urls),
-]
-urlpatterns += [
-    path(f"{name}/", views.section, {"title": title, "lead": lead}, name=name)
-    for name, (title, lead) in PENDING.items()
 ]

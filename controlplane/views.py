@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -17,8 +18,10 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from billing.views.dashboards import feature_sections
 from controlplane import services
+from controlplane.celery import app
 from controlplane.filtersets import AuditEntryFilterSet
 from controlplane.forms import FeatureForm, MemberAddForm, TeamForm
+from controlplane.http import save_form, wants_fragment
 from controlplane.models import AuditEntry
 from controlplane.permissions import (
     Action,
@@ -33,18 +36,6 @@ from controlplane.permissions import (
 )
 
 
-def _save_form(form, save) -> tuple[object | None, bool]:  # type: ignore[no-untyped-def]
-    """Run a service with the form's data; model validation errors land next to their fields."""
-    if not form.is_valid():
-        return None, False
-    try:
-        return save(form.cleaned_data), True
-    except ValidationError as exc:
-        for field, messages in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, messages)
-        return None, False
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def team_list(request: HttpRequest) -> HttpResponse:
@@ -54,7 +45,7 @@ def team_list(request: HttpRequest) -> HttpResponse:
         if not may_create:
             raise PermissionDenied("Only admins create teams.")
         form = TeamForm(request.POST)
-        team, ok = _save_form(form, lambda data: services.team_create(actor=request.user, **data))
+        team, ok = save_form(form, lambda data: services.team_create(actor=request.user, **data))
         if ok:
             return HttpResponseClientRedirect(reverse("team-detail", args=[team.code]))  # type: ignore[union-attr]
         return render(request, "controlplane/_team_form.html", {"form": form}, status=422)
@@ -74,7 +65,7 @@ def team_detail(request: HttpRequest, code: str) -> HttpResponse:
         if not may_edit:
             raise PermissionDenied("Only admins edit teams.")
         form = TeamForm(request.POST, instance=team)
-        _, ok = _save_form(form, lambda data: services.team_update(actor=request.user, team=team, **data))
+        _, ok = save_form(form, lambda data: services.team_update(actor=request.user, team=team, **data))
         if ok:
             return HttpResponseClientRedirect(reverse("team-detail", args=[team.code]))
         return render(request, "controlplane/_team_form.html", {"form": form, "team": team}, status=422)
@@ -114,7 +105,7 @@ def feature_list(request: HttpRequest) -> HttpResponse:
         form = FeatureForm(request.POST, teams=allowed_teams)
         if not allowed_teams.exists():
             raise PermissionDenied("You may not create features: ask an admin or a PM of the team.")
-        feature, ok = _save_form(form, lambda data: services.feature_create(actor=request.user, **data))
+        feature, ok = save_form(form, lambda data: services.feature_create(actor=request.user, **data))
         if ok:
             return HttpResponseClientRedirect(reverse("feature-detail", args=[feature.code]))  # type: ignore[union-attr]
         return render(request, "controlplane/_feature_form.html", {"form": form}, status=422)
@@ -135,8 +126,10 @@ def feature_list(request: HttpRequest) -> HttpResponse:
         "form": form,
         "may_create": can_anywhere(request.user, Action.MANAGE_FEATURES),
     }
-    template = "controlplane/_feature_rows.html" if request.htmx and not request.htmx.boosted else None
-    return render(request, template or "controlplane/feature_list.html", context)
+    template = (
+        "controlplane/_feature_rows.html" if wants_fragment(request) else "controlplane/feature_list.html"
+    )
+    return render(request, template, context)
 
 
 @login_required
@@ -150,7 +143,7 @@ def feature_detail(request: HttpRequest, code: str) -> HttpResponse:
         if not may_edit:
             raise PermissionDenied("Only admins and this team's PMs edit the feature.")
         form = FeatureForm(request.POST, instance=feature, teams=allowed_teams)
-        _, ok = _save_form(
+        _, ok = save_form(
             form, lambda data: services.feature_update(actor=request.user, feature=feature, **data)
         )
         if ok:
@@ -174,15 +167,8 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     filterset = AuditEntryFilterSet(request.GET, queryset=entries)
     page = Paginator(filterset.qs, 50).get_page(request.GET.get("page"))
     context = {"filter": filterset, "page": page, "teams": visible_teams(request.user)}
-    template = "controlplane/_audit_rows.html" if request.htmx else "controlplane/audit_list.html"
+    template = "controlplane/_audit_rows.html" if wants_fragment(request) else "controlplane/audit_list.html"
     return render(request, template, context)
-
-
-@login_required
-@require_GET
-def section(request: HttpRequest, title: str, lead: str) -> HttpResponse:
-    """A page whose product area is not built yet: says so plainly instead of pretending."""
-    return render(request, "controlplane/section.html", {"title": title, "lead": lead})
 
 
 @require_GET
@@ -210,8 +196,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def _broker_status() -> str:
-    from controlplane.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
@@ -222,7 +206,4 @@ def _broker_status() -> str:
 
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico on every page (the API docs too): point them at the static icon."""
-    from django.shortcuts import redirect
-    from django.templatetags.static import static
-
     return redirect(static("favicon.svg"), permanent=True)

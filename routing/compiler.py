@@ -7,24 +7,22 @@ missing deployments, budgets and experiments naming unknown features), fallback 
 LiteLLM's own check of each deployment (a `litellm.Router` built in-process, no network).
 The rendered `config.yaml` comes from the proxy's own bootstrap (`litellm_config`).
 
-Budget states and experiments belong to other parts of the product: they plug in through the
-settings `ROUTING_BUDGET_STATES_PROVIDER` and `ROUTING_EXPERIMENTS_PROVIDER` (dotted paths to
-functions returning lists of bundle-shaped dicts), or the `budget_states=`/`experiments=` arguments.
+Budget states belong to billing: they plug in through the budget-states slot of routing.providers
+(billing registers it in its AppConfig.ready()). Running experiments are routing's own and read here.
+The `budget_states=`/`experiments=` arguments replace either for one compile.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import yaml
-from django.conf import settings
-from django.utils.module_loading import import_string
 
 from controlplane.models import Feature, Team
+from routing import providers
 from routing.engine.bundle import (
     BUNDLE_SCHEMA,
     DEFAULT_POLICY,
@@ -36,7 +34,14 @@ from routing.engine.bundle import (
     validate_bundle,
     with_content_hash,
 )
-from routing.models import BREAKER_FIELDS, FeatureKey, ModelDeployment, RoutingPolicy
+from routing.models import (
+    BREAKER_FIELDS,
+    Experiment,
+    ExperimentStatus,
+    FeatureKey,
+    ModelDeployment,
+    RoutingPolicy,
+)
 
 log = logging.getLogger("finops.compiler")
 
@@ -178,27 +183,32 @@ def key_entry(key: FeatureKey) -> dict[str, Any]:
     }
 
 
-def _provided(setting: str, given: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    if given is not None:
-        return list(given)
-    path = getattr(settings, setting, None)
-    if not path:
-        return []
-    provider: Callable[[], list[dict[str, Any]]] = import_string(path)
-    return list(provider() or [])
+def bundle_experiments() -> list[dict[str, Any]]:
+    """Running experiments in the bundle's shape (routing.engine.bundle)."""
+    running = Experiment.objects.filter(status=ExperimentStatus.RUNNING).select_related("feature")
+    return [
+        {
+            "id": e.slug,
+            "feature": e.feature.slug,
+            "sticky_by": e.sticky_by,
+            "arms": [
+                {"name": a.name, "threshold": float(a.threshold), "weight": a.weight} for a in e.arms.all()
+            ],
+        }
+        for e in running.prefetch_related("arms")
+    ]
 
 
 def budget_entries(given: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The bundle's `budgets` section as the provider states it now (deterministic order)."""
-    return sorted(
-        _provided("ROUTING_BUDGET_STATES_PROVIDER", given),
-        key=lambda b: (str(b.get("team")), str(b.get("feature"))),
-    )
+    states = list(given) if given is not None else providers.budget_states()
+    return sorted(states, key=lambda b: (str(b.get("team")), str(b.get("feature"))))
 
 
 def experiment_entries(given: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The bundle's `experiments` section: the running experiments, by id."""
-    return sorted(_provided("ROUTING_EXPERIMENTS_PROVIDER", given), key=lambda e: str(e.get("id")))
+    entries = list(given) if given is not None else bundle_experiments()
+    return sorted(entries, key=lambda e: str(e.get("id")))
 
 
 def _check_references(doc: dict[str, Any], errors: list[str]) -> None:
@@ -289,6 +299,7 @@ def litellm_check(config: dict[str, Any], fallbacks: list[dict[str, list[str]]])
 
 
 def render_config(bundle: Bundle) -> tuple[dict[str, Any], str]:
+    # start-up cost: the proxy's bootstrap imports litellm (about 1 s); only the bundle page renders a config
     from routing.proxy.bootstrap import litellm_config
 
     config = litellm_config(bundle)

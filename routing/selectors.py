@@ -5,16 +5,50 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from controlplane.models import Proxy
 from routing.models import LIVE_STATUSES, Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy
-from routing.services.fleet import ProxyHealth, proxy_health
 
 PER_MILLION = Decimal(1_000_000)
+
+
+class ProxyHealth(StrEnum):
+    HEALTHY = "healthy"
+    STALE = "stale"  # heartbeats stopped recently
+    UNREACHABLE = "unreachable"  # no heartbeat for long, or never
+    DRIFTED = "drifted"  # beating, but running another bundle than its target
+
+
+def proxy_health(
+    *,
+    last_heartbeat_at: dt.datetime | None,
+    applied_hash: str,
+    target_hash: str | None,
+    now: dt.datetime,
+    stale_after_s: float | None = None,
+    unreachable_after_s: float | None = None,
+) -> ProxyHealth:
+    """Health from the last heartbeat time and applied vs target hash (pure: no database, no clock)."""
+    stale_after = stale_after_s if stale_after_s is not None else settings.FLEET_STALE_AFTER_S
+    unreachable_after = (
+        unreachable_after_s if unreachable_after_s is not None else settings.FLEET_UNREACHABLE_AFTER_S
+    )
+    if last_heartbeat_at is None:
+        return ProxyHealth.UNREACHABLE
+    age = (now - last_heartbeat_at).total_seconds()
+    if age > unreachable_after:
+        return ProxyHealth.UNREACHABLE
+    if age > stale_after:
+        return ProxyHealth.STALE
+    if target_hash and applied_hash != target_hash:
+        return ProxyHealth.DRIFTED
+    return ProxyHealth.HEALTHY
 
 
 def pool_current_bundle(pool: str) -> Bundle | None:

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from controlplane.models import Proxy
 from routing.engine.bundle import canonical_json
 from routing.selectors import proxy_target_bundle
+from routing.services import bundle_signed_document
 from routing.services.fleet import proxy_by_token, proxy_heartbeat
 
 
@@ -74,8 +75,6 @@ class FleetBundleView(APIView):
         if _etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), bundle.content_hash):
             response = HttpResponse(status=304)
         else:
-            from routing.services import bundle_signed_document
-
             signed = bundle_signed_document(bundle.document)
             response = HttpResponse(canonical_json(signed), content_type="application/json")
         response["ETag"] = etag

@@ -14,6 +14,7 @@ from routing.models import (
     RolloutTarget,
     RoutingPolicy,
 )
+from routing.selectors import proxy_target_bundle
 
 DEPLOYMENT_REF = {
     "slug_field": "name",
@@ -188,7 +189,5 @@ class ProxySerializer(serializers.ModelSerializer):
         ]
 
     def get_target_version(self, proxy: Proxy) -> str | None:
-        from routing.selectors import proxy_target_bundle
-
         target = proxy_target_bundle(proxy)
         return target.version if target else None

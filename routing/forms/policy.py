@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 
+from routing.engine.scorer import shipped_versions
 from routing.models import BREAKER_FIELDS, ModelDeployment, RoutingPolicy, Tier
 
 INHERIT = (("", "Inherit from default"), ("true", "Yes"), ("false", "No"))
@@ -129,8 +130,6 @@ class PolicyForm(forms.ModelForm):
                 del self.fields[name]
             del self.fields["scorer_weights"]  # one scorer for every feature: the default policy's
         else:
-            from routing.engine.scorer import shipped_versions
-
             self.fields["scorer_weights"].widget = forms.Select(
                 choices=[(version, version) for version in reversed(shipped_versions())]
             )

@@ -13,6 +13,7 @@ from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 
 from controlplane.models import Feature, TimeStampedModel
+from routing.engine.scorer import default_version, shipped_versions
 
 ENV_NAME = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*$",
@@ -132,14 +133,10 @@ class OverBudget(models.TextChoices):
 
 def default_scorer_weights() -> str:
     """The scorer weights a new default policy's thresholds are meant for: the shipped default."""
-    from routing.engine.scorer import default_version
-
     return default_version()
 
 
 def validate_scorer_weights(value: str) -> None:
-    from routing.engine.scorer import shipped_versions
-
     if value and value not in shipped_versions():
         raise ValidationError(
             f"{value!r} is not a shipped scorer weights version: pick one of {', '.join(shipped_versions())}."

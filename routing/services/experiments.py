@@ -1,7 +1,7 @@
 """Experiment services: create, start, stop, evaluate and promote threshold experiments; threshold drafts; feedback.
 
-A running experiment reaches the proxies through the bundle compiler's experiments hook
-(`ROUTING_EXPERIMENTS_PROVIDER` = `routing.services.experiments.bundle_experiments`): starting, stopping
+A running experiment reaches the proxies through the bundle compiler, which reads the running ones
+(`routing.compiler.bundle_experiments`): starting, stopping
 and promoting publish a new bundle through `routing.services.bundle_publish`. Every change is
 audited inside its transaction. Statistics live in `routing.services.experiment_stats` (docs/experiments.md).
 """
@@ -26,6 +26,7 @@ from controlplane.models import AuditAction, Feature
 from controlplane.permissions import Action, can
 from controlplane.services import audit_record, snapshot
 from routing import services as routing_services
+from routing.compiler import bundle_experiments
 from routing.engine import signing
 from routing.models import (
     Bundle,
@@ -170,22 +171,6 @@ def experiment_create(
         ExperimentArm.objects.create(experiment=experiment, position=position, **arm)
     audit_record(actor=actor, action=AuditAction.CREATE, obj=experiment, after=_snapshot(experiment))
     return experiment
-
-
-def bundle_experiments() -> list[dict[str, Any]]:
-    """The compiler hook: running experiments in the bundle's shape (routing.engine.bundle)."""
-    running = Experiment.objects.filter(status=ExperimentStatus.RUNNING).select_related("feature")
-    return [
-        {
-            "id": e.slug,
-            "feature": e.feature.slug,
-            "sticky_by": e.sticky_by,
-            "arms": [
-                {"name": a.name, "threshold": float(a.threshold), "weight": a.weight} for a in e.arms.all()
-            ],
-        }
-        for e in running.prefetch_related("arms")
-    ]
 
 
 WAITS_FOR_PUBLISHER = (

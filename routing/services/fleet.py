@@ -10,11 +10,9 @@ until the proxy's token is rotated; proxies still heal by pulling.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import ipaddress
 import secrets
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,53 +28,6 @@ from routing.engine import signing
 
 PROXY_FIELDS = ("name", "base_url", "pool", "is_canary", "is_active")
 TOKEN_PREFIX = "fpx-"
-
-
-class ProxyHealth(StrEnum):
-    HEALTHY = "healthy"
-    STALE = "stale"  # heartbeats stopped recently
-    UNREACHABLE = "unreachable"  # no heartbeat for long, or never
-    DRIFTED = "drifted"  # beating, but running another bundle than its target
-
-
-def proxy_health(
-    *,
-    last_heartbeat_at: dt.datetime | None,
-    applied_hash: str,
-    target_hash: str | None,
-    now: dt.datetime,
-    stale_after_s: float | None = None,
-    unreachable_after_s: float | None = None,
-) -> ProxyHealth:
-    """Health from the last heartbeat time and applied vs target hash (pure: no database, no clock)."""
-    stale_after = stale_after_s if stale_after_s is not None else fleet_setting("FLEET_STALE_AFTER_S")
-    unreachable_after = (
-        unreachable_after_s if unreachable_after_s is not None else fleet_setting("FLEET_UNREACHABLE_AFTER_S")
-    )
-    if last_heartbeat_at is None:
-        return ProxyHealth.UNREACHABLE
-    age = (now - last_heartbeat_at).total_seconds()
-    if age > unreachable_after:
-        return ProxyHealth.UNREACHABLE
-    if age > stale_after:
-        return ProxyHealth.STALE
-    if target_hash and applied_hash != target_hash:
-        return ProxyHealth.DRIFTED
-    return ProxyHealth.HEALTHY
-
-
-FLEET_DEFAULTS: dict[str, float] = {
-    "FLEET_STALE_AFTER_S": 30.0,  # three missed 10 s heartbeats
-    "FLEET_UNREACHABLE_AFTER_S": 120.0,
-    "FLEET_CANARY_WINDOW_S": 3.0,  # how long the canary must stay healthy on the new bundle
-    "FLEET_PUSH_TIMEOUT_S": 5.0,
-    "FLEET_PUSH_ATTEMPTS": 3,
-    "FLEET_PUSH_BACKOFF_S": 0.5,  # doubled after every failed attempt
-}
-
-
-def fleet_setting(name: str) -> float:
-    return float(getattr(settings, name, FLEET_DEFAULTS[name]))
 
 
 # --- push credential -------------------------------------------------------------------------------
@@ -160,9 +111,9 @@ def proxy_base_url_problem(url: str) -> str | None:
             return None
     except ValueError:
         pass
-    if getattr(settings, "FINOPS_ALLOW_HTTP_PROXIES", False):
+    if settings.FINOPS_ALLOW_HTTP_PROXIES:
         return None
-    if _host_listed(host, list(getattr(settings, "FINOPS_HTTP_PROXY_HOSTS", []) or [])):
+    if _host_listed(host, list(settings.FINOPS_HTTP_PROXY_HOSTS)):
         return None
     return (
         f"Plain http:// would send the proxy token to {host} unencrypted: use https://{parts.netloc}, "

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max, Q
@@ -50,7 +51,7 @@ from routing.models import (
     TargetStatus,
 )
 from routing.selectors import pool_current_bundle
-from routing.services.fleet import decrypt_token, fleet_setting, proxy_base_url_problem
+from routing.services.fleet import decrypt_token, proxy_base_url_problem
 
 log = logging.getLogger("finops.rollout")
 
@@ -333,6 +334,7 @@ def revocations_sync() -> Bundle | None:
 
 
 def _queue_rollout(rollout: Rollout) -> None:
+    # import cycle: routing.tasks imports this module (its tasks are thin wrappers around these services)
     from routing.tasks import rollout_run
 
     transaction.on_commit(lambda: rollout_run.delay(rollout.pk))
@@ -405,7 +407,7 @@ def rollout_start(
             f"The rollout of {busy.bundle.version} is still running: wait for it to finish, then try again."
         )
     proxies = list(Proxy.objects.filter(_pool_q(pool), is_active=True).order_by("name"))
-    window = fleet_setting("FLEET_CANARY_WINDOW_S") if canary_window_s is None else canary_window_s
+    window = settings.FLEET_CANARY_WINDOW_S if canary_window_s is None else canary_window_s
     rollout = Rollout.objects.create(
         bundle=bundle,
         previous_bundle=pool_current_bundle(pool),
@@ -540,9 +542,9 @@ def _push_targets(rollout: Rollout, targets: list[RolloutTarget], bundle: Bundle
     RolloutTarget.objects.filter(pk__in=[t.pk for t in targets]).update(
         status=TargetStatus.PUSHING, started_at=now, error=""
     )
-    attempts = int(fleet_setting("FLEET_PUSH_ATTEMPTS"))
-    backoff = fleet_setting("FLEET_PUSH_BACKOFF_S")
-    timeout = fleet_setting("FLEET_PUSH_TIMEOUT_S")
+    attempts = int(settings.FLEET_PUSH_ATTEMPTS)
+    backoff = float(settings.FLEET_PUSH_BACKOFF_S)
+    timeout = float(settings.FLEET_PUSH_TIMEOUT_S)
     results: dict[int, PushResult] = {}
     with ThreadPoolExecutor(max_workers=min(16, len(targets)), thread_name_prefix="bundle-push") as pool:
         futures = {
@@ -575,7 +577,7 @@ def _push_targets(rollout: Rollout, targets: list[RolloutTarget], bundle: Bundle
 def _canary_stays_healthy(targets: list[RolloutTarget], bundle: Bundle, window_s: float) -> str:
     """Watch the canaries for `window_s`: each must keep answering with the new bundle applied. "" when fine."""
     deadline = time.monotonic() + window_s
-    timeout = min(2.0, fleet_setting("FLEET_PUSH_TIMEOUT_S"))
+    timeout = min(2.0, float(settings.FLEET_PUSH_TIMEOUT_S))
     misses = dict.fromkeys((t.pk for t in targets), 0)
     while True:
         for target in targets:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from routing.models import RoutingPolicy
 from routing.services.experiment_stats import wilson_intervals
 
 BUCKETS = 10
@@ -357,8 +358,6 @@ def price_ratio(*, feature: Any) -> Decimal | None:
 
 def effective_policy(*, feature: Any) -> dict[str, Any]:
     """The feature's threshold, target share and deployments after inheriting from the default policy."""
-    from routing.models import RoutingPolicy
-
     own = (
         RoutingPolicy.objects.filter(feature=feature)
         .select_related("small_deployment", "frontier_deployment")

@@ -22,11 +22,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from controlplane.http import object_or_404, wants_fragment
 from controlplane.permissions import Action, can, can_anywhere, feature_for_user, visible_features
 from routing import charts
 from routing.models import (
     Experiment,
     ExperimentStatus,
+    RoutingPolicy,
     StickyBy,
     ThresholdDraft,
 )
@@ -115,13 +117,12 @@ class ExperimentForm(forms.Form):
 
 
 def _experiment_for_user(user: Any, code: Any) -> Experiment:
-    try:
-        experiment = Experiment.objects.select_related("feature__team", "winner").get(code=code)
-    except (Experiment.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("No such experiment") from exc
-    if not can(user, Action.VIEW, experiment.feature):
-        raise Http404("No such experiment")
-    return experiment
+    return object_or_404(
+        Experiment.objects.select_related("feature__team", "winner"),
+        code,
+        visible=lambda experiment: can(user, Action.VIEW, experiment.feature),
+        message="No such experiment",
+    )
 
 
 def _require(user: Any, obj: Any) -> None:
@@ -184,7 +185,9 @@ def experiment_create(request: HttpRequest) -> HttpResponse:
             )
             url = reverse("experiment-detail", args=[experiment.code])
             return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-    template = "routing/experiment_form_fields.html" if request.htmx else "routing/experiment_form.html"
+    template = (
+        "routing/experiment_form_fields.html" if wants_fragment(request) else "routing/experiment_form.html"
+    )
     status = 422 if form.errors and not request.htmx else 200  # htmx swaps only 2xx responses
     return render(request, template, {"form": form}, status=status)
 
@@ -220,7 +223,7 @@ def experiment_detail(request: HttpRequest, code: Any) -> HttpResponse:
             unit=" (pp)",
         ),
     }
-    template = "routing/experiment_live.html" if request.htmx else "routing/experiment_detail.html"
+    template = "routing/experiment_live.html" if wants_fragment(request) else "routing/experiment_detail.html"
     return render(request, template, context)
 
 
@@ -365,21 +368,19 @@ def whatif_page(request: HttpRequest, code: Any) -> HttpResponse:
         "drafts": ThresholdDraft.objects.filter(feature=feature).select_related("created_by")[:10],
         "running": Experiment.objects.filter(feature=feature, status=ExperimentStatus.RUNNING).first(),
     }
-    template = (
-        "routing/whatif_live.html" if request.htmx and not request.htmx.boosted else "routing/whatif.html"
-    )
+    template = "routing/whatif_live.html" if wants_fragment(request) else "routing/whatif.html"
     return render(request, template, context)
 
 
 @login_required
 @require_POST
 def threshold_draft_action(request: HttpRequest, code: Any, action: str) -> HttpResponse:
-    try:
-        draft = ThresholdDraft.objects.select_related("feature__team").get(code=code)
-    except (ThresholdDraft.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("No such draft") from exc
-    if not can(request.user, Action.VIEW, draft.feature):
-        raise Http404("No such draft")
+    draft = object_or_404(
+        ThresholdDraft.objects.select_related("feature__team"),
+        code,
+        visible=lambda draft: can(request.user, Action.VIEW, draft.feature),
+        message="No such draft",
+    )
     _require(request.user, draft.feature)
     try:
         if action == "publish":
@@ -399,8 +400,6 @@ def threshold_draft_action(request: HttpRequest, code: Any, action: str) -> Http
 @login_required
 def whatif_index(request: HttpRequest) -> HttpResponse:
     """Pick a feature to replay thresholds on (the what-if has its own place in the navigation)."""
-    from routing.models import RoutingPolicy
-
     features = list(visible_features(request.user).order_by("team__name", "name"))
     thresholds = dict(
         RoutingPolicy.objects.filter(feature__in=features).values_list("feature_id", "threshold")

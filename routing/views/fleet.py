@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from controlplane.http import object_or_404, save_form, wants_fragment
 from controlplane.models import Proxy
 from controlplane.permissions import Action, can
 from routing import selectors, services
@@ -41,10 +42,7 @@ def _manager(request: HttpRequest) -> None:
 
 
 def _get(model: Any, code: Any) -> Any:
-    try:
-        return model.objects.get(code=code)
-    except (model.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("Not found") from exc
+    return object_or_404(model.objects.all(), code)
 
 
 @login_required
@@ -55,14 +53,10 @@ def fleet_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         _manager(request)
         form = ProxyForm(request.POST)
-        if form.is_valid():
-            try:
-                proxy, token = fleet_services.proxy_create(actor=request.user, **form.cleaned_data)
-            except ValidationError as exc:
-                for field, messages in exc.message_dict.items():
-                    form.add_error(field if field in form.fields else None, messages)
-            else:
-                return render(request, "routing/fleet_token.html", {"proxy": proxy, "token": token})
+        created, ok = save_form(form, lambda data: fleet_services.proxy_create(actor=request.user, **data))
+        if ok:
+            proxy, token = created
+            return render(request, "routing/fleet_token.html", {"proxy": proxy, "token": token})
         return render(request, "routing/fleet_proxy_form.html", {"form": form}, status=422)
     rollouts = selectors.rollout_list()
     context = {
@@ -73,7 +67,7 @@ def fleet_page(request: HttpRequest) -> HttpResponse:
         "may_manage": can(request.user, Action.MANAGE_FLEET),
         "may_read_bundles": can(request.user, Action.VIEW_FLEET),
     }
-    if request.htmx and request.GET.get("fragment") == "live":
+    if wants_fragment(request) and request.GET.get("fragment") == "live":
         return render(request, "routing/fleet_live.html", context)
     return render(request, "routing/fleet.html", context)
 
@@ -87,14 +81,11 @@ def proxy_detail(request: HttpRequest, code: str) -> HttpResponse:
     if request.method == "POST":
         _manager(request)
         form = ProxyForm(request.POST, instance=proxy)
-        if form.is_valid():
-            try:
-                fleet_services.proxy_update(actor=request.user, proxy=proxy, **form.cleaned_data)
-            except ValidationError as exc:
-                for field, messages in exc.message_dict.items():
-                    form.add_error(field if field in form.fields else None, messages)
-            else:
-                return HttpResponseClientRedirect(reverse("fleet"))
+        _, ok = save_form(
+            form, lambda data: fleet_services.proxy_update(actor=request.user, proxy=proxy, **data)
+        )
+        if ok:
+            return HttpResponseClientRedirect(reverse("fleet"))
         return render(request, "routing/fleet_proxy_form.html", {"form": form, "proxy": proxy}, status=422)
     row = next(r for r in selectors.fleet_rows() if r.proxy.pk == proxy.pk)
     context = {
@@ -128,7 +119,7 @@ def rollout_detail(request: HttpRequest, code: str) -> HttpResponse:
         "progress": selectors.rollout_progress(rollout),
         "may_read_bundles": can(request.user, Action.VIEW_FLEET),
     }
-    if request.htmx:
+    if wants_fragment(request):
         return render(request, "routing/fleet_rollout_live.html", context)
     return render(request, "routing/fleet_rollout.html", context)
 

@@ -13,25 +13,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from controlplane.http import object_or_404, save_form
+from controlplane.models import Feature
 from controlplane.permissions import Action, can, can_anywhere, visible_features
 from routing import selectors, services
+from routing.compiler import bundle_diff, compile_bundle
 from routing.forms.policy import DeploymentForm, FeatureKeyForm, PolicyForm, PublishForm
 from routing.models import Bundle, FeatureKey, ModelDeployment, RoutingPolicy
-
-
-def _save_form(form: Any, save: Any) -> tuple[Any, bool]:
-    """Run a service with the form's data; model validation errors land next to their fields."""
-    if not form.is_valid():
-        return None, False
-    try:
-        return save(form.cleaned_data), True
-    except ValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            for field, messages in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, messages)
-        else:
-            form.add_error(None, exc.messages)
-        return None, False
 
 
 def _require(user: Any, action: Action, obj: Any = None, message: str = "") -> None:
@@ -40,30 +28,25 @@ def _require(user: Any, action: Action, obj: Any = None, message: str = "") -> N
 
 
 def _policy_for_user(user: Any, code: Any) -> RoutingPolicy:
-    try:
-        policy = selectors.policy_list().get(code=code)
-    except (RoutingPolicy.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("No such policy") from exc
-    if policy.feature_id and not can(user, Action.VIEW, policy.feature):
-        raise Http404("No such policy")
-    return policy
+    return object_or_404(
+        selectors.policy_list(),
+        code,
+        visible=lambda policy: not policy.feature_id or can(user, Action.VIEW, policy.feature),
+        message="No such policy",
+    )
 
 
 def _deployment(code: Any) -> ModelDeployment:
-    try:
-        return ModelDeployment.objects.get(code=code)
-    except (ModelDeployment.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("No such deployment") from exc
+    return object_or_404(ModelDeployment.objects.all(), code, message="No such deployment")
 
 
 def _key_for_user(user: Any, code: Any) -> FeatureKey:
-    try:
-        key = FeatureKey.objects.select_related("feature__team").get(code=code)
-    except (FeatureKey.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("No such key") from exc
-    if not can(user, Action.VIEW, key.feature):
-        raise Http404("No such key")
-    return key
+    return object_or_404(
+        FeatureKey.objects.select_related("feature__team"),
+        code,
+        visible=lambda key: can(user, Action.VIEW, key.feature),
+        message="No such key",
+    )
 
 
 def _key_features(user: Any) -> Any:
@@ -71,8 +54,6 @@ def _key_features(user: Any) -> Any:
 
 
 def _features_qs(features: list[Any]) -> Any:
-    from controlplane.models import Feature
-
     return Feature.objects.filter(pk__in=[f.pk for f in features]).select_related("team")
 
 
@@ -113,7 +94,7 @@ def routing_page(request: HttpRequest) -> HttpResponse:
 def deployment_create(request: HttpRequest) -> HttpResponse:
     _require(request.user, Action.EDIT_ROUTING, None, "Only MLOps engineers and admins edit deployments.")
     form = DeploymentForm(request.POST)
-    _, ok = _save_form(form, lambda data: services.deployment_create(actor=request.user, **data))
+    _, ok = save_form(form, lambda data: services.deployment_create(actor=request.user, **data))
     if ok:
         return HttpResponseClientRedirect(reverse("routing"))
     return render(request, "routing/_deployment_form.html", {"form": form}, status=422)
@@ -130,7 +111,7 @@ def deployment_detail(request: HttpRequest, code: str) -> HttpResponse:
     if request.method == "POST":
         _require(request.user, Action.EDIT_ROUTING, None, "Only MLOps engineers and admins edit deployments.")
         form = DeploymentForm(request.POST, instance=deployment)
-        _, ok = _save_form(
+        _, ok = save_form(
             form, lambda data: services.deployment_update(actor=request.user, deployment=deployment, **data)
         )
         if ok:
@@ -162,7 +143,7 @@ def policy_create(request: HttpRequest) -> HttpResponse:
         allowed = _features_qs([f for f in visible_features(user) if can(user, Action.EDIT_ROUTING, f)])
         form = PolicyForm(request.POST, features=allowed)
         save = lambda data: services.policy_create(actor=user, **data)  # noqa: E731
-    _, ok = _save_form(form, save)
+    _, ok = save_form(form, save)
     if ok:
         return HttpResponseClientRedirect(reverse("routing"))
     return render(request, "routing/_policy_form.html", {"form": form}, status=422)
@@ -184,7 +165,7 @@ def policy_detail(request: HttpRequest, code: str) -> HttpResponse:
             "Only MLOps engineers and admins edit policies.",
         )
         form = PolicyForm(request.POST, instance=policy)
-        _, ok = _save_form(
+        _, ok = save_form(
             form, lambda data: services.policy_update(actor=request.user, policy=policy, **data)
         )
         if ok:
@@ -216,7 +197,7 @@ def key_create(request: HttpRequest) -> HttpResponse:
     if not features:
         raise PermissionDenied("Only admins issue feature keys.")
     form = FeatureKeyForm(request.POST, features=_features_qs(features))
-    result, ok = _save_form(form, lambda data: services.feature_key_create(actor=request.user, **data))
+    result, ok = save_form(form, lambda data: services.feature_key_create(actor=request.user, **data))
     if ok:
         key, plaintext = result
         return render(request, "routing/_key_created.html", {"key": key, "plaintext": plaintext})
@@ -262,8 +243,6 @@ def publish(request: HttpRequest) -> HttpResponse:
 @require_GET
 def publish_preview(request: HttpRequest) -> HttpResponse:
     """What publishing now would change against the latest bundle (compiled, not stored), or why it would fail."""
-    from routing.compiler import bundle_diff, compile_bundle
-
     _require(request.user, Action.MANAGE_FLEET, None, "Only MLOps engineers and admins publish bundles.")
     latest = Bundle.objects.order_by("-number").first()
     compiled = compile_bundle(version="preview", created_at=timezone.now().isoformat(timespec="seconds"))

@@ -60,7 +60,6 @@ def eager_celery():
 
 @pytest.fixture
 def provider(settings):
-    settings.ROUTING_BUDGET_STATES_PROVIDER = budgets.PROVIDER_PATH
     return settings
 
 
@@ -358,7 +357,6 @@ def budget_fleet(live_server, tmp_path_factory):
 
 @pytest.fixture
 def fleet_settings(settings, eager_celery):
-    settings.ROUTING_BUDGET_STATES_PROVIDER = budgets.PROVIDER_PATH
     settings.FLEET_CANARY_WINDOW_S = 0.5
     settings.FLEET_PUSH_ATTEMPTS = 2
     settings.FLEET_PUSH_BACKOFF_S = 0.1

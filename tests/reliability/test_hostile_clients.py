@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from django.db.models import Sum
-from django.test import override_settings
 
+from routing import providers
 from tests.reliability.conftest import (
     HOSTILE_SUMMARY,
     UPSTREAM_KEY_ENV,
@@ -174,9 +174,7 @@ def hostile_fleet(django_db_setup, django_db_blocker, tmp_path_factory):
             _, token = fleet_services.proxy_create(
                 actor=None, name="hostile-0", base_url=f"http://127.0.0.1:{port}", is_canary=True
             )
-            with override_settings(
-                ROUTING_BUDGET_STATES_PROVIDER="tests.reliability.test_hostile_clients.over_budget_states"
-            ):
+            with providers.overridden(budget_states=over_budget_states):
                 bundle = services.bundle_publish(actor=None, note="hostile clients", rollout=False)
             assert any(b["feature"] == "a-over" for b in bundle.document["budgets"])
             server.start()

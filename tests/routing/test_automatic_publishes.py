@@ -69,7 +69,6 @@ def _latest() -> Bundle:
 
 
 def test_a_budget_state_change_ships_only_the_budget_state(feature, users, settings, staged_threshold):
-    settings.ROUTING_BUDGET_STATES_PROVIDER = budgets.PROVIDER_PATH
     make_routing(actor=users["admin"])
     first = services.bundle_publish(actor=users["admin"], note="first")
     settle()
@@ -171,7 +170,6 @@ def test_a_revocation_whose_rollout_failed_reuses_its_bundle(feature, users):
 
 
 def test_a_budget_state_change_keeps_a_rolled_back_pool_on_its_version(feature, users, settings):
-    settings.ROUTING_BUDGET_STATES_PROVIDER = budgets.PROVIDER_PATH
     _, v1, v2 = _rolled_back_fleet(users, feature)
     make_budget(feature, action=BudgetAction.DEGRADE)
     spend(feature, datetime(2026, 11, 2, tzinfo=UTC), "150")

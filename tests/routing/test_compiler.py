@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from routing import services
+from routing import providers, services
 from routing.compiler import bundle_diff, compile_bundle, source_hash, validate_document
 from routing.engine.bundle import Bundle as EngineBundle
 from routing.engine.bundle import content_hash, validate_bundle, with_content_hash
@@ -166,10 +166,10 @@ def test_schema_errors_from_a_provider_are_reported_with_their_path(feature):
     assert any(e.startswith("$.budgets[0].spend_usd: must be a decimal string") for e in result.errors)
 
 
-def test_budget_provider_plugs_in_through_settings(feature, settings):
+def test_budget_provider_plugs_in_through_the_provider_registry(feature):
     make_routing()
-    settings.ROUTING_BUDGET_STATES_PROVIDER = "tests.routing.test_compiler._budgets_provider"
-    result = compile_bundle(version="v1")
+    with providers.overridden(budget_states=_budgets_provider):
+        result = compile_bundle(version="v1")
     assert result.errors == []
     assert result.document["budgets"][0]["state"] == "over"
 

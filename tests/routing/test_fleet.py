@@ -13,8 +13,9 @@ from controlplane.models import AuditEntry, Proxy
 from routing import services
 from routing.engine import signing
 from routing.models import Rollout, RolloutStatus
+from routing.selectors import ProxyHealth, proxy_health
 from routing.services import fleet as fleet_services
-from routing.services.fleet import ProxyHealth, decrypt_token, proxy_health
+from routing.services.fleet import decrypt_token
 from tests.routing.fleet_support import make_routing
 
 pytestmark = pytest.mark.django_db

@@ -30,6 +30,19 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from billing import budgets
+from billing import services as billing_services
+from billing.models import IngestBatch
+from controlplane.management.commands.seed_demo import DEMO_USERS
+from controlplane.models import Feature, Proxy
+from routing import services
+from routing import services as routing_services
+from routing.devtools.harness import ProxyProcess, free_port
+from routing.devtools.traffic import run_traffic
+from routing.engine import signing
+from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy, Tier
+from routing.services import fleet as fleet_services
+
 DEMO_UPSTREAM_KEY_ENV = "DEMO_UPSTREAM_KEY"  # the fake upstreams accept anything; the name is what matters
 SMALL_DEPLOYMENT = "llama-3-8b"
 FRONTIER_DEPLOYMENT = "gpt-4o"
@@ -49,8 +62,6 @@ def _port_free(port: int) -> bool:
 
 
 def _pick_port(preferred: int) -> int:
-    from routing.devtools.harness import free_port
-
     return preferred if _port_free(preferred) else free_port()
 
 
@@ -164,11 +175,6 @@ class Command(BaseCommand):
         """A month of company traffic under the live demo: diurnal and weekly shape (billing.synthetic),
         two small-model incidents, and one feature that has crossed its monthly budget. Seeded once:
         a restart finds the seeded batch and keeps it."""
-        from billing import budgets
-        from billing import services as billing_services
-        from billing.models import IngestBatch
-        from controlplane.models import Feature
-
         now = timezone.now()
         self.history_start = now - timedelta(days=days)
         if IngestBatch.objects.filter(source="seed").exists():
@@ -197,8 +203,6 @@ class Command(BaseCommand):
 
     def _backdate_hosting(self) -> None:
         """The seeded history ran on the small model too: its hosting is charged from the history's start."""
-        from routing.models import ModelDeployment, Tier
-
         if self.history_start is not None:
             ModelDeployment.objects.filter(tier=Tier.SMALL, created_at__gt=self.history_start).update(
                 created_at=self.history_start
@@ -299,12 +303,6 @@ class Command(BaseCommand):
         path.chmod(0o600)
 
     def _setup_fleet(self, upstreams: dict[str, str], proxy_ports: str) -> dict[str, Any]:
-        from controlplane.models import Feature, Proxy
-        from routing import services
-        from routing.engine import signing
-        from routing.models import Bundle, FeatureKey, ModelDeployment, RoutingPolicy
-        from routing.services import fleet as fleet_services
-
         state = self._load_state()
         small = self._deployment(
             services,
@@ -409,8 +407,6 @@ class Command(BaseCommand):
     # --- proxies, rollout, traffic ----------------------------------------------------------------------
 
     def _start_proxies(self, setup: dict[str, Any], web_url: str) -> None:
-        from routing.devtools.harness import ProxyProcess
-
         class DemoProxy(ProxyProcess):
             def environment(self) -> dict[str, str]:
                 env = super().environment()
@@ -422,8 +418,6 @@ class Command(BaseCommand):
                 )
                 env["FINOPS_BUNDLE_PUBLIC_KEYS"] = public_key  # trust what this control plane signs
                 return env
-
-        from routing import services as routing_services
 
         public_key = routing_services.bundle_public_key()
         bundle = setup["bundle"]
@@ -466,9 +460,6 @@ class Command(BaseCommand):
             self.stdout.write(f"  proxy up on {proxy.url} in {proxy.startup_s:.1f} s")
 
     def _roll_out(self, bundle: Any) -> None:
-        from routing import services
-        from routing.models import Rollout
-
         if Rollout.objects.filter(bundle=bundle, status__in=("succeeded", "partial")).exists():
             return
         try:
@@ -478,8 +469,6 @@ class Command(BaseCommand):
             self.stdout.write(f"  rollout not started: {exc.messages[0]}")
 
     def _start_traffic(self, keys: dict[str, str], rps: float) -> None:
-        from routing.devtools.traffic import run_traffic
-
         def run() -> None:
             # in a thread of this process (keys stay out of `ps`); it ends with the demo via the stop event
             self.traffic_report = run_traffic(
@@ -504,8 +493,6 @@ class Command(BaseCommand):
             return str(path)
 
     def _banner(self, web_url: str, setup: dict[str, Any] | None, options: dict[str, Any]) -> None:
-        from controlplane.management.commands.seed_demo import DEMO_USERS
-
         out = self.stdout
         out.write(self.style.SUCCESS(f"\nFinOps control plane is up: {web_url}/"))
         out.write("  logins: " + ", ".join(f"{u} / {p}" for u, _, _, p in DEMO_USERS[:3]) + " (more above)")

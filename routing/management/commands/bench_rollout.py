@@ -22,7 +22,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from controlplane.celery import app
+from controlplane.models import Proxy
+from routing import services
+from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour
+from routing.devtools.harness import ProxyProcess, http_json
 from routing.engine.signing import split_credential
+from routing.services import fleet as fleet_services
 
 
 class Command(BaseCommand):
@@ -54,13 +60,6 @@ class Command(BaseCommand):
 
     def _bench(self, count: int, canary_window: float) -> None:
         from django.conf import settings
-
-        from controlplane.celery import app
-        from controlplane.models import Proxy
-        from routing import services
-        from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour
-        from routing.devtools.harness import ProxyProcess, http_json
-        from routing.services import fleet as fleet_services
 
         settings.FLEET_CANARY_WINDOW_S = canary_window
         app.conf.task_always_eager = True  # the rollout runs in this process, right after publish commits
