@@ -23,8 +23,8 @@ import time_machine
 from django.core.management import call_command
 from django.urls import reverse
 
-from billing.budget_models import Budget
 from billing.budgets import budget_evaluate
+from billing.models import Budget
 from billing.services import spend_seed
 from controlplane.models import Feature
 
@@ -52,9 +52,9 @@ def mid_month():
 def seeded(db):
     """The demo organisation, 30 days of spend, routing, an experiment, a fleet of one proxy with a
     bundle and a finished rollout, and a budget that is crossed (so alerts exist)."""
-    from routing import experiments, services
-    from routing.experiment_models import Experiment
-    from routing.models import Rollout
+    from routing import services
+    from routing.models import Experiment, Rollout
+    from routing.services import experiments
     from tests.routing.fleet_support import make_routing, register_proxy
 
     call_command("seed_demo", stdout=io.StringIO())
