@@ -230,11 +230,10 @@ def break_even_requests(*, monthly_hosting: Decimal, gross_savings: Decimal, req
 
 
 def open_alerts(*, user: Any, filters: DashboardFilters) -> int:
-    """Unresolved alerts (issue 7's billing.alerts) the user may see, narrowed to the team/feature filters."""
-    from billing.alerts import alerts_visible
-    from billing.models import AlertStatus
+    """Unresolved, unsnoozed alerts (billing.alerts) the user may see, narrowed to the team/feature filters."""
+    from billing.alerts import alerts_active
 
-    qs = alerts_visible(user).exclude(status=AlertStatus.RESOLVED)
+    qs = alerts_active(user)
     if filters.team is not None:
         qs = qs.filter(team=filters.team)
     if filters.feature is not None:

@@ -23,6 +23,7 @@ import time_machine
 from django.core.management import call_command
 from django.urls import reverse
 
+from billing.alerts import alerts_evaluate
 from billing.budgets import budget_evaluate
 from billing.models import Budget
 from billing.services import spend_seed
@@ -65,6 +66,7 @@ def seeded(db):
         team=feature.team, feature=feature, amount_usd=Decimal("5"), action="block"
     )
     budget_evaluate(budget=budget, now=NOW)
+    alerts_evaluate(now=NOW)  # the alerts page has rows, with their snooze forms
     experiment = experiments.experiment_create(
         actor=None,
         feature=feature,
