@@ -34,11 +34,13 @@ from billing.models.budgets import (
     BudgetStatus,
     FeatureAlertSettings,
 )
-from billing.rollups import hour_floor
-from billing.selectors import rollups_in
+from billing.notifications import notifications_queue
+from billing.rollups import hour_floor, rollups_in
 from controlplane.models import AuditAction, Feature, Proxy
+from controlplane.permissions import is_org_wide, visible_teams
 from controlplane.services import audit_record
 from routing.engine.spend import SLM_UNAVAILABLE, SMALL_MODEL_FALLBACK_REASONS, fallback_alert_fires
+from routing.models import RoutingPolicy
 
 log = logging.getLogger("finops.alerts")
 
@@ -76,8 +78,6 @@ def _notify(alert: Alert, event: str, now: datetime | None = None) -> None:
 
     A resolution is not sent either for an alert whose opening was never sent (it opened during a
     snooze): receivers would close something they were never told about."""
-    from billing.notifications import notifications_queue
-
     now = now or timezone.now()
     if alert.is_snoozed(now):
         return
@@ -332,7 +332,6 @@ def fallback_rate_conditions(*, now: datetime) -> list[Condition]:
 
 def _small_model_of_features(feature_ids: list[int]) -> dict[int, str]:
     """Each feature's small model group under the current routing policies (override, else default)."""
-    from routing.models import RoutingPolicy
 
     policies = {
         p.feature_id: p
@@ -628,7 +627,6 @@ def alerts_evaluate(*, now: datetime) -> dict[str, dict[str, int]]:
 
 def alerts_visible(user: Any):  # type: ignore[no-untyped-def]
     """Alerts the user may see: their teams' alerts, and fleet alerts (no team) for organisation-wide roles."""
-    from controlplane.permissions import is_org_wide, visible_teams
 
     qs = Alert.objects.select_related("team", "feature", "proxy", "acknowledged_by", "resolved_by")
     if is_org_wide(user):

@@ -9,11 +9,14 @@ class BillingConfig(AppConfig):
         from django.db.backends.signals import connection_created
         from django.db.models.signals import post_delete, post_save
 
+        # models can only be imported once the app registry is ready
         from billing import budgets, services
+        from billing.selectors import routing as spend_reads
         from controlplane.models import Feature, Team
         from routing import providers
 
         providers.register_budget_states(budgets.budget_states_for_bundle)
+        providers.register_spend_reader(spend_reads)
 
         connection_created.connect(services._stage_ready, dispatch_uid="billing-stage")
         for model in (Team, Feature):

@@ -25,10 +25,13 @@ from django.utils import timezone
 
 from billing.forecast import Forecast, month_end_forecast
 from billing.models.budgets import Budget, BudgetAction, BudgetState, BudgetStatus, FeatureAlertSettings
-from billing.selectors import rollups_in
+from billing.rollups import rollups_in
 from controlplane.models import AuditAction, Feature, Team
 from controlplane.services import audit_record, snapshot, stored_snapshot
 from routing import providers
+from routing import services as routing_services
+from routing.compiler import budget_entries
+from routing.models import Bundle
 
 log = logging.getLogger("finops.budgets")
 
@@ -91,7 +94,7 @@ def _apply(budget: Budget, values: Mapping[str, Any]) -> None:
 
 
 def _queue_refresh() -> None:
-    from billing.tasks import budgets_refresh
+    from billing.tasks import budgets_refresh  # at call time: billing.tasks imports this module
 
     transaction.on_commit(lambda: budgets_refresh.delay())
 
@@ -321,7 +324,6 @@ def budget_states_for_bundle() -> list[dict[str, Any]]:
 
 
 def _published_over() -> set[tuple[str, str, str]] | None:
-    from routing.models import Bundle
 
     latest = Bundle.objects.order_by("-number").first()
     if latest is None:
@@ -335,7 +337,6 @@ def _published_over() -> set[tuple[str, str, str]] | None:
 
 def budgets_publish_if_changed(*, now: datetime) -> str | None:
     """Publish a bundle when the enforced budget states differ from the latest bundle's; returns the version."""
-    from routing import services as routing_services
 
     published = _published_over()
     if published is None:
@@ -371,7 +372,6 @@ def budgets_publish_if_changed(*, now: datetime) -> str | None:
 
 def _set_budget_states(doc: dict[str, Any]) -> str:
     """Patch for an automatic publish: the bundle's budgets become the enforced states, nothing else."""
-    from routing.compiler import budget_entries
 
     wanted = budget_entries()
     if doc.get("budgets") == wanted:

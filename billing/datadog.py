@@ -17,6 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.models import IngestBatch, SpendEvent
+from routing.engine import spend
 
 log = logging.getLogger(__name__)
 PREFIX = "finops.spend"
@@ -93,15 +94,15 @@ def spend_batch_mirror(*, batch_id: int) -> int:
             f"team:{_tag(team)}",
             f"feature:{_tag(feature)}",
             f"route:{_tag(route)}",
-            f"model:{_tag(deployment or group)}",
+            f"model:{_tag(spend.model_name(deployment, group))}",
             f"arm:{_tag(arm)}",
         )
         t = totals[tags]
-        t["requests"] += attempt == 1
+        t["requests"] += attempt == spend.REQUEST_ATTEMPT
         t["attempts"] += 1
         t["errors"] += status == "error"
         t["cost_usd"] += cost
-        served_baseline = base if status == "success" and reason != "low_confidence" else Decimal(0)
+        served_baseline = base if spend.counts_toward_baseline(status, reason) else Decimal(0)
         t["baseline_cost_usd"] += served_baseline
         t["savings_usd"] += served_baseline - cost
         t["tokens.input"] += tin

@@ -17,6 +17,8 @@ from django.http import HttpResponse, StreamingHttpResponse
 
 from billing.models import SpendEvent
 from controlplane.models import Feature, Team
+from routing.engine import spend
+from routing.models import ModelDeployment, Tier
 
 FOCUS_VERSION = "1.2"
 BILLING_ACCOUNT_ID = "llm-finops"
@@ -243,12 +245,12 @@ def focus_rows(
         team, feature = teams.get(e["team_id"]), features.get(e["feature_id"])
         team_slug = team.slug if team else str(e["team_id"])
         feature_slug = feature.slug if feature else str(e["feature_id"])
-        model = e["deployment"] or e["model_group"]
+        model = spend.model_name(e["deployment"], e["model_group"])
         provider = provider_of(model, small_tier_groups=small_tier_groups, model_group=e["model_group"])
         tokens = int(e["input_tokens"]) + int(e["output_tokens"])
         cost = Decimal(e["cost_usd"])
         unit_price = (cost / tokens).quantize(Decimal("1E-12")) if tokens else Decimal(0)
-        is_baseline_row = e["status"] == "success" and e["fallback_reason"] != "low_confidence"
+        is_baseline_row = spend.counts_toward_baseline(e["status"], e["fallback_reason"])
         baseline = Decimal(e["baseline_cost_usd"]) if is_baseline_row else Decimal(0)
         period_start, period_end = _month_bounds(e["start_time"])
         charge_end = max(e["end_time"], e["start_time"] + timedelta(milliseconds=1))
@@ -331,7 +333,6 @@ def focus_stream(
     *, start: datetime, end: datetime, team_ids: list[int] | None, feature_ids: list[int] | None
 ) -> Iterator[str]:
     """CSV lines: the header, then one FOCUS row per attempt that started in [start, end), in time order."""
-    from routing.models import ModelDeployment, Tier
 
     writer = csv.writer(_Echo())
     yield writer.writerow(FOCUS_COLUMNS + EXTENSION_COLUMNS)

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing.datadog import statsd_client
 from billing.models.budgets import (
     Alert,
     AlertChannel,
@@ -83,7 +84,7 @@ def notifications_queue(*, alert: Alert, event: str) -> list[Notification]:
         if new:
             created.append(notification)
     if created:
-        from billing.tasks import notification_send
+        from billing.tasks import notification_send  # at call time: billing.tasks imports this module
 
         ids = [n.pk for n in created]
         transaction.on_commit(lambda: [notification_send.delay(i) for i in ids])
@@ -101,7 +102,6 @@ def _text(alert: Alert, event: str) -> str:
 
 
 def send_datadog(notification: Notification) -> None:
-    from billing.datadog import statsd_client
 
     alert = notification.alert
     if notification.event == "resolved":

@@ -12,23 +12,37 @@ score_bk).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
+from django.db.models import Q, QuerySet
 
 from billing.models import (
     FALLBACK_SCORE_BUCKETS,
     LATENCY_BOUNDS_MS,
     LATENCY_BUCKETS,
     SCORE_BUCKETS,
+    SpendAttemptMeasures,
     SpendEvent,
     SpendRollupHourly,
 )
+from routing.engine import spend
 
 ROLLUP = SpendRollupHourly._meta.db_table
 EVENTS = SpendEvent._meta.db_table
+# SQL forms of the counting rules in routing/engine/spend.py (the same names without _SQL/_ROW there).
+REQUEST_ROW = f"attempt = {spend.REQUEST_ATTEMPT}"  # counts one request
 # The one attempt row of a served request that carries its baseline (frontier-price) estimate.
-BASELINE_ROW = "status = 'success' AND fallback_reason <> 'low_confidence'"
+BASELINE_ROW = f"status = '{spend.BASELINE_STATUS}' AND fallback_reason <> '{spend.BASELINE_EXCLUDED_REASON}'"
+SMALL_MODEL_FALLBACK_ROW = "fallback AND fallback_reason IN ({})".format(
+    ", ".join(f"'{reason}'" for reason in spend.SMALL_MODEL_FALLBACK_REASONS)
+)
+MODEL_SQL = "CASE WHEN deployment <> '' THEN deployment ELSE model_group END"  # spend.model_name
+# The same rules for ORM queries.
+REQUEST_Q = Q(attempt=spend.REQUEST_ATTEMPT)
+SMALL_MODEL_FALLBACK_Q = Q(fallback=True, fallback_reason__in=spend.SMALL_MODEL_FALLBACK_REASONS)
 KEY = ["hour", "team_id", "feature_id", "route", "model", "fallback_reason", "experiment", "arm"]
 MEASURES = [
     "requests",
@@ -79,7 +93,7 @@ def _count_if(condition: str) -> str:
 
 def _measure_sql() -> list[str]:
     exprs = [
-        _count_if("attempt = 1"),
+        _count_if(REQUEST_ROW),
         "COUNT(*)",
         _count_if("status = 'error'"),
         _count_if("fallback"),
@@ -96,7 +110,7 @@ def _measure_sql() -> list[str]:
     exprs.append(_count_if(f"latency_ms >= {lower}"))
     for k in range(10):
         high = f"AND score < {(k + 1) / 10:.1f}" if k < 9 else ""
-        exprs.append(_count_if(f"attempt = 1 AND score >= {k / 10:.1f} {high}"))
+        exprs.append(_count_if(f"{REQUEST_ROW} AND score >= {k / 10:.1f} {high}"))
     for k in range(10):
         high = f"AND score < {(k + 1) / 10:.1f}" if k < 9 else ""
         exprs.append(_count_if(f"fallback AND score >= {k / 10:.1f} {high}"))
@@ -113,7 +127,7 @@ def upsert_sql(source: str, where: str = "") -> str:
         "team_id",
         "feature_id",
         "route",
-        "CASE WHEN deployment <> '' THEN deployment ELSE model_group END AS model",
+        f"{MODEL_SQL} AS model",
         "fallback_reason",
         "experiment",
         "arm",
@@ -127,6 +141,48 @@ def upsert_sql(source: str, where: str = "") -> str:
         f"GROUP BY {positions} ORDER BY {positions} "
         f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}"
     )
+
+
+def _ids(items: Iterable[Any] | None) -> list[int] | None:
+    if items is None:
+        return None
+    return [getattr(item, "pk", item) for item in items]
+
+
+def scoped(qs: QuerySet, *, teams: Iterable[Any] | None, features: Iterable[Any] | None) -> QuerySet:
+    """Rows of these teams / features (objects or ids; None: all)."""
+    team_ids, feature_ids = _ids(teams), _ids(features)
+    if team_ids is not None:
+        qs = qs.filter(team_id__in=team_ids)
+    if feature_ids is not None:
+        qs = qs.filter(feature_id__in=feature_ids)
+    return qs
+
+
+def rollups_in(
+    *,
+    start: datetime,
+    end: datetime,
+    teams: Iterable[Any] | None = None,
+    features: Iterable[Any] | None = None,
+    models: Iterable[str] | None = None,
+    end_users: Iterable[str] | None = None,
+) -> QuerySet:
+    """Rollup rows of the hours in [start, end), scoped, optionally to attempt models (deployment, else
+    model group, as the rollups name them).
+
+    With `end_users` the rollups cannot answer (they do not carry the end user): the rows come from the
+    SpendAttemptMeasures view over the raw attempts instead, which has the same key and measure columns,
+    so every caller's grouping and sums work unchanged."""
+    if end_users is not None:
+        qs = SpendAttemptMeasures.objects.filter(
+            start_time__gte=start, start_time__lt=end, end_user__in=list(end_users)
+        )
+    else:
+        qs = SpendRollupHourly.objects.filter(hour__gte=start, hour__lt=end)
+    if models is not None:
+        qs = qs.filter(model__in=list(models))
+    return scoped(qs, teams=teams, features=features)
 
 
 def hour_floor(moment: datetime) -> datetime:

@@ -24,6 +24,8 @@ from django.utils import timezone
 
 from billing import partitions, rollups
 from billing.models import BlockedCallCount, IngestBatch, SpendEvent
+from billing.synthetic import synthetic_records
+from billing.tasks import spend_batch_mirror
 from controlplane.env import env_int
 from controlplane.models import Feature, Proxy, Team
 from routing.engine import signing
@@ -522,7 +524,6 @@ def blocked_counts_ingest(
 
 
 def _queue_mirror(batch_id: int) -> None:
-    from billing.tasks import spend_batch_mirror
 
     try:
         spend_batch_mirror.delay(batch_id)
@@ -606,7 +607,6 @@ def spend_seed(
     COPY straight into the events table on Postgres (fresh random event ids cannot collide), bulk_create on
     SQLite; rollups come from the same aggregate as rollups_rebuild, over the seeded range.
     """
-    from billing.synthetic import synthetic_records
 
     features = list(Feature.objects.select_related("team").values_list("team__slug", "slug"))
     if not features:

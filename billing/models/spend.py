@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 
 from controlplane.models import Feature, Proxy, Team
+from routing.engine import spend
 
 MONEY = {"max_digits": 20, "decimal_places": 10}
 
@@ -119,7 +120,7 @@ class SpendEvent(models.Model):
     @property
     def model(self) -> str:
         """The model this attempt went to: the deployment when known, else its model group."""
-        return self.deployment or self.model_group
+        return spend.model_name(self.deployment, self.model_group)
 
 
 class SpendRollupHourly(models.Model):

@@ -1,5 +1,6 @@
 """Billing reads: raw spend and request selectors (spend), dashboard figures (dashboards)."""
 
+from billing.rollups import rollups_in
 from billing.selectors.dashboards import (
     ACTION_EFFECTS,
     CENTS,
@@ -34,17 +35,9 @@ from billing.selectors.dashboards import (
 from billing.selectors.spend import (
     BLOCKED_REASON_LABELS,
     RequestView,
-    fallback_rate_series,
     feature_blocked_since,
-    latency_percentiles,
     percentile_from_buckets,
-    request_detail,
     request_list,
-    rollups_in,
-    score_distribution,
-    spend_by_feature,
-    spend_daily_by_model,
-    spend_summary,
 )
 
 __all__ = [
@@ -62,7 +55,6 @@ __all__ = [
     "break_even_requests",
     "burn_down",
     "dashboard_filters",
-    "fallback_rate_series",
     "feature_blocked_since",
     "feature_page",
     "feature_thresholds",
@@ -70,7 +62,6 @@ __all__ = [
     "hosting_for_range",
     "hourly_cells",
     "landing_role",
-    "latency_percentiles",
     "mlops_landing",
     "month_forecast",
     "movers",
@@ -78,16 +69,11 @@ __all__ = [
     "overview",
     "percentile_from_buckets",
     "pm_landing",
-    "request_detail",
     "request_list",
     "rollups_in",
     "routing_analytics",
-    "score_distribution",
     "small_model_deployments",
     "small_model_monthly_hosting",
-    "spend_by_feature",
     "spend_cube",
     "spend_cube_over",
-    "spend_daily_by_model",
-    "spend_summary",
 ]

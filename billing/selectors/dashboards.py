@@ -18,11 +18,16 @@ from urllib.parse import urlencode
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 
-from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS, SpendEvent
-from billing.selectors.spend import percentile_from_buckets, rollups_in
-from controlplane.models import Feature, Team
+from billing.alerts import alerts_active
+from billing.budgets import budget_for_feature
+from billing.forecast import month_end_forecast
+from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS, Budget, SpendEvent
+from billing.rollups import rollups_in
+from billing.selectors.spend import percentile_from_buckets
+from controlplane.models import Feature, Membership, Role, Team
 from controlplane.permissions import is_org_wide, visible_features, visible_teams
 from routing.engine.spend import SLM_UNAVAILABLE
+from routing.models import ModelDeployment, RoutingPolicy, Tier
 
 ZERO = Decimal("0")
 CENTS = Decimal("0.01")
@@ -245,7 +250,6 @@ def _money(value: Any) -> Decimal:
 
 def small_model_deployments() -> list[tuple[datetime, Decimal]]:
     """(live since, monthly hosting) of each active small-tier deployment (routing.models.ModelDeployment)."""
-    from routing.models import ModelDeployment, Tier
 
     return [
         (created, Decimal(monthly or 0))
@@ -305,8 +309,6 @@ def break_even_requests(*, monthly_hosting: Decimal, gross_savings: Decimal, req
 
 def open_alerts(*, user: Any, filters: DashboardFilters) -> int:
     """Unresolved, unsnoozed alerts (billing.alerts) the user may see, narrowed to the team/feature filters."""
-    from billing.alerts import alerts_active
-
     qs = alerts_active(user)
     if filters.team is not None:
         qs = qs.filter(team=filters.team)
@@ -393,8 +395,7 @@ def _derive(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> dict[str, Any]:
-    """Month-to-date spend per UTC day and issue 7's weekday-aware month-end forecast (billing.forecast)."""
-    from billing.forecast import month_end_forecast
+    """Month-to-date spend per UTC day and the weekday-aware month-end forecast (billing.forecast)."""
 
     month_start = now.date().replace(day=1)
     month_end = month_start.replace(day=calendar.monthrange(now.year, now.month)[1])
@@ -700,7 +701,6 @@ def burn_down(*, month: Mapping[str, Any], budget_usd: Decimal | None) -> dict[s
 
 def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) -> dict[str, Any]:
     """The feature page's figures from one grouped read (range and this month) of the feature's rollups."""
-    from billing.budgets import budget_for_feature
 
     today = now.date()
     cells = spend_cube_over(
@@ -757,7 +757,6 @@ def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) 
 
 def feature_thresholds(feature_ids: Iterable[int]) -> dict[int | None, float | None]:
     """Threshold of each feature's routing policy; key None holds the default policy's."""
-    from routing.models import RoutingPolicy
 
     ids = list(feature_ids)
     out: dict[int | None, float | None] = {}
@@ -852,7 +851,6 @@ ACTION_EFFECTS = {
 
 def landing_role(user: Any) -> str:
     """Which question the landing page answers first: "mlops", "pm" or "vp" (org-wide viewers and admins)."""
-    from controlplane.models import Membership, Role
 
     if not getattr(user, "is_authenticated", False) or user.is_superuser:
         return "vp"
@@ -866,7 +864,6 @@ def landing_role(user: Any) -> str:
 
 def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal]) -> list[dict[str, Any]]:
     """Per feature: this month's spend against its budget, the run-out date and what happens at 100 %."""
-    from billing.models import Budget
 
     features = list(features)
     budgets = {

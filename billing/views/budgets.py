@@ -23,6 +23,7 @@ from billing.models import (
     Budget,
     FeatureAlertSettings,
 )
+from billing.notifications import channel_for
 from controlplane.models import Feature, Team
 from controlplane.permissions import (
     Action,
@@ -83,7 +84,6 @@ def _webhook_secret(user: Any, team: Team) -> str | None:
     """The team's webhook signing secret, shown on its budget panel to admins only."""
     if not team.webhook_url or not can(user, Action.MANAGE_TEAMS, team):
         return None
-    from billing.notifications import channel_for
 
     return channel_for(team).webhook_secret
 

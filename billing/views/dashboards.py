@@ -13,7 +13,6 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -205,16 +204,6 @@ FEATURE_TABLES: dict[str, Table] = {
 }
 
 
-def _budget_panel_url(feature: Feature) -> str | None:
-    """Issue 7's budget panel fragment, if that URL exists yet."""
-    for name in ("feature-budget-panel", "budget-panel", "feature-budget"):
-        try:
-            return reverse(name, args=[feature.code])
-        except NoReverseMatch:
-            continue
-    return None
-
-
 def feature_sections(request: HttpRequest, feature: Feature) -> dict[str, Any] | HttpResponse:
     """Context for the feature page's spend sections, or a response (CSV, or the htmx fragment)."""
     now = timezone.now()
@@ -226,7 +215,6 @@ def feature_sections(request: HttpRequest, feature: Feature) -> dict[str, Any] |
     context = {
         "filters": filters,
         "spend": data,
-        "budget_panel_url": _budget_panel_url(feature),
         "blocked_today": selectors.feature_blocked_since(
             feature=feature, since=now.replace(hour=0, minute=0, second=0, microsecond=0)
         ),

@@ -21,9 +21,6 @@ SLM_UNAVAILABLE = (
     "slm_unavailable"  # the small model's breaker was open: sent to the frontier, not a fallback
 )
 FALLBACK_REASONS = ("", "timeout", "error", "low_confidence", "budget", SLM_UNAVAILABLE)
-# Fallbacks that count against the small model (the fallback-rate alert, experiments, what-if): budget
-# degradation is a decision and slm_unavailable an open breaker, each counted and alerted on apart.
-SMALL_MODEL_FALLBACK_REASONS = ("timeout", "error", "low_confidence")
 MONEY_PLACES = Decimal("0.0000000001")  # 10 decimal places: sub-micro-dollar token prices add up
 MAX_MONEY = Decimal("1000000")
 MAX_ATTEMPT_DURATION = timedelta(hours=24)
@@ -32,6 +29,35 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 BLOCKED_KIND = "blocked"  # a counter record: calls the proxy refused, not an attempt
 BLOCKED_REASONS = ("budget", "revoked", "expired", "endpoint")
 MAX_BLOCKED_COUNT = 10**9
+
+# --- counting rules: read by ingest rollups, dashboards, exports, the Datadog mirror, experiments, what-if ---
+# Their SQL forms sit next to the rollup aggregate (billing/rollups.py); keep the two in step.
+
+# Fallbacks that count against the small model (the fallback-rate alert, experiments, what-if): budget
+# degradation is a decision and slm_unavailable an open breaker, each counted and alerted on apart.
+SMALL_MODEL_FALLBACK_REASONS = ("timeout", "error", "low_confidence")
+# A request is counted once, on its first attempt.
+REQUEST_ATTEMPT = 1
+# The baseline (what the frontier model would have cost) is carried by exactly one attempt of a served
+# request: a successful one that is not the frontier retry of a low-confidence small answer (an escalated
+# request keeps the estimate made on its small-model answer).
+BASELINE_STATUS = "success"
+BASELINE_EXCLUDED_REASON = "low_confidence"
+
+
+def counts_toward_baseline(status: str, fallback_reason: str) -> bool:
+    """Does this attempt carry its request's baseline cost?"""
+    return status == BASELINE_STATUS and fallback_reason != BASELINE_EXCLUDED_REASON
+
+
+def counts_against_small_model(fallback: bool, fallback_reason: str) -> bool:
+    """Is this attempt a fallback the small model is to blame for (timeout, error, low confidence)?"""
+    return fallback and fallback_reason in SMALL_MODEL_FALLBACK_REASONS
+
+
+def model_name(deployment: str, model_group: str) -> str:
+    """ "The model" of an attempt: the deployment that served it when known, else its model group."""
+    return deployment or model_group
 
 
 @dataclass(frozen=True)

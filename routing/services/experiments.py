@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Case, IntegerField, Max, Min, Sum, When
 from django.utils import timezone
 from django.utils.text import slugify
 
 from controlplane.models import AuditAction, Feature
 from controlplane.permissions import Action, can
 from controlplane.services import audit_record, snapshot
+from routing import providers
 from routing import services as routing_services
 from routing.compiler import bundle_experiments
 from routing.engine import signing
@@ -61,7 +61,6 @@ EXPERIMENT_FIELDS = (
 )
 MIN_ARMS, MAX_ARMS = 2, 4
 MAX_CALLS = 500_000
-SMALL_FALLBACK_REASONS = ("timeout", "error", "low_confidence")
 THUMBS = {"up": 5, "down": 1}
 
 
@@ -319,35 +318,16 @@ def experiment_promote(*, actor: Any, experiment: Experiment, arm: ExperimentArm
 
 def experiment_arm_data(*, experiment: Experiment, limit: int = MAX_CALLS) -> list[ArmData]:
     """Per-call observations of each arm from the raw spend events (one row per call) and feedback."""
-    from billing.models import SpendEvent
-
     arms = list(experiment.arms.all())
     since = (experiment.started_at or experiment.created_at) - timedelta(minutes=5)
-
-    def flag(**condition: Any) -> Case:
-        return Case(When(**condition, then=1), default=0, output_field=IntegerField())
-
-    rows = (
-        SpendEvent.objects.filter(
-            feature=experiment.feature, experiment=experiment.slug, start_time__gte=since
-        )
-        .values("call_id")
-        .annotate(
-            arm_name=Max("arm"),
-            cost=Sum("cost_usd"),
-            small=Max(flag(attempt=1, route="small")),
-            fell=Max(flag(fallback=True, fallback_reason__in=SMALL_FALLBACK_REASONS)),
-            ok=Max(flag(status="success")),
-            latency=Sum("latency_ms"),
-            first=Min("start_time"),
-        )
-        .order_by("-first")[:limit]
+    rows = providers.spend_reader().experiment_calls(
+        feature=experiment.feature, experiment=experiment.slug, since=since, limit=limit
     )
-    by_arm: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_arm: dict[str, list[Any]] = defaultdict(list)
     call_arm: dict[str, str] = {}
     for row in rows:
-        by_arm[row["arm_name"]].append(row)
-        call_arm[row["call_id"]] = row["arm_name"]
+        by_arm[row.arm].append(row)
+        call_arm[row.call_id] = row.arm
     feedback: dict[str, list[int]] = defaultdict(list)
     rated = Feedback.objects.filter(feature=experiment.feature, created_at__gte=since).values_list(
         "call_id", "score"
@@ -364,11 +344,11 @@ def experiment_arm_data(*, experiment: Experiment, limit: int = MAX_CALLS) -> li
                 threshold=float(arm.threshold),
                 weight=float(arm.weight),
                 is_control=arm.is_control,
-                cost=np.array([float(c["cost"] or 0) for c in calls], dtype=float),
-                small=np.array([c["small"] for c in calls], dtype=float),
-                fallback=np.array([c["fell"] for c in calls], dtype=float),
-                error=np.array([1 - c["ok"] for c in calls], dtype=float),
-                latency_ms=np.array([c["latency"] or 0 for c in calls], dtype=float),
+                cost=np.array([float(c.cost_usd or 0) for c in calls], dtype=float),
+                small=np.array([c.small for c in calls], dtype=float),
+                fallback=np.array([c.small_model_fallback for c in calls], dtype=float),
+                error=np.array([1 - c.success for c in calls], dtype=float),
+                latency_ms=np.array([c.latency_ms or 0 for c in calls], dtype=float),
                 feedback=np.array(feedback.get(arm.name, []), dtype=float),
             )
         )

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from routing import providers
 from routing.models import RoutingPolicy
 from routing.services.experiment_stats import wilson_intervals
 
@@ -42,7 +43,6 @@ BUCKETS = 10
 MAX_THRESHOLD = 1.01  # the engine's "everything small"
 MAX_CALLS = 200_000
 DRAWS = 400
-SMALL_FALLBACK_REASONS = ("timeout", "error", "low_confidence")
 USD = Decimal("0.000001")
 
 
@@ -285,54 +285,18 @@ def feature_samples(
     *, feature: Any, start: datetime, end: datetime, limit: int = MAX_CALLS
 ) -> list[CallSample]:
     """The newest `limit` scored calls of a feature that started in [start, end), one sample per call."""
-    from billing.models import SpendEvent
-
-    firsts = list(
-        SpendEvent.objects.filter(
-            feature=feature, attempt=1, start_time__gte=start, start_time__lt=end, score__isnull=False
-        )
-        .order_by("-start_time")
-        .values_list(
-            "call_id",
-            "score",
-            "input_tokens",
-            "output_tokens",
-            "baseline_cost_usd",
-            "route",
-            "cost_usd",
-            "status",
-        )[:limit]
-    )
-    if not firsts:
-        return []
-    oldest = (
-        SpendEvent.objects.filter(
-            feature=feature, attempt=1, start_time__gte=start, start_time__lt=end, score__isnull=False
-        )
-        .order_by("-start_time")[len(firsts) - 1 : len(firsts)]
-        .values_list("start_time", flat=True)
-    )
-    since = next(iter(oldest), start)
-    fell = set(
-        SpendEvent.objects.filter(
-            feature=feature,
-            fallback=True,
-            fallback_reason__in=SMALL_FALLBACK_REASONS,
-            start_time__gte=since,
-        ).values_list("call_id", flat=True)
-    )
+    calls = providers.spend_reader().scored_calls(feature=feature, start=start, end=end, limit=limit)
     samples = []
-    for call_id, score, tokens_in, tokens_out, baseline, route, cost, status in firsts:
-        fallback = call_id in fell
-        served_small = route == "small" and status == "success" and not fallback
+    for c in calls:
+        served_small = c.route == "small" and c.status == "success" and not c.small_model_fallback
         samples.append(
             CallSample(
-                score=float(score),
-                tokens=int(tokens_in) + int(tokens_out),
-                baseline_cost=baseline,
-                route=route,
-                small_cost=cost if served_small else None,
-                fell_back=fallback and route == "small",
+                score=float(c.score),
+                tokens=int(c.input_tokens) + int(c.output_tokens),
+                baseline_cost=c.baseline_cost_usd,
+                route=c.route,
+                small_cost=c.cost_usd if served_small else None,
+                fell_back=c.small_model_fallback and c.route == "small",
             )
         )
     return samples

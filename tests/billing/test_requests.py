@@ -15,6 +15,15 @@ pytestmark = pytest.mark.django_db
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
+def _request(call_id: str, *, features=None):
+    """The request with this call id as the request log lists it (None if it does not list it)."""
+    now = datetime.now(UTC)
+    listed = selectors.request_list(
+        start=now - timedelta(days=1), end=now + timedelta(days=1), features=features
+    )
+    return next((r for r in listed if r.call_id == call_id), None)
+
+
 def _timeout_then_frontier(call_id: str):
     slm = make_record(
         call_id=call_id,
@@ -48,7 +57,7 @@ def test_slm_timeout_then_frontier_success_is_one_request_with_reason_timeout(cl
     assert post_batch(client, [frontier]).json()["accepted"] == 1
     assert post_batch(client, [slm, make_record(call_id="call-plain")]).json()["accepted"] == 2
 
-    request = selectors.request_detail("call-fallback-1")
+    request = _request("call-fallback-1")
     assert request is not None
     assert [a.attempt for a in request.attempts] == [1, 2]
     assert request.route == "small"
@@ -71,8 +80,8 @@ def test_slm_timeout_then_frontier_success_is_one_request_with_reason_timeout(cl
 def test_request_scoped_to_features(client, proxy, feature, other_feature):
     issue_key(other_feature)
     post_batch(client, [make_record(call_id="growth-call", team="growth", feature="email-copy")])
-    assert selectors.request_detail("growth-call", features=[feature]) is None
-    assert selectors.request_detail("growth-call", features=[other_feature]).feature_id == other_feature.pk
+    assert _request("growth-call", features=[feature]) is None
+    assert _request("growth-call", features=[other_feature]).feature_id == other_feature.pk
 
 
 def test_low_confidence_escalation_keeps_one_baseline(client, proxy, feature):
@@ -88,7 +97,7 @@ def test_low_confidence_escalation_keeps_one_baseline(client, proxy, feature):
         baseline_cost_usd=Decimal("0.0007"),
     )
     post_batch(client, [slm, escalated])
-    request = selectors.request_detail("esc")
+    request = _request("esc")
     assert request.served_model == "anthropic/claude-sonnet-4-5"
     assert request.fallback_reason == "low_confidence"
     assert request.cost_usd == Decimal("0.0000120000") + Decimal("0.0007")

@@ -12,6 +12,9 @@ from django.db import connection
 
 from billing import datadog, exports, rollups, services
 from billing.models import SpendEvent
+from billing.selectors import routing as spend_reads
+from routing import providers
+from routing.engine import spend
 from routing.engine.spend import SpendRecord
 
 MODEL_COLUMNS = {f.attname for f in SpendEvent._meta.concrete_fields if not f.primary_key}
@@ -95,3 +98,42 @@ def test_rollup_export_and_mirror_read_stored_columns():
     assert set(exports.EVENT_FIELDS) <= MODEL_COLUMNS
     for path in datadog.MIRROR_FIELDS:
         assert _model_path_exists(path), path
+
+
+@pytest.mark.django_db
+def test_counting_rules_have_the_same_answer_in_sql_and_python():
+    cases = [
+        (status, reason, fallback, deployment, attempt)
+        for status in spend.STATUSES
+        for reason in spend.FALLBACK_REASONS
+        for fallback in (False, True)
+        for deployment in ("", "openai/gpt-4o")
+        for attempt in (1, 2)
+    ]
+    rules = (rollups.BASELINE_ROW, rollups.SMALL_MODEL_FALLBACK_ROW, rollups.MODEL_SQL, rollups.REQUEST_ROW)
+    with connection.cursor() as cursor:
+        for status, reason, fallback, deployment, attempt in cases:
+            cursor.execute(
+                f"SELECT {', '.join(f'({rule})' for rule in rules)} FROM (SELECT %s AS status, "
+                "%s AS fallback_reason, %s AS fallback, %s AS deployment, 'group' AS model_group, "
+                "%s AS attempt) AS t",
+                [status, reason, fallback, deployment, attempt],
+            )
+            in_sql = tuple(cursor.fetchone())
+            in_python = (
+                spend.counts_toward_baseline(status, reason),
+                spend.counts_against_small_model(fallback, reason),
+                spend.model_name(deployment, "group"),
+                attempt == spend.REQUEST_ATTEMPT,
+            )
+            assert tuple(bool(v) if i != 2 else v for i, v in enumerate(in_sql)) == in_python, (
+                status,
+                reason,
+                fallback,
+                deployment,
+                attempt,
+            )
+
+
+def test_routing_reads_spend_through_the_reader_billing_registers():
+    assert providers.spend_reader() is spend_reads

@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
@@ -309,19 +310,21 @@ class Command(BaseCommand):
             )
             have = SpendEvent.objects.count()
         end = timezone.now()
-        window = {"start": max(end - timedelta(days=30), partitions.retention_cutoff(end)), "end": end}
+        start = max(end - timedelta(days=30), partitions.retention_cutoff(end))
+        viewer, _ = get_user_model().objects.get_or_create(
+            username="bench-ingest", defaults={"is_superuser": True, "is_staff": True}
+        )
+        filters = selectors.dashboard_filters(
+            {"start": start.date().isoformat()}, user=viewer, today=end.date()
+        )
+        feature = Feature.objects.order_by("slug").first()
         checks = {
-            "spend_summary": lambda: selectors.spend_summary(**window),
-            "spend_by_feature": lambda: selectors.spend_by_feature(**window),
-            "spend_daily_by_model": lambda: selectors.spend_daily_by_model(**window),
-            "fallback_rate_series": lambda: selectors.fallback_rate_series(
-                **window, bucket="day", by_feature=True
-            ),
-            "latency_percentiles": lambda: selectors.latency_percentiles(**window, by="model"),
-            "score_distribution": lambda: selectors.score_distribution(**window),
+            "overview": lambda: selectors.overview(filters=filters, user=viewer, now=end),
+            "routing_analytics": lambda: selectors.routing_analytics(filters=filters),
+            "feature_page": lambda: selectors.feature_page(feature=feature, filters=filters, now=end),
         }
         self.stdout.write(
-            f"overview selectors over 30 days at {have:,} raw events "
+            f"dashboard selectors over 30 days at {have:,} raw events "
             f"({SpendRollupHourly.objects.count():,} rollup rows), median of 5:"
         )
         for name, run in checks.items():
