@@ -174,7 +174,8 @@ def migrate(db_url: str, redis_url: str) -> None:
 SETUP = r"""
 import json, sys
 from decimal import Decimal
-from routing.services import fleet as fleet_services, services as cp
+from controlplane import services as cp
+from routing.services import fleet as fleet_services
 from routing import services
 args = json.loads(sys.argv[1])
 team = cp.team_create(actor=None, name="Faults", slug="faults")
