@@ -18,6 +18,7 @@ from statistics import median
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
@@ -69,8 +70,23 @@ class Condition:
 # --- lifecycle --------------------------------------------------------------------------------------
 
 
-def _notify(alert: Alert, event: str) -> None:
+SNOOZE_MAX = timedelta(days=90)
 
+
+def _notify(alert: Alert, event: str, now: datetime | None = None) -> None:
+    """Queue the alert's notifications for `event`, except while it is snoozed.
+
+    A resolution is not sent either for an alert whose opening was never sent (it opened during a
+    snooze): receivers would close something they were never told about."""
+    now = now or timezone.now()
+    if alert.is_snoozed(now):
+        return
+    if (
+        event == "resolved"
+        and alert.snoozed_until is not None
+        and not alert.notifications.filter(event="opened").exists()
+    ):
+        return
     notifications_queue(alert=alert, event=event)
 
 
@@ -82,8 +98,21 @@ def alert_raise(*, condition: Condition, now: datetime) -> tuple[Alert, bool]:
         existing.details = condition.details
         existing.message = condition.message
         existing.title = condition.title[:200]
-        existing.save(update_fields=["last_seen_at", "details", "message", "title", "updated_at"])
+        fields = ["last_seen_at", "details", "message", "title", "updated_at"]
+        snooze_ended = existing.snoozed_until is not None and not existing.is_snoozed(now)
+        if snooze_ended:  # still failing when the snooze ends: it is active again, and says so once
+            existing.snoozed_until = existing.snoozed_by = None
+            fields += ["snoozed_until", "snoozed_by"]
+        existing.save(update_fields=fields)
+        if snooze_ended:
+            _notify(existing, "opened", now)
         return existing, False
+    # a condition that clears and fails again while its last alert was snoozed stays snoozed
+    previous = (
+        Alert.objects.filter(key=condition.key, status=AlertStatus.RESOLVED, snoozed_until__gt=now)
+        .order_by("-resolved_at")
+        .first()
+    )
     try:
         with transaction.atomic():
             alert = Alert.objects.create(
@@ -98,10 +127,12 @@ def alert_raise(*, condition: Condition, now: datetime) -> tuple[Alert, bool]:
                 details=condition.details,
                 opened_at=now,
                 last_seen_at=now,
+                snoozed_until=previous.snoozed_until if previous else None,
+                snoozed_by=previous.snoozed_by if previous else None,
             )
     except IntegrityError:  # another evaluation opened it a moment ago
         return Alert.objects.filter(key=condition.key).exclude(status=AlertStatus.RESOLVED).get(), False
-    _notify(alert, "opened")
+    _notify(alert, "opened", now)
     return alert, True
 
 
@@ -126,7 +157,7 @@ def alert_resolve(*, alert: Alert, now: datetime, actor: Any = None) -> bool:
                 after={"status": AlertStatus.RESOLVED},
                 note="alert resolved by hand",
             )
-        _notify(alert, "resolved")
+        _notify(alert, "resolved", now)
     return True
 
 
@@ -148,6 +179,41 @@ def alert_acknowledge(*, alert: Alert, actor: Any, now: datetime | None = None) 
             after={"status": AlertStatus.ACKNOWLEDGED},
         )
     return True
+
+
+def alert_snooze(*, alert: Alert, actor: Any, until: datetime | None, now: datetime | None = None) -> Alert:
+    """Snooze an unresolved alert until `until` (audited), or end its snooze when `until` is None.
+
+    Raises ValidationError naming `until` when it is not in the future or further than SNOOZE_MAX."""
+    now = now or timezone.now()
+    if until is not None and until <= now:
+        raise ValidationError({"until": "Choose a time in the future to snooze until."})
+    if until is not None and until > now + SNOOZE_MAX:
+        raise ValidationError(
+            {
+                "until": f"Snooze for at most {SNOOZE_MAX.days} days; resolve the alert if it no longer matters."
+            }
+        )
+    with transaction.atomic():
+        locked = Alert.objects.select_for_update().get(pk=alert.pk)
+        if locked.status == AlertStatus.RESOLVED:
+            raise ValidationError({"until": "This alert is resolved already: there is nothing to snooze."})
+        before = {"snoozed_until": locked.snoozed_until.isoformat() if locked.is_snoozed(now) else None}
+        locked.snoozed_until = until
+        locked.snoozed_by = actor if until is not None else None
+        locked.save(update_fields=["snoozed_until", "snoozed_by", "updated_at"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.UPDATE,
+            obj=locked,
+            before=before,
+            after={"snoozed_until": until.isoformat() if until else None},
+            note="alert snoozed" if until else "alert snooze ended by hand",
+        )
+        if until is None and locked.status != AlertStatus.RESOLVED:
+            _notify(locked, "opened", now)  # its opening may have been held back by the snooze
+    alert.refresh_from_db()
+    return alert
 
 
 def _sync(kind: str, conditions: list[Condition], now: datetime) -> dict[str, int]:
@@ -568,5 +634,15 @@ def alerts_visible(user: Any):  # type: ignore[no-untyped-def]
     return qs.filter(team__in=visible_teams(user))
 
 
+def alerts_active(user: Any, now: datetime | None = None):  # type: ignore[no-untyped-def]
+    """Unresolved alerts the user may see that are not snoozed right now."""
+    now = now or timezone.now()
+    return (
+        alerts_visible(user)
+        .exclude(status=AlertStatus.RESOLVED)
+        .filter(Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now))
+    )
+
+
 def open_alert_count(user: Any) -> int:
-    return alerts_visible(user).exclude(status=AlertStatus.RESOLVED).count()
+    return alerts_active(user).count()

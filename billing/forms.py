@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -71,3 +72,39 @@ class BudgetForm(forms.Form):
         if len(set(values)) != len(values):
             raise ValidationError("Alert thresholds: a percentage repeats; list each once.")
         return sorted(values)
+
+
+class AlertSnoozeForm(forms.Form):
+    """How long to silence an alert: an hour, a day, or until the start of a chosen day (team time)."""
+
+    DURATIONS = [("1h", "1 hour"), ("24h", "24 hours"), ("date", "until a date")]
+
+    duration = forms.ChoiceField(label="Snooze", choices=DURATIONS, initial="1h")
+    until = forms.DateField(
+        label="Until",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The alert becomes active again at 00:00 on this day, in the team's timezone.",
+    )
+
+    def __init__(self, *args: Any, zone: Any, now: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.zone, self.now = zone, now
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        duration = data.get("duration")
+        if duration == "1h":
+            data["until_at"] = self.now + timedelta(hours=1)
+        elif duration == "24h":
+            data["until_at"] = self.now + timedelta(hours=24)
+        elif duration == "date":
+            day = data.get("until")
+            if day is None:
+                if "until" not in self.errors:
+                    self.add_error(
+                        "until", "Pick the day the snooze ends (YYYY-MM-DD), or choose 1 h or 24 h."
+                    )
+            else:
+                data["until_at"] = datetime.combine(day, time.min, tzinfo=self.zone)
+        return data

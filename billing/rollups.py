@@ -24,6 +24,7 @@ from billing.models import (
     LATENCY_BOUNDS_MS,
     LATENCY_BUCKETS,
     SCORE_BUCKETS,
+    SpendAttemptMeasures,
     SpendEvent,
     SpendRollupHourly,
 )
@@ -164,9 +165,23 @@ def rollups_in(
     end: datetime,
     teams: Iterable[Any] | None = None,
     features: Iterable[Any] | None = None,
-) -> QuerySet[SpendRollupHourly]:
-    """Rollup rows of the hours in [start, end), scoped."""
-    qs = SpendRollupHourly.objects.filter(hour__gte=start, hour__lt=end)
+    models: Iterable[str] | None = None,
+    end_users: Iterable[str] | None = None,
+) -> QuerySet:
+    """Rollup rows of the hours in [start, end), scoped, optionally to attempt models (deployment, else
+    model group, as the rollups name them).
+
+    With `end_users` the rollups cannot answer (they do not carry the end user): the rows come from the
+    SpendAttemptMeasures view over the raw attempts instead, which has the same key and measure columns,
+    so every caller's grouping and sums work unchanged."""
+    if end_users is not None:
+        qs = SpendAttemptMeasures.objects.filter(
+            start_time__gte=start, start_time__lt=end, end_user__in=list(end_users)
+        )
+    else:
+        qs = SpendRollupHourly.objects.filter(hour__gte=start, hour__lt=end)
+    if models is not None:
+        qs = qs.filter(model__in=list(models))
     return scoped(qs, teams=teams, features=features)
 
 

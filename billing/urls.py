@@ -15,4 +15,5 @@ urlpatterns = [
     path("alerts/badge/", budgets.alert_badge, name="alert-badge"),
     path("alerts/<uuid:code>/acknowledge/", budgets.alert_acknowledge, name="alert-acknowledge"),
     path("alerts/<uuid:code>/resolve/", budgets.alert_resolve, name="alert-resolve"),
+    path("alerts/<uuid:code>/snooze/", budgets.alert_snooze, name="alert-snooze"),
 ]

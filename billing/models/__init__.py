@@ -28,6 +28,7 @@ from billing.models.spend import (
     SCORE_BUCKETS,
     BlockedCallCount,
     IngestBatch,
+    SpendAttemptMeasures,
     SpendEvent,
     SpendRollupHourly,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "Notification",
     "NotificationChannel",
     "NotificationStatus",
+    "SpendAttemptMeasures",
     "SpendEvent",
     "SpendRollupHourly",
     "default_thresholds",

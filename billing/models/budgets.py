@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -11,6 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
 
 from controlplane.models import Feature, Proxy, Team, TimeStampedModel
 
@@ -220,6 +223,14 @@ class Alert(TimeStampedModel):
         related_name="+",
         help_text="Empty when resolved automatically.",
     )
+    snoozed_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Until then the alert sends no notification and does not count as active.",
+    )
+    snoozed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-opened_at", "-id"]
@@ -233,6 +244,34 @@ class Alert(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.title}"
+
+    def is_snoozed(self, now: datetime | None = None) -> bool:
+        return self.snoozed_until is not None and self.snoozed_until > (now or timezone.now())
+
+    @property
+    def snoozed(self) -> bool:
+        return self.is_snoozed()
+
+    def chart_link(self) -> tuple[str, str] | None:
+        """(url, label) of the chart that shows this alert, over the days from its opening to when it was
+        last seen (one day gives hourly buckets), or None when no chart shows it."""
+        days = f"start={self.opened_at.date():%Y-%m-%d}&end={self.last_seen_at.date():%Y-%m-%d}"
+        overview = reverse("overview")
+        if self.kind == AlertKind.PROXY_STALE and self.proxy_id:
+            return reverse("fleet-proxy", args=[self.proxy.code]), "proxy heartbeat page"
+        if self.feature_id:
+            if self.kind in (AlertKind.FALLBACK_RATE, AlertKind.SLM_UNAVAILABLE):
+                return (
+                    f"{overview}?feature={self.feature.slug}&{days}#chart-fallback-trend",
+                    "fallback-rate chart",
+                )
+            if self.kind in (AlertKind.BUDGET_THRESHOLD, AlertKind.BUDGET_FORECAST):
+                page = reverse("feature-detail", args=[self.feature.code])
+                return f"{page}?{days}#chart-burn-down", "budget burn-down chart"
+            return f"{overview}?feature={self.feature.slug}&{days}#chart-daily", "spend chart"
+        if self.team_id:
+            return f"{overview}?team={self.team.slug}&{days}#chart-daily", "spend chart"
+        return None
 
 
 class NotificationChannel(models.TextChoices):

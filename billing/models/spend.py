@@ -206,6 +206,41 @@ class SpendRollupHourly(models.Model):
         return self.baseline_cost_usd - self.cost_usd
 
 
+class SpendAttemptMeasures(models.Model):
+    """Read-only database view (migration 0008): each attempt row of SpendEvent with the rollup's key and
+    per-row measures (requests = 1 on a first attempt, baseline only on the baseline row, one latency and
+    score bucket set to 1...), so summing it over any rows gives what the rollups would. The dashboards read
+    it instead of the rollups for filters the rollups do not carry: the end user.
+    Filter it on `start_time` (the partition key) as well as `hour`, so Postgres prunes partitions.
+    """
+
+    id = models.BigIntegerField(primary_key=True)
+    start_time = models.DateTimeField()
+    end_user = models.CharField(max_length=128)
+    hour = models.DateTimeField()
+    team = models.ForeignKey(Team, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    feature = models.ForeignKey(Feature, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    route = models.CharField(max_length=16)
+    model = models.CharField(max_length=200)
+    fallback_reason = models.CharField(max_length=32)
+    experiment = models.CharField(max_length=64)
+    arm = models.CharField(max_length=64)
+
+    class Meta:
+        managed = False
+        db_table = "billing_spend_attempt_measures"
+
+    def __str__(self) -> str:
+        return f"attempt {self.pk} of {self.end_user or 'no end user'}"
+
+
+for _name in ["requests", "attempts", "errors", "fallbacks", "input_tokens", "output_tokens", "latency_ms_sum",
+              *LATENCY_BUCKETS, *SCORE_BUCKETS, *FALLBACK_SCORE_BUCKETS]:  # fmt: skip
+    SpendAttemptMeasures.add_to_class(_name, models.BigIntegerField(default=0))
+for _name in ["cost_usd", "baseline_cost_usd"]:
+    SpendAttemptMeasures.add_to_class(_name, models.DecimalField(**MONEY, default=0))
+
+
 class BlockedCallCount(models.Model):
     """Calls a proxy refused for one feature in a window (revoked/expired key, over budget, endpoint not served)."""
 

@@ -15,13 +15,13 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 
-from billing.alerts import alerts_visible
+from billing.alerts import alerts_active
 from billing.budgets import budget_for_feature
 from billing.forecast import month_end_forecast
-from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS, AlertStatus, Budget
+from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS, Budget, SpendEvent
 from billing.rollups import rollups_in
 from billing.selectors.spend import percentile_from_buckets
 from controlplane.models import Feature, Membership, Role, Team
@@ -46,7 +46,11 @@ class DashboardFilters:
     end: date
     team: Team | None = None
     feature: Feature | None = None
+    model: str | None = None  # an attempt model (deployment, else model group) seen in the range
+    end_user: str | None = None  # an end user seen in the range (read from the raw attempts)
     errors: dict[str, str] = field(default_factory=dict)
+    model_choices: list[str] = field(default_factory=list)
+    end_user_choices: list[str] = field(default_factory=list)
     # what the user may see: None means everything (an org-wide role)
     visible_team_ids: list[int] | None = None
     teams: list[Team] = field(default_factory=list)
@@ -86,13 +90,25 @@ class DashboardFilters:
     def days(self) -> int:
         return (self.end - self.start).days + 1
 
-    def scope(self) -> dict[str, list[int] | None]:
-        """The teams/features arguments every selector takes."""
+    def scope(self) -> dict[str, Any]:
+        """The teams/features (and model/end-user) arguments every rollup selector takes."""
+        scope = self.where()
+        scope["models"] = [self.model] if self.model else None
+        scope["end_users"] = [self.end_user] if self.end_user else None
+        return scope
+
+    def where(self) -> dict[str, list[int] | None]:
+        """Teams and features only: what the user may see and chose (the model and end-user choices' scope)."""
         teams = self.visible_team_ids
         if self.team is not None:
             teams = [self.team.pk]
         features = [self.feature.pk] if self.feature is not None else None
         return {"teams": teams, "features": features}
+
+    @property
+    def narrows(self) -> dict[str, list[str] | None]:
+        """Only the model and end-user arguments (for pages already scoped to one feature)."""
+        return {k: v for k, v in self.scope().items() if k in ("models", "end_users")}
 
     @property
     def is_scoped(self) -> bool:
@@ -105,6 +121,8 @@ class DashboardFilters:
             "end": self.end.isoformat(),
             "team": self.team.slug if self.team else "",
             "feature": self.feature.slug if self.feature else "",
+            "model": self.model or "",
+            "end_user": self.end_user or "",
         }
         values.update({k: str(v) for k, v in overrides.items()})
         return {k: v for k, v in values.items() if v}
@@ -122,7 +140,12 @@ def _parse_day(raw: str, name: str, errors: dict[str, str]) -> date | None:
 
 
 def dashboard_filters(
-    params: Mapping[str, str], *, user: Any, today: date, default_start: date | None = None
+    params: Mapping[str, str],
+    *,
+    user: Any,
+    today: date,
+    default_start: date | None = None,
+    scope_feature: Feature | None = None,
 ) -> DashboardFilters:
     """Parse start/end/team/feature; bad values fall back to the defaults and are reported in `errors`."""
     errors: dict[str, str] = {}
@@ -154,7 +177,7 @@ def dashboard_filters(
                 f"feature: {feature.slug} belongs to team {feature.team.slug}, not {team.slug}."
             )
             feature = None
-    return DashboardFilters(
+    filters = DashboardFilters(
         start=start,
         end=end,
         team=team,
@@ -165,6 +188,57 @@ def dashboard_filters(
         features=features,
         today=today,
     )
+    _narrow(filters, params, scope_feature=scope_feature)
+    return filters
+
+
+END_USER_CHOICES = 200  # the most active end users offered as suggestions; any other seen one is accepted
+
+
+def _narrow(filters: DashboardFilters, params: Mapping[str, str], *, scope_feature: Feature | None) -> None:
+    """Model and end-user filters: their values come from the data in the range and scope (what the user may
+    see, the team and feature chosen); anything else is reported in `errors` naming the field."""
+    where = filters.where()
+    if scope_feature is not None:
+        where = {"teams": None, "features": [scope_feature.pk]}
+    model = (params.get("model") or "").strip()
+    filters.model_choices = sorted(
+        set(rollups_in(start=filters.start_at, end=filters.end_at, **where).values_list("model", flat=True))
+    )
+    if model:
+        if model in filters.model_choices:
+            filters.model = model
+        else:
+            filters.errors["model"] = (
+                f"model: no calls were served by {model[:80]!r} from {filters.start} to {filters.end} in "
+                "what you see; pick a model from the list or widen the range."
+            )
+    end_user = (params.get("end_user") or "").strip()
+    raw = SpendEvent.objects.filter(start_time__gte=filters.start_at, start_time__lt=filters.end_at)
+    if where["teams"] is not None:
+        raw = raw.filter(team_id__in=where["teams"])
+    if where["features"] is not None:
+        raw = raw.filter(feature_id__in=where["features"])
+    filters.end_user_choices = list(
+        raw.exclude(end_user="")
+        .values("end_user")
+        .annotate(n=Count("id"))
+        .order_by("-n", "end_user")
+        .values_list("end_user", flat=True)[:END_USER_CHOICES]
+    )
+    if end_user:
+        if len(end_user) > 128:
+            filters.errors["end_user"] = (
+                "end_user: at most 128 characters; pick an end user from the suggestions."
+            )
+        elif end_user in filters.end_user_choices or raw.filter(end_user=end_user).exists():
+            filters.end_user = end_user
+        else:
+            filters.errors["end_user"] = (
+                f"end_user: no calls from end user {end_user[:80]!r} from {filters.start} to {filters.end} in "
+                "what you see (only calls whose proxy passed an end user carry one); pick one from the "
+                "suggestions or widen the range."
+            )
 
 
 # Money helpers ---------------------------------------------------------------------------------------------------
@@ -234,9 +308,8 @@ def break_even_requests(*, monthly_hosting: Decimal, gross_savings: Decimal, req
 
 
 def open_alerts(*, user: Any, filters: DashboardFilters) -> int:
-    """Unresolved alerts (billing.alerts) the user may see, narrowed to the team/feature filters."""
-
-    qs = alerts_visible(user).exclude(status=AlertStatus.RESOLVED)
+    """Unresolved, unsnoozed alerts (billing.alerts) the user may see, narrowed to the team/feature filters."""
+    qs = alerts_active(user)
     if filters.team is not None:
         qs = qs.filter(team=filters.team)
     if filters.feature is not None:
@@ -635,6 +708,7 @@ def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) 
         keys=["route", "model", "fallback_reason"],
         sums=FEATURE_SUMS,
         features=[feature.pk],
+        **filters.narrows,
     )
     in_range = [c for c in cells if filters.start <= c["day"] <= filters.end]
     daily = []

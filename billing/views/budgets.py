@@ -1,10 +1,11 @@
-"""Budget panels (feature and team), the alerts page with acknowledge/resolve, and the live alert badge."""
+"""Budget panels (feature and team), the alerts page with acknowledge/resolve/snooze, and the live alert badge."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -14,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import alerts, budgets
-from billing.forms import BudgetForm
+from billing.forms import AlertSnoozeForm, BudgetForm
 from billing.models import (
     Alert,
     AlertKind,
@@ -152,7 +153,9 @@ def alert_list(request: HttpRequest) -> HttpResponse:
     if kind in AlertKind.values:
         qs = qs.filter(kind=kind)
     if status == "active":
-        qs = qs.exclude(status=AlertStatus.RESOLVED)
+        qs = qs.filter(pk__in=alerts.alerts_active(request.user).values("pk"))
+    elif status == "snoozed":
+        qs = qs.exclude(status=AlertStatus.RESOLVED).filter(snoozed_until__gt=timezone.now())
     elif status in AlertStatus.values:
         qs = qs.filter(status=status)
     teams = visible_teams(request.user)
@@ -165,7 +168,12 @@ def alert_list(request: HttpRequest) -> HttpResponse:
     context = {
         "page": page,
         "kinds": AlertKind.choices,
-        "statuses": [("active", "Open or acknowledged"), *AlertStatus.choices, ("all", "All")],
+        "statuses": [
+            ("active", "Open or acknowledged, not snoozed"),
+            ("snoozed", "Snoozed"),
+            *AlertStatus.choices,
+            ("all", "All"),
+        ],
         "teams": teams,
         "features": features,
         "selected": {"kind": kind, "status": status, "team": team_code, "feature": feature_code},
@@ -176,12 +184,41 @@ def alert_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _after_action(request: HttpRequest, alert: Alert) -> HttpResponse:
+def _after_action(
+    request: HttpRequest, alert: Alert, errors: dict[str, list[str]] | None = None
+) -> HttpResponse:
     if request.htmx:
         alert.refresh_from_db()
         alert.may_ack = True
-        return render(request, "billing/alert_row.html", {"alert": alert})
+        alert.snooze_errors = errors or {}
+        return render(request, "billing/alert_row.html", {"alert": alert}, status=422 if errors else 200)
+    for field, problems in (errors or {}).items():
+        for problem in problems:
+            messages.error(request, f"{field}: {problem}")
     return redirect("alerts")
+
+
+@login_required
+@require_POST
+def alert_snooze(request: HttpRequest, code: str) -> HttpResponse:
+    """Snooze (1 h, 24 h or until a day) or, with `duration=off`, end the snooze. Audited."""
+    alert = _alert_for_user(request.user, code)
+    if not can(request.user, Action.ACK_ALERTS, alert):
+        raise PermissionDenied("Only admins, product managers and MLOps engineers snooze alerts.")
+    now = timezone.now()
+    if request.POST.get("duration") == "off":
+        until = None
+    else:
+        zone = budgets.team_zone(alert.team) if alert.team_id else timezone.get_default_timezone()
+        form = AlertSnoozeForm(request.POST, zone=zone, now=now)
+        if not form.is_valid():
+            return _after_action(request, alert, {f: list(e) for f, e in form.errors.items()})
+        until = form.cleaned_data["until_at"]
+    try:
+        alerts.alert_snooze(alert=alert, actor=request.user, until=until, now=now)
+    except ValidationError as exc:
+        return _after_action(request, alert, exc.message_dict)
+    return _after_action(request, alert)
 
 
 @login_required

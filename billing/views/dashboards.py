@@ -207,7 +207,7 @@ FEATURE_TABLES: dict[str, Table] = {
 def feature_sections(request: HttpRequest, feature: Feature) -> dict[str, Any] | HttpResponse:
     """Context for the feature page's spend sections, or a response (CSV, or the htmx fragment)."""
     now = timezone.now()
-    filters = _filters(request, default_start=(now - timedelta(days=29)).date())
+    filters = _filters(request, default_start=(now - timedelta(days=29)).date(), scope_feature=feature)
     data = selectors.feature_page(feature=feature, filters=filters, now=now)
     csv = _csv_or_none(request, f"feature-{feature.slug}", FEATURE_TABLES, data)
     if csv is not None:
@@ -342,9 +342,9 @@ def request_log(request: HttpRequest) -> HttpResponse:
     """The newest calls in scope: served model, fallback reason, cost, latency; filter by model, end user, fallback."""
     now = timezone.now()
     filters = _filters(request, default_start=now.date())
-    scope = filters.scope()
-    model = request.GET.get("model", "").strip()
-    end_user = request.GET.get("end_user", "").strip()
+    scope = filters.where()
+    model = filters.model or ""
+    end_user = filters.end_user or ""
     fallback_only = request.GET.get("fallback") == "1"
     rows = selectors.request_list(
         start=filters.start_at,
@@ -357,14 +357,7 @@ def request_log(request: HttpRequest) -> HttpResponse:
         limit=REQUEST_LOG_LIMIT,
     )
     features = {f.pk: f for f in filters.features}
-    models = sorted(
-        {
-            m
-            for m in selectors.rollups_in(start=filters.start_at, end=filters.end_at, **scope)
-            .values_list("model", flat=True)
-            .distinct()
-        }
-    )
+    models = filters.model_choices
     context = {
         "filters": filters,
         "rows": [(r, features.get(r.feature_id)) for r in rows],

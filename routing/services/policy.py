@@ -306,11 +306,25 @@ def _queue_rollout(rollout: Rollout) -> None:
     transaction.on_commit(lambda: rollout_run.delay(rollout.pk))
 
 
+class StalePreview(ValidationError):
+    """The diff a user reviewed no longer describes what publishing would change."""
+
+
 @transaction.atomic
-def bundle_publish(*, actor: Any, note: str = "", pool: str = "", rollout: bool = True) -> Bundle:
+def bundle_publish(
+    *,
+    actor: Any,
+    note: str = "",
+    pool: str = "",
+    rollout: bool = True,
+    previewed: tuple[str, int] | None = None,
+) -> Bundle:
     """Compile, validate and store a new bundle version (audited), then roll it out unless told not to.
 
-    Raises BundleRejected with every validation error, or ValidationError when nothing changed."""
+    `previewed` is (source hash, number of the latest bundle) of the diff the user saw: publishing then
+    refuses when anything changed since, so what is published is exactly what was reviewed.
+    Raises BundleRejected with every validation error, or ValidationError when nothing changed or the
+    preview is stale."""
     number = (Bundle.objects.select_for_update().aggregate(n=Max("number"))["n"] or 0) + 1
     version = f"v{number}"
     created_at = timezone.now().isoformat(timespec="seconds")
@@ -318,6 +332,19 @@ def bundle_publish(*, actor: Any, note: str = "", pool: str = "", rollout: bool 
     if compiled.errors:
         raise BundleRejected(compiled.errors)
     latest = Bundle.objects.order_by("-number").first()
+    if previewed is not None:
+        seen_source, seen_base = previewed
+        if (latest.number if latest else 0) != seen_base:
+            raise StalePreview(
+                f"{latest.version if latest else 'A bundle'} was published since your preview, so the diff "
+                "you saw is against an older bundle: press “Preview changes” again, check the new diff, "
+                "then publish."
+            )
+        if compiled.source_hash != seen_source:
+            raise StalePreview(
+                "Something changed since your preview (a deployment, policy, key, budget state or running "
+                "experiment): press “Preview changes” again, check the new diff, then publish."
+            )
     if latest is not None and latest.source_hash == compiled.source_hash:
         raise ValidationError(
             f"Nothing changed since {latest.version}: edit a deployment, policy or key first "

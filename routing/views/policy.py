@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -20,6 +21,9 @@ from routing import selectors, services
 from routing.compiler import bundle_diff, compile_bundle
 from routing.forms.policy import DeploymentForm, FeatureKeyForm, PolicyForm, PublishForm
 from routing.models import Bundle, FeatureKey, ModelDeployment, RoutingPolicy
+
+PREVIEW_SALT = "routing.publish-preview"
+PREVIEW_MAX_AGE_S = 3600  # a diff older than an hour is not what anyone remembers reviewing
 
 
 def _require(user: Any, action: Action, obj: Any = None, message: str = "") -> None:
@@ -213,6 +217,38 @@ def key_revoke(request: HttpRequest, code: str) -> HttpResponse:
     return HttpResponseClientRedirect(reverse("routing"))
 
 
+def _preview_token(user: Any, source_hash: str, base: int) -> str:
+    return signing.dumps({"source": source_hash, "base": base, "user": user.pk}, salt=PREVIEW_SALT)
+
+
+def _previewed(request: HttpRequest) -> tuple[str, int]:
+    """(source hash, latest bundle number) of the diff this user was shown, from the preview's signed token.
+
+    Raises ValidationError naming the field when there is none, it was tampered with or is too old."""
+    token = request.POST.get("preview_token", "")
+    if not token:
+        raise ValidationError(
+            "preview_token: publishing needs the diff first: press “Preview changes”, read what changes, "
+            "then publish from the preview."
+        )
+    try:
+        seen = signing.loads(token, salt=PREVIEW_SALT, max_age=PREVIEW_MAX_AGE_S)
+    except signing.SignatureExpired as exc:
+        raise ValidationError(
+            f"preview_token: your preview is more than {PREVIEW_MAX_AGE_S // 60} minutes old: press "
+            "“Preview changes” again, check the diff, then publish."
+        ) from exc
+    except signing.BadSignature as exc:
+        raise ValidationError(
+            "preview_token: this is not a preview this server made: press “Preview changes” and publish from it."
+        ) from exc
+    if seen.get("user") != request.user.pk:
+        raise ValidationError(
+            "preview_token: this preview was made for another user: press “Preview changes” yourself."
+        )
+    return str(seen["source"]), int(seen["base"])
+
+
 @login_required
 @require_POST
 def publish(request: HttpRequest) -> HttpResponse:
@@ -221,7 +257,10 @@ def publish(request: HttpRequest) -> HttpResponse:
     errors: list[str] = []
     if form.is_valid():
         try:
-            bundle = services.bundle_publish(actor=request.user, note=form.cleaned_data["note"])
+            previewed = _previewed(request)
+            bundle = services.bundle_publish(
+                actor=request.user, note=form.cleaned_data["note"], previewed=previewed
+            )
         except services.BundleRejected as exc:
             errors = exc.errors
         except ValidationError as exc:
@@ -251,8 +290,16 @@ def publish_preview(request: HttpRequest) -> HttpResponse:
         for c in bundle_diff(latest.document if latest else None, compiled.document)
         if c.path != "$.version"
     ]
+    token = _preview_token(request.user, compiled.source_hash, latest.number if latest else 0)
+    unchanged = latest is not None and latest.source_hash == compiled.source_hash
     return render(
         request,
         "routing/_publish_preview.html",
-        {"changes": changes, "against": latest, "errors": compiled.errors},
+        {
+            "changes": changes,
+            "against": latest,
+            "errors": compiled.errors,
+            "preview_token": token,
+            "unchanged": unchanged,
+        },
     )

@@ -247,6 +247,7 @@ def test_publish_and_stop_ask_for_confirmation(browser, live_server, seeded):
     page.on("dialog", dismiss)
     page.goto(f"{live_server.url}{reverse('routing')}")
     page.fill("input[name=note]", "browser test")
+    assert page.locator("button:text('Publish and roll out')").count() == 0  # the diff comes first
     page.click("button:text('Preview changes')")
     page.wait_for_selector("#publish-preview dl.bundle-diff")
     page.click("button:text('Publish and roll out')")

@@ -219,7 +219,12 @@ def test_a_past_range_keeps_this_months_figures_apart(client, db, feature, users
     assert data["month_to_date"] == Decimal("2")
     assert [(m["this_week"], m["last_week"]) for m in data["movers"]] == [(Decimal("7"), Decimal("0"))]
     rollup_reads = [q for q in ctx.captured_queries if "spendrolluphourly" in q["sql"]]
-    assert len(rollup_reads) == 2  # the September range and November, not the months between
+    # the model filter's choices: the models of the September range only
+    (choices,) = [
+        q for q in rollup_reads if q["sql"].startswith('SELECT "billing_spendrolluphourly"."model"')
+    ]
+    assert "2026-09-01" in choices["sql"] and "2026-09-11" in choices["sql"]
+    assert len(rollup_reads) == 3  # and the September range and November, not the months between
 
 
 def test_open_alerts_count_unresolved_alerts_in_scope(client, db, feature, other_feature, users, frozen):

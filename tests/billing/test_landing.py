@@ -393,6 +393,8 @@ def test_an_alert_links_to_the_chart_that_shows_it(client, db, feature, users, f
     client.force_login(users["viewer"])
     body = client.get(reverse("alerts")).content.decode()
     link = re.search(r'class="alert-chart" href="([^"]+)"', body).group(1).replace("&amp;", "&")
-    assert link == f"{reverse('overview')}?feature=ticket-summary&start=2026-11-20&end=2026-11-20"
-    chart = client.get(link)  # one day: the hourly fallback chart of that feature
+    assert link == (
+        f"{reverse('overview')}?feature=ticket-summary&start=2026-11-20&end=2026-11-20#chart-fallback-trend"
+    )
+    chart = client.get(link.partition("#")[0])  # one day: the hourly fallback chart of that feature
     assert chart.status_code == 200 and chart.context["data"]["granularity"] == "hour"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -159,8 +160,13 @@ def test_key_revoke_permission(client, users, feature, who, status):
 
 @pytest.mark.parametrize("who", ["admin", "mlops", "viewer", "pm", "team_viewer", "nobody"])
 def test_publish_permission(client, users, routing, who):
-    response = _login(client, users[who]).post(reverse("routing-publish"), {"note": "first"}, **HTMX)
+    client = _login(client, users[who])
+    preview = client.get(reverse("routing-publish-preview"), **HTMX).content.decode()
+    token = re.search(r'name="preview_token" value="([^"]+)"', preview)
+    data = {"note": "first", "preview_token": token.group(1) if token else ""}
+    response = client.post(reverse("routing-publish"), data, **HTMX)
     allowed = who in ROUTING_EDITORS
+    assert bool(token) is allowed
     assert response.status_code == (200 if allowed else 403)
     assert Bundle.objects.exists() is allowed
     if allowed:
@@ -170,10 +176,13 @@ def test_publish_permission(client, users, routing, who):
 
 def test_publish_of_an_invalid_bundle_lists_every_error(client, users, db):
     services.deployment_create(actor=None, name="slm", tier="small", litellm_model="nonsense-provider/x")
-    response = _login(client, users["mlops"]).post(reverse("routing-publish"), {"note": "broken"}, **HTMX)
+    client = _login(client, users["mlops"])
+    preview = client.get(reverse("routing-publish-preview"), **HTMX).content.decode()
+    assert "no default policy" in preview and "would be refused" in preview
+    assert "preview_token" not in preview and "Publish and roll out" not in preview  # nothing to confirm
+    response = client.post(reverse("routing-publish"), {"note": "broken"}, **HTMX)
     assert response.status_code == 422
-    body = response.content.decode()
-    assert "no default policy" in body and "not published" in body
+    assert "not published" in response.content.decode()
     assert not Bundle.objects.exists()
 
 
