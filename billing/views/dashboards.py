@@ -153,6 +153,28 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 # Feature page: its spend sections, loaded by hx-get --------------------------------------------------------
 
+# tables the feature page and routing analytics both export
+LATENCY_TABLE: Table = (
+    ["model", "p50_ms", "p95_ms", "attempts"],
+    lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
+)
+
+FALLBACK_BY_SCORE_TABLE: Table = (
+    ["feature", "score_bucket", "requests", "fallbacks", "fallback_rate"],
+    lambda d: [
+        [
+            f["feature_slug"],
+            b["bucket"],
+            b["requests"],
+            b["fallbacks"],
+            "" if b["rate"] is None else b["rate"],
+        ]
+        for f in d["features"]
+        for b in f["fallback_by_score"]
+    ],
+)
+
+
 FEATURE_TABLES: dict[str, Table] = {
     "daily": (
         [
@@ -181,24 +203,8 @@ FEATURE_TABLES: dict[str, Table] = {
         ["reason", "fallbacks", "rate"],
         lambda d: [[r["reason"], r["fallbacks"], r["rate"]] for r in d["fallbacks"]],
     ),
-    "latency": (
-        ["model", "p50_ms", "p95_ms", "attempts"],
-        lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
-    ),
-    "fallback_by_score": (
-        ["feature", "score_bucket", "requests", "fallbacks", "fallback_rate"],
-        lambda d: [
-            [
-                f["feature_slug"],
-                b["bucket"],
-                b["requests"],
-                b["fallbacks"],
-                "" if b["rate"] is None else b["rate"],
-            ]
-            for f in d["features"]
-            for b in f["fallback_by_score"]
-        ],
-    ),
+    "latency": LATENCY_TABLE,
+    "fallback_by_score": FALLBACK_BY_SCORE_TABLE,
 }
 
 
@@ -274,24 +280,8 @@ ROUTING_TABLES: dict[str, Table] = {
         ["feature", *[f"score_{k / 10:.1f}_{(k + 1) / 10:.1f}" for k in range(10)]],
         lambda d: [[f["feature_slug"], *f["score_histogram"]] for f in d["features"]],
     ),
-    "latency": (
-        ["model", "p50_ms", "p95_ms", "attempts"],
-        lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
-    ),
-    "fallback_by_score": (
-        ["feature", "score_bucket", "requests", "fallbacks", "fallback_rate"],
-        lambda d: [
-            [
-                f["feature_slug"],
-                b["bucket"],
-                b["requests"],
-                b["fallbacks"],
-                "" if b["rate"] is None else b["rate"],
-            ]
-            for f in d["features"]
-            for b in f["fallback_by_score"]
-        ],
-    ),
+    "latency": LATENCY_TABLE,
+    "fallback_by_score": FALLBACK_BY_SCORE_TABLE,
 }
 
 
