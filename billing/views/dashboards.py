@@ -71,8 +71,8 @@ OVERVIEW_TABLES: dict[str, Table] = {
         ["feature", "team", "requests", "cost_usd", "baseline_cost_usd", "savings_usd", "fallback_rate"],
         lambda d: [
             [
-                r["feature__slug"],
-                r["team__slug"],
+                r["feature_slug"],
+                r["team_slug"],
                 r["requests"],
                 r["cost_usd"],
                 r["baseline_cost_usd"],
@@ -139,7 +139,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             ),
             "teams": charts.spend_bars(data["by_team"], label_key="team_name", title="Spend by team (USD)"),
             "features": charts.spend_bars(
-                data["by_feature"], label_key="feature__name", title="Spend by feature (USD)"
+                data["by_feature"], label_key="feature_name", title="Spend by feature (USD)"
             ),
             "fallbacks": charts.rate_trend(
                 data["fallback_trend"], start=filters.start, end=filters.end, granularity=data["granularity"]
