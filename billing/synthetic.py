@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from routing.devtools.fake_upstream import estimate_tokens
+from routing.devtools.traffic import COMPLEX, ROUTINE
+from routing.engine import ComplexityScorer
 from routing.engine.spend import MONEY_PLACES, SLM_UNAVAILABLE, SpendRecord
 
 SLM_GROUP, SLM_MODEL = "slm", "openai/llama-3-8b-instruct"
@@ -104,11 +107,7 @@ def demo_mix(
     Input tokens are what the fake upstream reports for a prompt; the frontier price is litellm's bundled
     price of the frontier model (the SLM has none: hosting only), as the proxies price live calls.
     """
-    import litellm
-
-    from routing.devtools.fake_upstream import estimate_tokens
-    from routing.devtools.traffic import COMPLEX, ROUTINE
-    from routing.engine import ComplexityScorer
+    import litellm  # at call time: litellm takes about 1 s to import and only the demo's mix needs its prices
 
     scorer = ComplexityScorer.for_version(scorer_weights)
     prompts = []

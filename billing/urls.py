@@ -9,6 +9,7 @@ urlpatterns = [
     path("routing/analytics/", dashboards.routing_analytics, name="routing-analytics"),
     path("billing/export/focus/", dashboards.focus_export, name="focus-export"),
     path("requests/", dashboards.request_log, name="request-log"),
+    path("features/<uuid:code>/spend/", dashboards.feature_spend, name="feature-spend"),
     path("features/<uuid:code>/budget/", budgets.feature_budget, name="feature-budget"),
     path("teams/<uuid:code>/budget/", budgets.team_budget, name="team-budget"),
     path("alerts/", budgets.alert_list, name="alerts"),

@@ -27,10 +27,10 @@ class TimeStampedModel(models.Model):
 
 
 class Role(models.TextChoices):
-    VIEWER = "viewer", "Viewer"
+    VIEWER = "viewer"
     PM = "pm", "Product manager"
     MLOPS = "mlops", "MLOps engineer"
-    ADMIN = "admin", "Admin"
+    ADMIN = "admin"
 
 
 class Team(TimeStampedModel):
@@ -117,7 +117,7 @@ class AuditAction(models.TextChoices):
     PUBLISH = "publish", "Published"
     ROLLBACK = "rollback", "Rolled back"
     REVOKE = "revoke", "Revoked"
-    OTHER = "other", "Other"
+    OTHER = "other"
 
 
 class AuditEntry(models.Model):

@@ -16,7 +16,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from billing.views.dashboards import feature_sections
 from controlplane import services
 from controlplane.celery import app
 from controlplane.filtersets import AuditEntryFilterSet
@@ -151,10 +150,9 @@ def feature_detail(request: HttpRequest, code: str) -> HttpResponse:
         return render(
             request, "controlplane/_feature_form.html", {"form": form, "feature": feature}, status=422
         )
-    sections = feature_sections(request, feature)  # spend and routing dashboards (billing)
-    if isinstance(sections, HttpResponse):
-        return sections
-    context = {"feature": feature, "form": form, "may_edit": may_edit, **sections}
+    if request.GET.get("format") == "csv":  # a table export: billing's spend section answers it
+        return redirect(f"{reverse('feature-spend', args=[feature.code])}?{request.GET.urlencode()}")
+    context = {"feature": feature, "form": form, "may_edit": may_edit}
     return render(request, "controlplane/feature_detail.html", context)
 
 

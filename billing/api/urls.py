@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from billing.api.views import ingest_spend_view
+from billing.api.views import SpendIngestView
 
 urlpatterns = [
-    path("ingest/spend", ingest_spend_view, name="ingest-spend"),
+    path("ingest/spend", SpendIngestView.as_view(), name="ingest-spend"),
 ]

@@ -180,14 +180,14 @@ class AlertKind(models.TextChoices):
 
 
 class AlertStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    ACKNOWLEDGED = "acknowledged", "Acknowledged"
-    RESOLVED = "resolved", "Resolved"
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
 
 
 class AlertSeverity(models.TextChoices):
-    WARNING = "warning", "Warning"
-    CRITICAL = "critical", "Critical"
+    WARNING = "warning"
+    CRITICAL = "critical"
 
 
 class Alert(TimeStampedModel):
@@ -280,9 +280,9 @@ class NotificationChannel(models.TextChoices):
 
 
 class NotificationStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 class Notification(models.Model):

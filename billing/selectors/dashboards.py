@@ -517,16 +517,16 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
         feature = features.get(feature_id)
         row.update(
             feature_id=feature_id,
-            feature__slug=feature.slug if feature else str(feature_id),
-            feature__name=feature.name if feature else str(feature_id),
-            feature__code=feature.code if feature else None,
+            feature_slug=feature.slug if feature else str(feature_id),
+            feature_name=feature.name if feature else str(feature_id),
+            feature_code=feature.code if feature else None,
             team_id=team_id,
-            team__slug=teams[team_id].slug if team_id in teams else str(team_id),
-            team__name=teams[team_id].name if team_id in teams else str(team_id),
+            team_slug=teams[team_id].slug if team_id in teams else str(team_id),
+            team_name=teams[team_id].name if team_id in teams else str(team_id),
             share=float(row["cost_usd"] / summary["cost_usd"]) if summary["cost_usd"] else 0.0,
         )
         by_feature.append(_derive(row))
-    by_feature.sort(key=lambda r: (-r["cost_usd"], r["feature__slug"]))
+    by_feature.sort(key=lambda r: (-r["cost_usd"], r["feature_slug"]))
 
     by_team = []
     for team_id, row in _fold(in_range, lambda c: c["team_id"], CUBE_SUMS).items():

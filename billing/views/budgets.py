@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -24,6 +24,7 @@ from billing.models import (
     FeatureAlertSettings,
 )
 from billing.notifications import channel_for
+from controlplane.http import object_or_404, save_form
 from controlplane.models import Feature, Team
 from controlplane.permissions import (
     Action,
@@ -88,6 +89,15 @@ def _webhook_secret(user: Any, team: Team) -> str | None:
     return channel_for(team).webhook_secret
 
 
+def _budget_save(actor: Any, team: Team, feature: Feature | None, data: dict[str, Any]) -> Any:
+    """The form's fallback threshold is a percentage; the budget stores a share."""
+    pct = data.pop("fallback_threshold_pct", None)
+    fallback_threshold = None if pct is None else (pct / 100).quantize(Decimal("0.001"))
+    return budgets.budget_save(
+        actor=actor, team=team, feature=feature, fallback_threshold=fallback_threshold, **data
+    )
+
+
 def _budget_view(request: HttpRequest, *, team: Team, feature: Feature | None) -> HttpResponse:
     obj = feature if feature is not None else team
     may_edit = can(request.user, Action.EDIT_BUDGET, obj)
@@ -100,23 +110,9 @@ def _budget_view(request: HttpRequest, *, team: Team, feature: Feature | None) -
     if not may_edit:
         raise PermissionDenied("Only admins and this team's product managers edit its budgets.")
     form = BudgetForm(request.POST, with_fallback=with_fallback)
-    if form.is_valid():
-        data = dict(form.cleaned_data)
-        pct = data.pop("fallback_threshold_pct", None)
-        try:
-            budgets.budget_save(
-                actor=request.user,
-                team=team,
-                feature=feature,
-                fallback_threshold=None if pct is None else (pct / 100).quantize(Decimal("0.001")),
-                **data,
-            )
-        except ValidationError as exc:
-            errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
-            for field, messages in errors.items():
-                form.add_error(field if field in form.fields else None, messages)
-        else:
-            return _panel(request, team=team, feature=feature, may_edit=may_edit, form=form, saved=True)
+    _, saved = save_form(form, lambda data: _budget_save(request.user, team, feature, dict(data)))
+    if saved:
+        return _panel(request, team=team, feature=feature, may_edit=may_edit, form=form, saved=True)
     return _panel(request, team=team, feature=feature, may_edit=may_edit, form=form, saved=False, status=422)
 
 
@@ -138,10 +134,7 @@ def team_budget(request: HttpRequest, code: str) -> HttpResponse:
 
 
 def _alert_for_user(user: Any, code: str) -> Alert:
-    try:
-        return alerts.alerts_visible(user).get(code=code)
-    except (Alert.DoesNotExist, ValueError, ValidationError) as exc:
-        raise Http404("No such alert") from exc
+    return object_or_404(alerts.alerts_visible(user), code, message="No such alert")
 
 
 @login_required

@@ -13,18 +13,16 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
+from django_htmx.http import push_url
 
 from billing import charts, exports, selectors
-from controlplane.models import Feature
+from controlplane.http import wants_fragment
+from controlplane.permissions import feature_for_user
 
 Table = tuple[Sequence[str], Callable[[dict[str, Any]], list[Sequence[Any]]]]
-
-
-def _wants_fragment(request: HttpRequest) -> bool:
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
 
 
 def _csv_or_none(
@@ -45,7 +43,7 @@ def _csv_or_none(
 
 def _status(request: HttpRequest, filters: selectors.DashboardFilters) -> int:
     """400 for bad filters, except to htmx, which swaps only 2xx answers and must show the message."""
-    return 400 if filters.errors and not _wants_fragment(request) else 200
+    return 400 if filters.errors and not wants_fragment(request) else 200
 
 
 def _filters(request: HttpRequest, **kw: Any) -> selectors.DashboardFilters:
@@ -73,8 +71,8 @@ OVERVIEW_TABLES: dict[str, Table] = {
         ["feature", "team", "requests", "cost_usd", "baseline_cost_usd", "savings_usd", "fallback_rate"],
         lambda d: [
             [
-                r["feature__slug"],
-                r["team__slug"],
+                r["feature_slug"],
+                r["team_slug"],
                 r["requests"],
                 r["cost_usd"],
                 r["baseline_cost_usd"],
@@ -141,7 +139,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             ),
             "teams": charts.spend_bars(data["by_team"], label_key="team_name", title="Spend by team (USD)"),
             "features": charts.spend_bars(
-                data["by_feature"], label_key="feature__name", title="Spend by feature (USD)"
+                data["by_feature"], label_key="feature_name", title="Spend by feature (USD)"
             ),
             "fallbacks": charts.rate_trend(
                 data["fallback_trend"], start=filters.start, end=filters.end, granularity=data["granularity"]
@@ -149,11 +147,33 @@ def overview(request: HttpRequest) -> HttpResponse:
         },
         "has_traffic": bool(data["summary"]["requests"] or data["month_to_date"]),
     }
-    template = "billing/_overview_body.html" if _wants_fragment(request) else "billing/overview.html"
+    template = "billing/_overview_body.html" if wants_fragment(request) else "billing/overview.html"
     return render(request, template, context, status=_status(request, filters))
 
 
-# Feature page (called from controlplane.views.feature_detail) --------------------------------------------------------
+# Feature page: its spend sections, loaded by hx-get --------------------------------------------------------
+
+# tables the feature page and routing analytics both export
+LATENCY_TABLE: Table = (
+    ["model", "p50_ms", "p95_ms", "attempts"],
+    lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
+)
+
+FALLBACK_BY_SCORE_TABLE: Table = (
+    ["feature", "score_bucket", "requests", "fallbacks", "fallback_rate"],
+    lambda d: [
+        [
+            f["feature_slug"],
+            b["bucket"],
+            b["requests"],
+            b["fallbacks"],
+            "" if b["rate"] is None else b["rate"],
+        ]
+        for f in d["features"]
+        for b in f["fallback_by_score"]
+    ],
+)
+
 
 FEATURE_TABLES: dict[str, Table] = {
     "daily": (
@@ -183,38 +203,34 @@ FEATURE_TABLES: dict[str, Table] = {
         ["reason", "fallbacks", "rate"],
         lambda d: [[r["reason"], r["fallbacks"], r["rate"]] for r in d["fallbacks"]],
     ),
-    "latency": (
-        ["model", "p50_ms", "p95_ms", "attempts"],
-        lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
-    ),
-    "fallback_by_score": (
-        ["feature", "score_bucket", "requests", "fallbacks", "fallback_rate"],
-        lambda d: [
-            [
-                f["feature_slug"],
-                b["bucket"],
-                b["requests"],
-                b["fallbacks"],
-                "" if b["rate"] is None else b["rate"],
-            ]
-            for f in d["features"]
-            for b in f["fallback_by_score"]
-        ],
-    ),
+    "latency": LATENCY_TABLE,
+    "fallback_by_score": FALLBACK_BY_SCORE_TABLE,
 }
 
 
-def feature_sections(request: HttpRequest, feature: Feature) -> dict[str, Any] | HttpResponse:
-    """Context for the feature page's spend sections, or a response (CSV, or the htmx fragment)."""
+FEATURE_SPEND_LOADER = "feature-spend-loader"  # the feature page's placeholder that loads this section
+
+
+@login_required
+@require_GET
+def feature_spend(request: HttpRequest, code: str) -> HttpResponse:
+    """The feature page's spend and routing sections (loaded by hx-get), or one of their tables as CSV.
+
+    Filters and presets swap the section again; the browser's address stays on the feature page."""
+    feature = feature_for_user(request.user, code)
     now = timezone.now()
     filters = _filters(request, default_start=(now - timedelta(days=29)).date(), scope_feature=feature)
     data = selectors.feature_page(feature=feature, filters=filters, now=now)
     csv = _csv_or_none(request, f"feature-{feature.slug}", FEATURE_TABLES, data)
     if csv is not None:
         return csv
+    page_url = reverse("feature-detail", args=[feature.code])
     context = {
+        "feature": feature,
         "filters": filters,
         "spend": data,
+        "page_url": page_url,
+        "fragment_url": request.path,
         "blocked_today": selectors.feature_blocked_since(
             feature=feature, since=now.replace(hour=0, minute=0, second=0, microsecond=0)
         ),
@@ -226,9 +242,12 @@ def feature_sections(request: HttpRequest, feature: Feature) -> dict[str, Any] |
             "latency": charts.latency_by_model(data["latency"]),
         },
     }
-    if _wants_fragment(request):
-        return render(request, "billing/_feature_sections.html", {"feature": feature, **context})
-    return context
+    response = render(request, "billing/_feature_sections.html", context, status=_status(request, filters))
+    htmx = getattr(request, "htmx", None)
+    if htmx and htmx.trigger != FEATURE_SPEND_LOADER:  # a filter or preset: the address follows the choice
+        query = request.GET.urlencode()
+        push_url(response, f"{page_url}?{query}" if query else page_url)
+    return response
 
 
 # Routing analytics -------------------------------------------------------------------------------------------------
@@ -261,24 +280,8 @@ ROUTING_TABLES: dict[str, Table] = {
         ["feature", *[f"score_{k / 10:.1f}_{(k + 1) / 10:.1f}" for k in range(10)]],
         lambda d: [[f["feature_slug"], *f["score_histogram"]] for f in d["features"]],
     ),
-    "latency": (
-        ["model", "p50_ms", "p95_ms", "attempts"],
-        lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
-    ),
-    "fallback_by_score": (
-        ["feature", "score_bucket", "requests", "fallbacks", "fallback_rate"],
-        lambda d: [
-            [
-                f["feature_slug"],
-                b["bucket"],
-                b["requests"],
-                b["fallbacks"],
-                "" if b["rate"] is None else b["rate"],
-            ]
-            for f in d["features"]
-            for b in f["fallback_by_score"]
-        ],
-    ),
+    "latency": LATENCY_TABLE,
+    "fallback_by_score": FALLBACK_BY_SCORE_TABLE,
 }
 
 
@@ -305,7 +308,7 @@ def routing_analytics(request: HttpRequest) -> HttpResponse:
     }
     template = (
         "billing/_routing_analytics_body.html"
-        if _wants_fragment(request)
+        if wants_fragment(request)
         else "billing/routing_analytics.html"
     )
     return render(request, template, context, status=_status(request, filters))
@@ -367,5 +370,5 @@ def request_log(request: HttpRequest) -> HttpResponse:
         "fallback_only": fallback_only,
         "limit": REQUEST_LOG_LIMIT,
     }
-    template = "billing/_request_log_body.html" if _wants_fragment(request) else "billing/request_log.html"
+    template = "billing/_request_log_body.html" if wants_fragment(request) else "billing/request_log.html"
     return render(request, template, context, status=_status(request, filters))

@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from routing.api import views
+from routing.api import experiments, views
 from routing.api.fleet import FleetBundleView, FleetHeartbeatView
 
 router = SimpleRouter()  # the controlplane DefaultRouter already serves the API root
@@ -13,21 +13,11 @@ router.register("routing/keys", views.FeatureKeyViewSet, basename="api-feature-k
 router.register("fleet/bundles", views.BundleViewSet, basename="api-bundle")
 router.register("fleet/rollouts", views.RolloutViewSet, basename="api-rollout")
 router.register("fleet/proxies", views.ProxyViewSet, basename="api-proxy")
+router.register("routing/experiments", experiments.ExperimentViewSet, basename="api-experiment")
 
 urlpatterns = [
     path("fleet/bundle", FleetBundleView.as_view(), name="api-fleet-bundle"),
     path("fleet/heartbeat", FleetHeartbeatView.as_view(), name="api-fleet-heartbeat"),
+    path("feedback", experiments.FeedbackView.as_view(), name="api-feedback"),
     *router.urls,
-]
-
-# Threshold experiments and end-user feedback (routing/api/experiment_views.py).
-from routing.api import experiment_views  # noqa: E402
-
-experiment_router = SimpleRouter()
-experiment_router.register(
-    "routing/experiments", experiment_views.ExperimentViewSet, basename="api-experiment"
-)
-urlpatterns += [
-    path("feedback", experiment_views.FeedbackView.as_view(), name="api-feedback"),
-    *experiment_router.urls,
 ]

@@ -275,7 +275,9 @@ class ProxyProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def write_config(self) -> Path:
-        from routing.proxy.bootstrap import main as bootstrap
+        from routing.proxy.bootstrap import (
+            main as bootstrap,  # imports litellm (about 1 s): only when writing
+        )
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         bundle_path = self.workdir / "bundle.json"

@@ -99,6 +99,7 @@ def _messages(tokens: int) -> list[dict[str, str]]:
 
 def hook_timings(calls: int = 1000) -> dict[int, dict[str, list[float]]]:
     """Per prompt size: per-call microseconds of each part of the plugin's work."""
+    # the in-process part alone loads the plugin (and litellm, about 1 s); the paired HTTP bench does not
     from routing.engine.decision import decide
     from routing.proxy import auth as auth_module
     from routing.proxy import runtime as runtime_module

@@ -21,6 +21,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from routing.engine.scorer import shipped_versions
+
 BUNDLE_SCHEMA = 1
 DEFAULT_POLICY = "default"
 DEFAULT_SLM_TIMEOUT_MS = 2000
@@ -563,15 +565,12 @@ def validate_bundle(doc: Any) -> list[str]:
         c.moment(bundle["created_at"], "$.created_at")
     if "signature" in bundle:
         c.text(bundle["signature"], "$.signature", max_len=200)
-    if bundle.get("scorer_weights") is not None:
-        from routing.engine.scorer import shipped_versions
-
-        if bundle["scorer_weights"] not in shipped_versions():
-            c.err(
-                "$.scorer_weights",
-                f"must be a shipped scorer weights version ({', '.join(shipped_versions())}) or left out "
-                f"for the default, got {bundle['scorer_weights']!r}",
-            )
+    if bundle.get("scorer_weights") is not None and bundle["scorer_weights"] not in shipped_versions():
+        c.err(
+            "$.scorer_weights",
+            f"must be a shipped scorer weights version ({', '.join(shipped_versions())}) or left out "
+            f"for the default, got {bundle['scorer_weights']!r}",
+        )
 
     groups = _check_deployments(c, bundle.get("deployments"))
 

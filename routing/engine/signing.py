@@ -19,6 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from routing.engine.bundle import content_hash
+
 SIGNATURE_HEADER = "X-FinOps-Signature"
 TIMESTAMP_HEADER = "X-FinOps-Timestamp"
 PROXY_HEADER = "X-FinOps-Proxy"
@@ -118,8 +120,6 @@ def bundle_public_keys(text: str) -> dict[str, Ed25519PublicKey]:
 
 def sign_bundle(doc: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
     """A copy of the bundle with `signature` = `ed25519:<key id>:<base64 signature of its content hash>`."""
-    from routing.engine.bundle import content_hash
-
     digest = content_hash(doc)
     public_raw = private_key.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -130,8 +130,6 @@ def sign_bundle(doc: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str
 
 def bundle_signature_problem(doc: Any, public_keys: dict[str, Ed25519PublicKey]) -> str | None:
     """Why the bundle's signature does not verify against the trusted keys; None when it does."""
-    from routing.engine.bundle import content_hash
-
     if not public_keys:
         return "$.signature: this proxy trusts no signing key (set FINOPS_BUNDLE_PUBLIC_KEYS to the control plane's public key)"
     if not isinstance(doc, dict) or not isinstance(doc.get(BUNDLE_SIGNATURE_FIELD), str):

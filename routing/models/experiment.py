@@ -28,15 +28,15 @@ __all__ = [
 
 
 class ExperimentStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    RUNNING = "running", "Running"
-    STOPPED = "stopped", "Stopped"
+    DRAFT = "draft"
+    RUNNING = "running"
+    STOPPED = "stopped"
     PROMOTED = "promoted", "Winner shipped"
 
 
 class StickyBy(models.TextChoices):
     END_USER = "end_user", "End user (falls back to the request without one)"
-    REQUEST = "request", "Request"
+    REQUEST = "request"
 
 
 class Experiment(TimeStampedModel):
@@ -171,9 +171,9 @@ class Feedback(TimeStampedModel):
 
 
 class ThresholdDraftStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    PUBLISHED = "published", "Published"
-    DISCARDED = "discarded", "Discarded"
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    DISCARDED = "discarded"
 
 
 class ThresholdDraft(TimeStampedModel):

@@ -28,7 +28,7 @@ GROUP_NAME = RegexValidator(
 
 class Tier(models.TextChoices):
     SMALL = "small", "Small (SLM)"
-    FRONTIER = "frontier", "Frontier"
+    FRONTIER = "frontier"
 
 
 DEPLOYMENT_FIELDS = (  # what a user sets on a deployment: the form, the API and the audit share it
@@ -380,19 +380,19 @@ class Bundle(models.Model):
 
 
 class RolloutKind(models.TextChoices):
-    PUBLISH = "publish", "Publish"
-    ROLLBACK = "rollback", "Rollback"
+    PUBLISH = "publish"
+    ROLLBACK = "rollback"
     AUTO_ROLLBACK = "auto_rollback", "Automatic rollback"
 
 
 class RolloutStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    CANARY = "canary", "Canary"
+    PENDING = "pending"
+    CANARY = "canary"
     ROLLING = "rolling", "Rolling out"
-    SUCCEEDED = "succeeded", "Succeeded"
-    PARTIAL = "partial", "Partial"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
     ROLLED_BACK = "rolled_back", "Rolled back"
-    FAILED = "failed", "Failed"
+    FAILED = "failed"
 
 
 RUNNING_STATUSES = (RolloutStatus.PENDING, RolloutStatus.CANARY, RolloutStatus.ROLLING)
@@ -434,12 +434,12 @@ class Rollout(TimeStampedModel):
 
 
 class TargetStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    PUSHING = "pushing", "Pushing"
-    APPLIED = "applied", "Applied"
+    PENDING = "pending"
+    PUSHING = "pushing"
+    APPLIED = "applied"
     REJECTED = "rejected", "Rejected the bundle"
-    UNREACHABLE = "unreachable", "Unreachable"
-    SKIPPED = "skipped", "Skipped"
+    UNREACHABLE = "unreachable"
+    SKIPPED = "skipped"
     ROLLED_BACK = "rolled_back", "Rolled back"
 
 

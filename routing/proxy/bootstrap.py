@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from routing.engine import signing
 from routing.engine.bundle import Bundle, BundleError
-from routing.proxy.runtime import BUNDLE_FILE
+from routing.proxy.runtime import BUNDLE_FILE, key_env_errors
+from routing.proxy.settings import allowed_key_envs
+from routing.proxy.topology import model_list_for
 
 CALLBACK_PATH = "routing.proxy.entry.finops_router"
 CUSTOM_AUTH_PATH = "routing.proxy.entry.user_api_key_auth"
@@ -35,33 +39,6 @@ COOLDOWN_EXCEPTIONS = (
     "BadGatewayErrorAllowedFails",
     "RateLimitErrorAllowedFails",
 )
-
-
-def model_list_for(bundle: Bundle) -> list[dict[str, Any]]:
-    """LiteLLM `model_list` entries for the bundle's deployments (also used for live topology changes)."""
-    model_list: list[dict[str, Any]] = []
-    for deployment in bundle.deployments:
-        params: dict[str, Any] = {"model": deployment.model}
-        if deployment.api_base:
-            params["api_base"] = deployment.api_base
-        if deployment.api_key:
-            params["api_key"] = deployment.api_key
-        if deployment.timeout_s:
-            params["timeout"] = deployment.timeout_s
-        if deployment.input_cost_per_token is not None:
-            params["input_cost_per_token"] = float(deployment.input_cost_per_token)
-        if deployment.output_cost_per_token is not None:
-            params["output_cost_per_token"] = float(deployment.output_cost_per_token)
-        model_info: dict[str, Any] = {
-            "finops_tier": deployment.tier,
-            "max_input_tokens": deployment.context_window,
-        }
-        if deployment.tier == "small":
-            model_info["cooldown_time"] = 0  # our breaker owns the SLM's health, not LiteLLM's cooldown
-        model_list.append(
-            {"model_name": deployment.model_group, "litellm_params": params, "model_info": model_info}
-        )
-    return model_list
 
 
 def litellm_config(bundle: Bundle, *, allowed_fails: int = 2, cooldown_s: int = 30) -> dict[str, Any]:
@@ -94,12 +71,6 @@ def litellm_config(bundle: Bundle, *, allowed_fails: int = 2, cooldown_s: int = 
 
 def _trust_problems(doc: dict[str, Any]) -> list[str]:
     """The runtime's signature and key-variable checks, where the proxy's environment sets them up."""
-    import os
-
-    from routing.engine import signing
-    from routing.proxy.runtime import key_env_errors
-    from routing.proxy.settings import allowed_key_envs
-
     problems: list[str] = []
     keys_text = os.environ.get("FINOPS_BUNDLE_PUBLIC_KEYS", "").strip()
     if keys_text:

@@ -29,6 +29,7 @@ from routing.proxy.control_plane import ControlPlaneClient
 from routing.proxy.settings import ProxySettings
 from routing.proxy.shipper import PUBLISH_EVERY_S, SpendShipper
 from routing.proxy.spool import SPOOL_FILE, SpendSpool
+from routing.proxy.topology import model_list_for
 
 log = logging.getLogger("finops.runtime")
 
@@ -181,8 +182,6 @@ class ProxyRuntime:
         On the first call the router is compared to the bundle first, so a config built from
         the same bundle is left alone.
         """
-        from routing.proxy.bootstrap import model_list_for
-
         target = bundle.topology_hash()
         try:
             if self.router_topology is None and _router_fingerprint(router.model_list) == _bundle_fingerprint(

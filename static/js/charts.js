@@ -25,6 +25,16 @@
     var scope = root && root.querySelectorAll ? root : document;
     if (scope.matches && scope.matches(".js-chart")) render(scope);
     scope.querySelectorAll(".js-chart").forEach(render);
+    revealAnchor(scope);
+  }
+
+  // A link to a chart (e.g. from an alert) names it by #id; a section loaded after the page (the feature
+  // page's spend sections) brings that id later than the browser looked for it, so scroll to it then.
+  function revealAnchor(scope) {
+    var id = window.location.hash.slice(1);
+    if (!id || scope === document) return;
+    var target = document.getElementById(id);
+    if (target && scope.contains(target)) target.scrollIntoView();
   }
 
   function start() {

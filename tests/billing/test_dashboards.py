@@ -73,7 +73,7 @@ def test_overview_figures_match_raw_events(client, seeded):
         row["feature__slug"]: row["cost"]
         for row in raw.values("feature__slug").annotate(cost=Sum("cost_usd"))
     }
-    shown = {row["feature__slug"]: row["cost_usd"] for row in data["by_feature"]}
+    shown = {row["feature_slug"]: row["cost_usd"] for row in data["by_feature"]}
     assert shown == pytest.approx(expected)
     assert data["month_to_date"] == pytest.approx(sum(expected.values()))
     assert sum(r["cost_usd"] for r in data["by_team"]) == data["summary"]["cost_usd"]
@@ -177,7 +177,7 @@ def test_calls_an_open_breaker_skipped_are_shown_apart_from_fallbacks(client, db
     (row,) = analytics["features"]
     assert row["fallback_rate"] == pytest.approx(0.07) and row["slm_unavailable"] == 30
     assert [r["reason"] for r in row["reasons"]] == ["timeout"]
-    page = client.get(reverse("feature-detail", args=[feature.code]), range_)
+    page = client.get(reverse("feature-spend", args=[feature.code]), range_)
     assert "(30 while the small model was unavailable)" in page.content.decode()
 
 
@@ -253,11 +253,11 @@ def test_open_alerts_count_unresolved_alerts_in_scope(client, db, feature, other
 def test_team_members_see_only_their_teams(client, seeded):
     _login(client, "pm-support")
     data = client.get(reverse("overview")).context["data"]
-    assert {r["team__slug"] for r in data["by_feature"]} == {"support"}
+    assert {r["team_slug"] for r in data["by_feature"]} == {"support"}
     response = client.get(reverse("overview"), {"feature": "email-copy"})
     assert response.status_code == 400
     assert "feature: no feature 'email-copy' you can see" in html.unescape(response.content.decode())
-    assert {r["team__slug"] for r in response.context["data"]["by_feature"]} == {"support"}
+    assert {r["team_slug"] for r in response.context["data"]["by_feature"]} == {"support"}
 
 
 def test_filters_narrow_every_figure(client, seeded):
@@ -265,10 +265,10 @@ def test_filters_narrow_every_figure(client, seeded):
     data = client.get(
         reverse("overview"), {"team": "growth", "start": "2026-11-05", "end": "2026-11-12"}
     ).context["data"]
-    assert {r["team__slug"] for r in data["by_feature"]} == {"growth"}
+    assert {r["team_slug"] for r in data["by_feature"]} == {"growth"}
     assert all(date(2026, 11, 5) <= r["day"] <= date(2026, 11, 12) for r in data["daily_by_model"])
     feature = client.get(reverse("overview"), {"feature": "email-copy"}).context["data"]
-    assert [r["feature__slug"] for r in feature["by_feature"]] == ["email-copy"]
+    assert [r["feature_slug"] for r in feature["by_feature"]] == ["email-copy"]
 
 
 @pytest.mark.parametrize(
@@ -371,7 +371,13 @@ def test_routing_analytics_tables_export(client, seeded, table):
 def test_feature_page_tables_export(client, seeded, table):
     _login(client, "pm-support")
     feature = Feature.objects.get(slug="ticket-summary")
-    assert _csv(client.get(reverse("feature-detail", args=[feature.code]), {"format": "csv", "table": table}))
+    assert _csv(client.get(reverse("feature-spend", args=[feature.code]), {"format": "csv", "table": table}))
+    # an export link to the feature page itself (as bookmarked before the sections loaded apart) still works
+    old = client.get(reverse("feature-detail", args=[feature.code]), {"format": "csv", "table": table})
+    assert old.status_code == 302 and old["Location"].startswith(
+        reverse("feature-spend", args=[feature.code])
+    )
+    assert _csv(client.get(old["Location"]))
 
 
 # Feature page -----------------------------------------------------------------------------------------------------
@@ -380,9 +386,13 @@ def test_feature_page_tables_export(client, seeded, table):
 def test_feature_page_shows_spend_sections_from_rollups(client, seeded):
     _login(client, "pm-support")
     feature = Feature.objects.get(slug="ticket-summary")
-    response = client.get(
+    page = client.get(
         reverse("feature-detail", args=[feature.code]), {"start": "2026-11-01", "end": "2026-11-20"}
     )
+    spend_url = reverse("feature-spend", args=[feature.code])
+    # the page loads its spend sections from billing's own URL, with the page's filters
+    assert f'hx-get="{spend_url}?start=2026-11-01&amp;end=2026-11-20"' in page.content.decode()
+    response = client.get(spend_url, {"start": "2026-11-01", "end": "2026-11-20"})
     assert response.status_code == 200
     spend = response.context["spend"]
     raw = SpendEvent.objects.filter(
@@ -406,7 +416,7 @@ def test_feature_page_shows_spend_sections_from_rollups(client, seeded):
         "Latency per model",
     ):
         assert heading in body
-    assert reverse("feature-budget", args=[feature.code]) in body  # issue 7's budget panel slot
+    assert reverse("feature-budget", args=[feature.code]) in page.content.decode()  # the budget panel slot
     assert "No budget is set for this feature yet" in body
 
 
@@ -417,7 +427,7 @@ def test_feature_burn_down_uses_the_budget_and_forecast(client, db, feature, use
     for day in range(1, 20):
         rollup(feature, datetime(2026, 11, day, 10, tzinfo=UTC), cost=str(day % 7 + 1))
     client.force_login(users["pm"])
-    response = client.get(reverse("feature-detail", args=[feature.code]))
+    response = client.get(reverse("feature-spend", args=[feature.code]))
     burn = response.context["spend"]["burn_down"]
     assert burn["budget_usd"] == Decimal("50.00")
     assert burn["days"][-1]["day"] == date(2026, 11, 20)
@@ -437,10 +447,17 @@ def test_feature_page_htmx_filter_returns_the_sections_fragment(client, seeded):
     _login(client, "pm-support")
     feature = Feature.objects.get(slug="ticket-summary")
     response = client.get(
-        reverse("feature-detail", args=[feature.code]),
+        reverse("feature-spend", args=[feature.code]),
         {"start": "2026-11-10"},
         headers={"HX-Request": "true"},
     )
+    # a filter swaps the sections; the address bar shows the feature page with the filter, not this URL
+    assert response["HX-Push-Url"] == f"{reverse('feature-detail', args=[feature.code])}?start=2026-11-10"
+    first = client.get(
+        reverse("feature-spend", args=[feature.code]),
+        headers={"HX-Request": "true", "HX-Trigger": "feature-spend-loader"},
+    )
+    assert first.status_code == 200 and "HX-Push-Url" not in first  # the page's own load pushes nothing
     body = response.content.decode()
     assert (
         body.lstrip().startswith('<section class="feature-spend dashboard-view"')
@@ -453,9 +470,10 @@ def test_other_teams_feature_page_is_not_found(client, seeded):
     _login(client, "pm-support")
     feature = Feature.objects.get(slug="email-copy")
     assert client.get(reverse("feature-detail", args=[feature.code])).status_code == 404
+    assert client.get(reverse("feature-spend", args=[feature.code])).status_code == 404
     assert (
         client.get(
-            reverse("feature-detail", args=[feature.code]), {"format": "csv", "table": "daily"}
+            reverse("feature-spend", args=[feature.code]), {"format": "csv", "table": "daily"}
         ).status_code
         == 404
     )
@@ -500,7 +518,7 @@ def _queries(client, url, params=None):
     return len(ctx.captured_queries)
 
 
-@pytest.mark.parametrize("page", ["overview", "routing-analytics", "feature-detail"])
+@pytest.mark.parametrize("page", ["overview", "routing-analytics", "feature-spend"])
 def test_query_count_does_not_grow_with_features(
     client, db, users, frozen, page, django_assert_max_num_queries
 ):
@@ -509,7 +527,7 @@ def test_query_count_does_not_grow_with_features(
     rollup(first, NOW - timedelta(hours=3))
     RoutingPolicy.objects.create(feature=first, threshold=Decimal("0.5"))
     client.force_login(users["admin"])
-    url = reverse(page, args=[first.code]) if page == "feature-detail" else reverse(page)
+    url = reverse(page, args=[first.code]) if page == "feature-spend" else reverse(page)
     one = _queries(client, url)
     for _ in range(12):
         extra = FeatureFactory(team=team)

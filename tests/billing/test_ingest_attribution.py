@@ -162,13 +162,13 @@ def test_blocked_call_counters_are_stored_once_and_shown_on_the_feature_page(
     assert again.json()["blocked_accepted"] == 0 and again.json()["duplicates"] == 2
     assert sum(BlockedCallCount.objects.values_list("count", flat=True)) == 3000
     client.force_login(users["admin"])
-    page = client.get(f"/features/{feature.code}/").content.decode()
+    page = client.get(f"/features/{feature.code}/spend/").content.decode()
     assert "Blocked 3000 times today (UTC): 2990 over budget, 10 revoked key." in page
 
 
 def test_feature_page_says_zero_when_nothing_was_blocked(client, feature, users, at_noon):
     client.force_login(users["admin"])
-    assert "Blocked 0 times today (UTC)." in client.get(f"/features/{feature.code}/").content.decode()
+    assert "Blocked 0 times today (UTC)." in client.get(f"/features/{feature.code}/spend/").content.decode()
 
 
 def test_a_blocked_counter_of_yesterday_is_not_counted_today(client, proxy, feature, users, at_noon):
@@ -178,7 +178,7 @@ def test_a_blocked_counter_of_yesterday_is_not_counted_today(client, proxy, feat
     old["window_end"] = yesterday.isoformat()
     assert post_batch(client, [old]).json()["blocked_accepted"] == 1
     client.force_login(users["admin"])
-    assert "Blocked 0 times today" in client.get(f"/features/{feature.code}/").content.decode()
+    assert "Blocked 0 times today" in client.get(f"/features/{feature.code}/spend/").content.decode()
 
 
 def test_ingest_of_a_batch_with_every_record_bad_stores_nothing_and_answers_200(client, proxy, feature):

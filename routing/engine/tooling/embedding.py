@@ -151,6 +151,7 @@ def fit_head(features: Any, labels: Any, sample_weight: Any, groups: Any, l2: fl
 def main(argv: Sequence[str] | None = None) -> None:
     import numpy as np
 
+    # training and evaluation only: keeps numpy out of what scoring with the embedding model imports
     from routing.engine.tooling.evaluate import SEED, print_comparison, prompt_length_scores
     from routing.engine.tooling.train import (
         load_labeled_prompts,
@@ -264,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     scorer = EmbeddingComplexityScorer.from_file(out)
     import random
 
-    from routing.engine.tooling.bench import request_of_tokens
+    from routing.engine.tooling.bench import request_of_tokens  # bench-only helper, loaded when benching
 
     rng_requests = random.Random(7)
     print(f"{'tokens':>7} {'p50_ms':>8} {'p99_ms':>8}")

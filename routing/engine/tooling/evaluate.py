@@ -31,6 +31,7 @@ import numpy as np
 
 from routing.engine.scorer import ComplexityScorer, shipped_versions
 from routing.engine.signals import last_user_text, request_text
+from routing.engine.tooling.bench import _percentile, realistic_mix, time_scoring
 from routing.engine.tooling.metrics import (
     DEFAULT_PRICE_RATIO,
     bootstrap_metrics,
@@ -227,8 +228,6 @@ def print_comparison(
 
 def latency_p99_us(scorer: ComplexityScorer, count: int = LATENCY_REQUESTS) -> tuple[float, float]:
     """p50 and p99 microseconds per score over the benchmark's realistic mix, best of three passes."""
-    from routing.engine.tooling.bench import _percentile, realistic_mix, time_scoring
-
     scorer.score([{"role": "user", "content": "warm up"}])
     timings = time_scoring(scorer, realistic_mix(count, random.Random(7)), "cpu", passes=3)
     return _percentile(timings, 0.5), _percentile(timings, 0.99)
