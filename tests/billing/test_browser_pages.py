@@ -199,6 +199,13 @@ WIDEST = """() => {
 }"""
 
 
+def _sections_loaded(page) -> None:
+    """Sections a page loads by hx-get after it (the feature page's spend and routing) are in place."""
+    if page.query_selector("#feature-spend-loader"):
+        page.wait_for_selector("#feature-spend-loader", state="detached", timeout=20_000)
+        page.wait_for_selector(".feature-spend", timeout=20_000)
+
+
 @pytest.mark.parametrize("username", ["vp", "pm-support", "mlops"])
 def test_every_page_fits_a_390px_phone(browser, live_server, seeded, username):
     page = _login(browser, live_server, username, width=390)
@@ -207,6 +214,7 @@ def test_every_page_fits_a_390px_phone(browser, live_server, seeded, username):
         response = page.goto(f"{live_server.url}{path}")
         assert response.status == 200, f"{username} {name} {path}: {response.status}"
         page.wait_for_load_state("load")
+        _sections_loaded(page)
         if page.query_selector(".js-chart"):
             page.wait_for_selector(".js-plotly-plot .main-svg", timeout=20_000)
         if name == "api-docs":
@@ -345,6 +353,7 @@ def test_dark_theme_follows_the_system_and_keeps_text_and_charts_readable(browse
         ("audit", reverse("audit-list")),
     ):
         dark.goto(f"{live_server.url}{path}")
+        _sections_loaded(dark)
         if dark.query_selector(".js-chart"):
             dark.wait_for_selector(".js-plotly-plot .main-svg", timeout=20_000)
         dark.wait_for_timeout(150)
