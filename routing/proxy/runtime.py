@@ -26,6 +26,7 @@ from routing.proxy import abandon
 from routing.proxy.blocked import BlockedCalls
 from routing.proxy.breaker import BreakerBoard, combine_reports
 from routing.proxy.control_plane import ControlPlaneClient
+from routing.proxy.looplag import LoopLag
 from routing.proxy.settings import ProxySettings
 from routing.proxy.shipper import PUBLISH_EVERY_S, SpendShipper
 from routing.proxy.spool import SPOOL_FILE, SpendSpool
@@ -46,7 +47,8 @@ class ProxyRuntime:
         self.shares: dict[str, ShareThreshold] = {}
         self.open_signals = abandon.OpenSignals()
         # this worker process's view of each small model's health; an opening wakes its in-flight attempts
-        self.breakers = BreakerBoard(on_open=self.open_signals.fire)
+        self.loop_lag = LoopLag()  # the proxy's own stalls, which the breaker does not blame on the SLM
+        self.breakers = BreakerBoard(on_open=self.open_signals.fire, stalled=self.loop_lag.stalled_during)
         self._abandoned: OrderedDict[str, None] = OrderedDict()
         self._abandoned_lock = threading.Lock()
         self._abandoning_installed = False
