@@ -170,7 +170,8 @@ class FinOpsRouter(CustomLogger):
         if not is_sealed(stamp):
             return None
         replaced = await self._escalate_if_unsure(data, stamp, response)
-        if not data.get("stream"):  # a stream's record comes at its end: see the iterator hook
+        # a stream's record comes at its end (the iterator hook); "stream" as LiteLLM reads it: only `true`
+        if data.get("stream") is not True:
             await self._spooled_before_answer(str(stamp["call_id"]), "")
             if replaced is not None:
                 await self._spooled_before_answer(str(stamp["call_id"]), "low_confidence")
