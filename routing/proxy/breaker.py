@@ -72,8 +72,8 @@ STALL_EARLY_SHARE = 0.5
 STALL_MIN_ANSWERS = 8
 STALL_EARLY_LATENCY_FACTOR = 4.0
 STALL_EARLY_LATENCIES_KEPT = 32
-# A hard failure whose wait was at least this share the proxy's own stall is not held against the SLM.
-PROXY_STALL_SHARE = 0.25
+# A hard failure that waited mostly (this share or more) through the proxy's own stall is not held against the SLM.
+PROXY_STALL_SHARE = 0.5
 
 
 def _no_stalls(start: float, end: float) -> float:

@@ -258,7 +258,7 @@ def test_a_short_hiccup_does_not_excuse_a_hanging_slm(clock: Clock) -> None:
     b = CircuitBreaker("slm", BreakerSettings(), clock=clock, stalled=stalls)
     for _ in range(5):
         admission = b.admit(2.0)
-        stalls.spans.append((clock.now + 1.0, clock.now + 1.2))  # 0.2 s of a 2 s wait: under a quarter
+        stalls.spans.append((clock.now + 1.0, clock.now + 1.8))  # 0.8 s of a 2 s wait: under half
         clock.advance(2.0)
         b.record(HARD_FAILURE, started_at=admission.started_at)
     assert b.state == OPEN and b.excused == 0
