@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0008_spend_attempt_measures'),
+        ("billing", "0008_spend_attempt_measures"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='spendevent',
-            name='signals',
+            model_name="spendevent",
+            name="signals",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

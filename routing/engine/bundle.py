@@ -132,7 +132,9 @@ class RoutingPolicy:
     confidence_floor: float | None = None
     over_budget: str = "block"
     rules: RoutingRules = field(default_factory=RoutingRules)
-    scorer_adjustment: ScoreAdjustment | None = None  # the feature's own change of the score (feature policies only)
+    scorer_adjustment: ScoreAdjustment | None = (
+        None  # the feature's own change of the score (feature policies only)
+    )
 
 
 @dataclass(frozen=True)

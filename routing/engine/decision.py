@@ -19,7 +19,8 @@ from routing.engine.bundle import Bundle, Deployment, Experiment, ExperimentArm,
 ScoreFn = Callable[[list[dict[str, Any]], list[dict[str, Any]] | None], float]
 # The score with the feature's adjustment applied, and the signals a spend record keeps for refitting it.
 ScoredFn = Callable[
-    [list[dict[str, Any]], list[dict[str, Any]] | None, ScoreAdjustment | None], tuple[float, dict[str, float]]
+    [list[dict[str, Any]], list[dict[str, Any]] | None, ScoreAdjustment | None],
+    tuple[float, dict[str, float]],
 ]
 CHARS_PER_TOKEN = 4  # cheap estimate: a tokenizer would cost milliseconds (or a download) per call
 SHARE_WARMUP = 20  # scores seen before a target share overrides the neutral threshold

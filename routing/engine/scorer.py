@@ -147,9 +147,7 @@ class ComplexityScorer:
             for weight in self.signal_weights
         }
 
-    def _logit(
-        self, signals: dict[str, float], terms: set[str], adjustment: ScoreAdjustment | None
-    ) -> float:
+    def _logit(self, signals: dict[str, float], terms: set[str], adjustment: ScoreAdjustment | None) -> float:
         z = self.intercept + (adjustment.logit_change(signals) if adjustment else 0.0)
         for weight in self.signal_weights:
             z += weight.weight * (signals[weight.name] - weight.mean) / weight.scale

@@ -259,7 +259,9 @@ class _Reader:
         out: dict[str, float] = {}
         for key, number in value.items():
             if key not in KNOWN_SIGNALS:
-                self.err(name, f"names {str(key)[:64]!r}, which is not a scorer signal: send the scorer's names")
+                self.err(
+                    name, f"names {str(key)[:64]!r}, which is not a scorer signal: send the scorer's names"
+                )
                 return {}
             if (
                 isinstance(number, bool)
