@@ -152,4 +152,3 @@ def test_the_recorded_signals_come_with_the_same_score():
     # complexity-v1 computes no task-type signals: nothing to record, the score unchanged
     v1 = ComplexityScorer.for_version("complexity-v1")
     assert v1.score_with_signals(_messages(ROUTINE[0])) == (v1.score(_messages(ROUTINE[0])), {})
-    assert scorer.score_with_signals(object())[1] == {}
