@@ -125,6 +125,7 @@ class OutcomeCall:
     signals: dict[str, float]
     bundle_version: str
     route: str
+    decision_reason: str
     status: str
     input_tokens: int
     output_tokens: int
@@ -150,6 +151,7 @@ def outcome_calls(*, feature: Any, start: datetime, end: datetime, limit: int) -
             "signals",
             "bundle_version",
             "route",
+            "decision_reason",
             "status",
             "input_tokens",
             "output_tokens",

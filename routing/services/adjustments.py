@@ -5,8 +5,9 @@ Labels (1: the frontier model was needed, 0: it was not), one per call at most:
 - 1: the call went to the small model and fell back (timeout, error, or a low-confidence escalation);
 - 1: its small-model answer got a thumbs-down or a rating of 2 or less from the feedback API;
 - 0: its small-model answer got a thumbs-up or a rating of 4 or more;
-- 1: a frontier answer rated 4 or more on a call scored under its threshold (the small model would have
-  got it; the breaker or an experiment arm sent it up): the frontier served this kind of ask well.
+- 0: a frontier answer rated 4 or more on a call scored under its threshold, which the small model would
+  have got (an experiment arm sent it up), as `routing.engine.tooling.adjust` documents the labels. Calls
+  the breaker or a budget sent to the frontier are left out: an outage says nothing about the asks.
 Calls without a failure or a rating are not labels: silence is not evidence either way.
 
 The fit is on the calibrated logit the proxy used. Each call records its score (with the adjustment then in
@@ -34,6 +35,7 @@ from routing import providers
 from routing.engine.adjustment import RECORDED_SIGNALS, ScoreAdjustment
 from routing.engine.bundle import UNPINNED_SCORER_WEIGHTS
 from routing.engine.scorer import ComplexityScorer
+from routing.engine.spend import SLM_UNAVAILABLE
 from routing.engine.tooling.adjust import MIN_LABELS, fit_feature_adjustment, standardise
 from routing.models import AdjustmentProposal, AdjustmentStatus, Bundle, Feedback, RoutingPolicy
 from routing.services import whatif
@@ -43,7 +45,11 @@ MAX_CALLS = 50_000
 BAD_RATING = 2
 GOOD_RATING = 4
 SCORE_EDGE = 1e-6  # a recorded score of exactly 0 or 1 has no finite logit
-MIN_WEIGHT = 0.01  # smaller fitted weights are dropped: they change no decision
+MIN_WEIGHT = 0.01
+NOT_BY_SCORE = (
+    SLM_UNAVAILABLE,
+    "budget_degrade",
+)  # sent up by an open breaker or a budget, not by the score  # smaller fitted weights are dropped: they change no decision
 
 
 def _logit(score: float) -> float:
@@ -64,8 +70,9 @@ def call_label(call: Any, rating: int | None) -> int | None:
     if call.route == "small" and call.status == "success":
         return 1 if rating <= BAD_RATING else 0 if rating >= GOOD_RATING else None
     under = call.threshold is not None and call.score < call.threshold
-    if call.route == "frontier" and call.status == "success" and under and rating >= GOOD_RATING:
-        return 1
+    by_score = call.decision_reason not in NOT_BY_SCORE
+    if call.route == "frontier" and call.status == "success" and under and by_score and rating >= GOOD_RATING:
+        return 0
     return None
 
 

@@ -85,9 +85,14 @@ def _outcomes(client, feature, calls: int, *, seed: int = 1) -> dict[str, int]:
 
 @pytest.mark.django_db
 def test_labels_come_from_failures_escalations_and_feedback():
-    def call(route="small", fell=False, status="success", score=0.3, threshold=0.5):
+    def call(route="small", fell=False, status="success", score=0.3, threshold=0.5, reason="score"):
         return SimpleNamespace(
-            route=route, small_model_fallback=fell, status=status, score=score, threshold=threshold
+            route=route,
+            small_model_fallback=fell,
+            status=status,
+            score=score,
+            threshold=threshold,
+            decision_reason=reason,
         )
 
     assert adjustments.call_label(call(fell=True), None) == 1  # timeout, error or low confidence
@@ -95,8 +100,10 @@ def test_labels_come_from_failures_escalations_and_feedback():
     assert adjustments.call_label(call(), 5) == 0 and adjustments.call_label(call(), 4) == 0
     assert adjustments.call_label(call(), 3) is None and adjustments.call_label(call(), None) is None
     # a frontier answer rated well on an ask the small model would have got (scored under the threshold)
-    assert adjustments.call_label(call(route="frontier"), 5) == 1
+    assert adjustments.call_label(call(route="frontier"), 5) == 0
     assert adjustments.call_label(call(route="frontier", score=0.7), 5) is None
+    # ... unless an open breaker sent it up: an outage says nothing about the ask
+    assert adjustments.call_label(call(route="frontier", reason="slm_unavailable"), 5) is None
     assert adjustments.call_label(call(route="frontier"), 1) is None
 
 
