@@ -32,7 +32,7 @@ from django.utils import timezone
 from controlplane.models import AuditAction, Feature
 from controlplane.services import audit_record
 from routing import providers
-from routing.engine.adjustment import RECORDED_SIGNALS, ScoreAdjustment
+from routing.engine.adjustment import RECORDED_SIGNALS, AdjustedSignal, ScoreAdjustment
 from routing.engine.bundle import UNPINNED_SCORER_WEIGHTS
 from routing.engine.scorer import ComplexityScorer
 from routing.engine.spend import SLM_UNAVAILABLE
@@ -173,7 +173,7 @@ def fit_outcomes(outcomes: FeatureOutcomes, *, min_labels: int = MIN_LABELS) -> 
     return ScoreAdjustment(
         round(runtime.offset / outcomes.slope, 6),
         tuple(
-            type(s)(s.name, round(s.weight / outcomes.slope, 6), round(s.mean, 6), round(s.scale, 6))
+            AdjustedSignal(s.name, round(s.weight / outcomes.slope, 6), round(s.mean, 6), round(s.scale, 6))
             for s in runtime.signals
             if abs(s.weight / outcomes.slope) >= MIN_WEIGHT
         ),
