@@ -186,6 +186,10 @@ def test_approval_writes_the_policy_draft_and_only_a_compiled_bundle_carries_it(
 
     document = _compiled()
     assert document["policies"][feature.slug]["scorer_adjustment"] == proposal.adjustment
+    # the publish preview shows the reviewer what ships
+    changes = compiler.bundle_diff(before, document)
+    assert [(c.path, c.kind) for c in changes] == [(f"$.policies.{feature.slug}", "added")]
+    assert changes[0].after == {"scorer_adjustment": proposal.adjustment}
     bundle = EngineBundle.from_json(document)  # what a proxy validates on load
     assert bundle.policy_for(feature.slug).scorer_adjustment == ScoreAdjustment.from_dict(proposal.adjustment)
     assert bundle.policy_for(feature.slug).threshold == 0.5
