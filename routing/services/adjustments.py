@@ -233,13 +233,27 @@ def _side(
     }
 
 
-def adjustment_whatif(outcomes: FeatureOutcomes, adjustment: ScoreAdjustment) -> dict[str, Any]:
-    """The current policy against the adjusted scores on the same calls, at the feature's threshold."""
-    policy = RoutingPolicy.objects.filter(feature=outcomes.feature).first()
-    current = (
+def _in_force(feature: Feature) -> ScoreAdjustment | None:
+    """The adjustment on the feature's policy now (approved; live once published)."""
+    policy = RoutingPolicy.objects.filter(feature=feature).first()
+    return (
         ScoreAdjustment.from_dict(policy.scorer_adjustment) if policy and policy.scorer_adjustment else None
     )
-    before = adjusted_scores(outcomes, current)
+
+
+def changes_a_decision(outcomes: FeatureOutcomes, adjustment: ScoreAdjustment) -> bool:
+    """Would `adjustment` route any recorded call differently from the policy's adjustment at its threshold?"""
+    before = adjusted_scores(outcomes, _in_force(outcomes.feature))
+    threshold = whatif.current_threshold(feature=outcomes.feature, scores=before)
+    if threshold is None:
+        return True  # no threshold to judge by: let MLOps see it
+    after = adjusted_scores(outcomes, adjustment)
+    return any((b < threshold) != (a < threshold) for b, a in zip(before, after, strict=True))
+
+
+def adjustment_whatif(outcomes: FeatureOutcomes, adjustment: ScoreAdjustment) -> dict[str, Any]:
+    """The current policy against the adjusted scores on the same calls, at the feature's threshold."""
+    before = adjusted_scores(outcomes, _in_force(outcomes.feature))
     threshold = whatif.current_threshold(feature=outcomes.feature, scores=before)
     if threshold is None:
         return {"error": "the feature has no threshold or target share: set one on its policy"}
@@ -257,10 +271,13 @@ def adjustment_whatif(outcomes: FeatureOutcomes, adjustment: ScoreAdjustment) ->
 
 @transaction.atomic
 def adjustment_propose(*, feature: Feature, now: datetime | None = None) -> AdjustmentProposal | None:
-    """Fit the feature's adjustment from its outcomes and save it as the open proposal (None: too few labels)."""
+    """Fit the feature's adjustment from its outcomes and save it as the open proposal.
+
+    None when there are too few labels, or when the fit would route no recorded call differently from the
+    policy as it stands (nothing for MLOps to decide; e.g. the day after an approval)."""
     outcomes = feature_outcomes(feature=feature, now=now)
     adjustment = fit_outcomes(outcomes)
-    if adjustment is None:
+    if adjustment is None or not changes_a_decision(outcomes, adjustment):
         return None
     # lock the feature's open proposal, so two fits at once leave one proposal
     open_ = AdjustmentProposal.objects.select_for_update().filter(

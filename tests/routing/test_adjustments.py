@@ -183,6 +183,8 @@ def test_approval_writes_the_policy_draft_and_only_a_compiled_bundle_carries_it(
     )
     with pytest.raises(ValueError, match="only an open proposal"):
         adjustments.adjustment_approve(actor=users["mlops"], proposal=proposal)
+    # the next day's fit on the same outcomes routes nothing differently: no new proposal to decide on
+    assert adjustments.adjustment_propose(feature=feature) is None
 
     document = _compiled()
     assert document["policies"][feature.slug]["scorer_adjustment"] == proposal.adjustment
