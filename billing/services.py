@@ -63,6 +63,7 @@ _COPY_TYPES = {
     "DecimalField": "numeric",
     "BooleanField": "bool",
     "FloatField": "float8",
+    "JSONField": "jsonb",
 }
 
 

@@ -7,7 +7,7 @@ from celery import shared_task
 
 from routing import services
 from routing.models import Experiment, ExperimentStatus, Rollout
-from routing.services import experiments
+from routing.services import adjustments, experiments
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -43,3 +43,9 @@ def experiment_evaluate_task(experiment_id: int) -> None:
     if experiment is None:
         return
     experiments.experiment_evaluate(experiment=experiment)
+
+
+@shared_task(ignore_result=True)
+def adjustments_propose() -> None:
+    """Fit each feature's score adjustment from its labelled outcomes, saved as a proposal for MLOps (beat, daily)."""
+    adjustments.adjustments_propose()

@@ -1,6 +1,7 @@
 """Models of the routing app: deployments, policies, keys, bundles and rollouts (policy.py); threshold
-experiments, feedback and threshold drafts (experiment.py). Re-exported here, so `routing.models.X` works."""
+experiments, feedback and threshold drafts (experiment.py); fitted score adjustments (adjustment.py). Re-exported here, so `routing.models.X` works."""
 
+from routing.models.adjustment import AdjustmentProposal, AdjustmentStatus
 from routing.models.experiment import (
     Experiment,
     ExperimentArm,
@@ -34,6 +35,8 @@ from routing.models.policy import (
 )
 
 __all__ = [
+    "AdjustmentProposal",
+    "AdjustmentStatus",
     "BREAKER_FIELDS",
     "DEPLOYMENT_FIELDS",
     "ENV_NAME",

@@ -111,6 +111,7 @@ class FinOpsRouter(CustomLogger):
                 sticky_key=end_user or call_id,
                 request_key=call_id,
                 score_fn=runtime.score_fn(),
+                scored_fn=runtime.scored_fn(),
                 shares=runtime.shares,
             )
             decision, admission = breaker.gate(runtime.breakers, decision)
