@@ -939,7 +939,10 @@ def train_blend(
             + np.array([sum(held_terms.get(term, 0.0) for term in features.terms[i]) for i in held])
         )
     slope, offset = fit_grouped_calibration(
-        out_of_source, frontier_needed_labels(prompts), source_balanced_weights(list(sources), {}), list(sources)
+        out_of_source,
+        frontier_needed_labels(prompts),
+        source_balanced_weights(list(sources), {}),
+        list(sources),
     )
     return TermsFit(fit.mean, fit.scale, fit.weights, fit.terms, fit.intercept, slope, offset)
 

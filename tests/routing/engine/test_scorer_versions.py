@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from routing.engine.bundle import Bundle, example_bundle, validate_bundle, with_content_hash
-from routing.engine.scorer import TERMS_FORMAT, WEIGHTS_DIR, ComplexityScorer, default_version, shipped_versions
+from routing.engine.scorer import (
+    TERMS_FORMAT,
+    WEIGHTS_DIR,
+    ComplexityScorer,
+    default_version,
+    shipped_versions,
+)
 from routing.engine.tooling.train import (
     BLEND_RECIPE,
     load_labeled_prompts,
@@ -92,7 +98,11 @@ def test_the_default_stays_v3_until_v4_wins_every_figure():
 
 def _rows(count: int = 120) -> list[dict]:
     asks = {
-        "routine": ["Translate to French: item {i}", "Fix the typos: teh meeting {i}", "Extract the date from: {i} May"],
+        "routine": [
+            "Translate to French: item {i}",
+            "Fix the typos: teh meeting {i}",
+            "Extract the date from: {i} May",
+        ],
         "complex": [
             "Prove that the sum of the first {i} odd numbers is a square, and explain each step and why it holds.",
             "Design a distributed queue for {i} regions that never loses a message; explain the trade-offs.",
@@ -145,4 +155,6 @@ def test_evaluate_entry_module_prints_the_summary_line(tmp_path, recipe):
     lines = result.stdout.strip().splitlines()
     assert "# Calibration of held-out probabilities" in result.stdout
     assert any(line.startswith("test on alpha") or "test on alpha" in line for line in lines)
-    assert lines[-1].startswith("apgr_min_source=") and " product_auc=" in lines[-1] and " p99_us=" in lines[-1]
+    assert (
+        lines[-1].startswith("apgr_min_source=") and " product_auc=" in lines[-1] and " p99_us=" in lines[-1]
+    )
