@@ -24,10 +24,9 @@ from routing.engine.adjustment import RECORDED_PLACES, RECORDED_SIGNALS, ScoreAd
 from routing.engine.signals import (
     SIGNAL_NAMES,
     TASK_SIGNAL_NAMES,
-    ask_terms,
     extract_features,
     extract_signals,
-    task_type_signals,
+    task_type_signals_and_terms,
 )
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -134,8 +133,9 @@ class ComplexityScorer:
         if self.format == WEIGHTS_FORMAT:
             return extract_signals(messages, tools), set()
         signals, window = extract_features(messages, tools)
-        signals.update(task_type_signals(window))
-        return signals, ask_terms(window) if self.term_weights else set()
+        task_signals, terms = task_type_signals_and_terms(window, with_terms=bool(self.term_weights))
+        signals.update(task_signals)
+        return signals, terms
 
     def _calibrated(self, logit: float) -> float:
         slope, offset = self.calibration
