@@ -481,9 +481,8 @@ def spend_batch_ingest(
                 )
                 if inserted and settings.DATADOG_ENABLED and source == "proxy":
                     transaction.on_commit(lambda batch_id=batch.pk: _queue_mirror(batch_id))
-                if inserted and source == "proxy":
-                    scope = ({who.team_id for _, _, who in good}, {who.feature_id for _, _, who in good})
-                    transaction.on_commit(lambda scope=scope: _queue_budget_check(*scope))
+                if inserted and source == "proxy" and _touches_enforced_budget(good):
+                    transaction.on_commit(_queue_budget_check)
             return IngestResult(batch.pk, batch.accepted, batch.duplicates, tuple(rejected))
         except OperationalError as exc:
             if attempt == 2 or not _is_retryable(exc):
@@ -561,12 +560,19 @@ def enforced_budget_scope_clear(**_: Any) -> None:
     _enforced_scope = (0.0, set(), set())
 
 
-def _queue_budget_check(team_ids: set[int], feature_ids: set[int]) -> None:
-    """Evaluate budgets (and publish an enforcement change) shortly after spend that a budget enforces."""
+def _touches_enforced_budget(good: Sequence[tuple[int, SpendRecord, Any]]) -> bool:
+    """Does this batch hold spend of a team or feature whose budget degrades or blocks?"""
     try:
         teams, features = _enforced_budget_scope()
-        if not (team_ids & teams or feature_ids & features):
-            return
+    except Exception:  # never fail an ingest over it: the minute's evaluation still runs
+        log.exception("could not read which budgets enforce; the minute's evaluation will check them")
+        return False
+    return any(who.team_id in teams or who.feature_id in features for _, _, who in good)
+
+
+def _queue_budget_check() -> None:
+    """Evaluate budgets (and publish an enforcement change) shortly after spend that a budget enforces."""
+    try:
         from django.core.cache import cache
 
         if not cache.add(BUDGET_CHECK_KEY, 1, timeout=BUDGET_CHECK_AFTER_S):
