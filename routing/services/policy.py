@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from controlplane.models import AuditAction, Feature, Proxy
+from controlplane.models import AuditAction, Feature
 from controlplane.permissions import Action, can
 from controlplane.services import audit_record, audited_create, audited_update, snapshot
 from routing.compiler import compile_bundle
@@ -44,6 +44,7 @@ from routing.models import (
     Bundle,
     FeatureKey,
     ModelDeployment,
+    Proxy,
     Rollout,
     RolloutKind,
     RolloutStatus,
