@@ -1,4 +1,4 @@
-"""Plotly figures for the dashboards, as pure functions: plain lists/dicts in, a figure dict out (no ORM).
+"""Plotly figures for the dashboards, as pure functions: the selectors' plain results in, a figure dict out (no ORM).
 
 Every figure is readable without colour: bars carry fill patterns and direct value labels, lines carry
 marker symbols and labels, and the legend names each series. A function returns None when it has no
@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from billing.selectors.dashboards import FallbackReason, FeatureRouting, ModelLatency
 
 PATTERNS = ["", "/", "x", ".", "\\", "+", "-", "|"]
 SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon"]
@@ -386,7 +388,7 @@ def cost_per_request(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | Non
     }
 
 
-def fallback_reasons(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def fallback_reasons(rows: Sequence[FallbackReason]) -> dict[str, Any] | None:
     """Bars of fallback rate per reason, labelled with the rate and the count."""
     if not rows:
         return None
@@ -395,9 +397,9 @@ def fallback_reasons(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
             {
                 "type": "bar",
                 "name": "fallback rate",
-                "x": [r["reason"] for r in rows],
-                "y": [r["rate"] * 100 for r in rows],
-                "text": [f"{r['rate'] * 100:.1f}% ({r['fallbacks']:,})" for r in rows],
+                "x": [r.reason for r in rows],
+                "y": [r.rate * 100 for r in rows],
+                "text": [f"{r.rate * 100:.1f}% ({r.fallbacks:,})" for r in rows],
                 "textposition": "outside",
                 "cliponaxis": False,
                 "marker": {"color": COLOURS[1], "pattern": {"shape": "x"}},
@@ -407,15 +409,15 @@ def fallback_reasons(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
     }
 
 
-def latency_by_model(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def latency_by_model(rows: Sequence[ModelLatency]) -> dict[str, Any] | None:
     """Grouped bars p50 and p95 per model (ms), patterned and labelled."""
-    rows = [r for r in rows if r.get("count")]
+    rows = [r for r in rows if r.count]
     if not rows:
         return None
-    models = [r["model"] for r in rows]
+    models = [r.model for r in rows]
     data = []
     for i, key in enumerate(("p50", "p95")):
-        values = [round(r[key] or 0) for r in rows]
+        values = [round((r.p50 if key == "p50" else r.p95) or 0) for r in rows]
         data.append(
             {
                 "type": "bar",
@@ -495,17 +497,17 @@ def score_histogram(counts: Sequence[int], *, threshold: float | None, title: st
     }
 
 
-def small_share_bars(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    rows = [r for r in rows if r["requests"]]
+def small_share_bars(rows: Sequence[FeatureRouting]) -> dict[str, Any] | None:
+    rows = [r for r in rows if r.requests]
     if not rows:
         return None
-    values = [r["small_share"] * 100 for r in rows]
+    values = [r.small_share * 100 for r in rows]
     return {
         "data": [
             {
                 "type": "bar",
                 "name": "small-model share",
-                "x": [r["feature_slug"] for r in rows],
+                "x": [r.feature_slug for r in rows],
                 "y": values,
                 "text": [f"{v:.1f}%" for v in values],
                 "textposition": "outside",
@@ -519,17 +521,15 @@ def small_share_bars(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
     }
 
 
-def fallback_reasons_by_feature(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def fallback_reasons_by_feature(rows: Sequence[FeatureRouting]) -> dict[str, Any] | None:
     """Stacked bars: fallback rate per feature, one patterned segment per reason."""
-    reasons = sorted({r["reason"] for row in rows for r in row["reasons"]})
+    reasons = sorted({r.reason for row in rows for r in row.reasons})
     if not reasons:
         return None
-    x = [row["feature_slug"] for row in rows]
+    x = [row.feature_slug for row in rows]
     data = []
     for i, reason in enumerate(reasons):
-        values = [
-            next((r["rate"] * 100 for r in row["reasons"] if r["reason"] == reason), 0.0) for row in rows
-        ]
+        values = [next((r.rate * 100 for r in row.reasons if r.reason == reason), 0.0) for row in rows]
         data.append(
             {
                 "type": "bar",

@@ -1,13 +1,16 @@
 """Dashboard reads beyond billing.selectors: filters, overview, feature and routing-analytics figures.
 
-Everything here reads the hourly rollups (never raw events) and returns plain dicts and lists that
-billing.charts turns into figures. Money stays Decimal; rates are floats in [0, 1].
+Everything here reads the hourly rollups (never raw events) and returns what billing.charts turns into
+figures: frozen dataclasses (routing analytics, the MLOps landing, latency per model, fallback reasons)
+or, for the overview and the feature page, plain dicts and lists. Money stays Decimal; rates are floats
+in [0, 1].
 """
 
 from __future__ import annotations
 
 import calendar
 import math
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -622,17 +625,36 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
 FEATURE_SUMS = [*CUBE_SUMS, *LATENCY_BUCKETS]
 
 
-def _latency_rows(cells: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ModelLatency:
+    """One model's attempt latency in a range: median and 95th percentile (ms, from the rollup buckets)."""
+
+    model: str
+    p50: float | None
+    p95: float | None
+    count: int
+
+
+@dataclass(frozen=True)
+class FallbackReason:
+    """Fallbacks of one reason in a range, and their share of the requests."""
+
+    reason: str
+    fallbacks: int
+    rate: float
+
+
+def _latency_rows(cells: Iterable[Mapping[str, Any]]) -> list[ModelLatency]:
     rows = []
     for model, row in sorted(_fold(cells, lambda c: c["model"], LATENCY_BUCKETS).items()):
         counts = [row[name] for name in LATENCY_BUCKETS]
         rows.append(
-            {
-                "model": model,
-                "p50": percentile_from_buckets(counts, 0.5),
-                "p95": percentile_from_buckets(counts, 0.95),
-                "count": sum(counts),
-            }
+            ModelLatency(
+                model=model,
+                p50=percentile_from_buckets(counts, 0.5),
+                p95=percentile_from_buckets(counts, 0.95),
+                count=sum(counts),
+            )
         )
     return rows
 
@@ -643,18 +665,18 @@ def _count_slm_unavailable(row: dict[str, Any], cells: Iterable[Mapping[str, Any
     row["slm_unavailable_share"] = row["slm_unavailable"] / row["requests"] if row["requests"] else 0.0
 
 
-def _reasons(cells: Iterable[Mapping[str, Any]], requests: int) -> list[dict[str, Any]]:
+def _reasons(cells: Iterable[Mapping[str, Any]], requests: int) -> list[FallbackReason]:
     folded = _fold((c for c in cells if c["fallback_reason"]), lambda c: c["fallback_reason"], ["fallbacks"])
     out = [
-        {
-            "reason": reason,
-            "fallbacks": row["fallbacks"],
-            "rate": row["fallbacks"] / requests if requests else 0.0,
-        }
+        FallbackReason(
+            reason=reason,
+            fallbacks=row["fallbacks"],
+            rate=row["fallbacks"] / requests if requests else 0.0,
+        )
         for reason, row in folded.items()
         if row["fallbacks"]
     ]
-    out.sort(key=lambda r: (-r["fallbacks"], r["reason"]))
+    out.sort(key=lambda r: (-r.fallbacks, r.reason))
     return out
 
 
@@ -767,7 +789,46 @@ def feature_thresholds(feature_ids: Iterable[int]) -> dict[int | None, float | N
     return out
 
 
-def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ScoreBucketFallbacks:
+    """Requests whose complexity score fell in one tenth of [0, 1], and how many of them fell back."""
+
+    bucket: str  # "0.3–0.4"
+    requests: int
+    fallbacks: int
+    rate: float | None  # None: no requests in the bucket
+
+
+@dataclass(frozen=True)
+class FeatureRouting:
+    """One feature's routing in a range: small-model share, fallbacks by reason and by score, its threshold."""
+
+    feature_id: int
+    feature_slug: str
+    feature_name: str
+    feature_code: uuid.UUID | None  # None: the feature is gone or not visible
+    requests: int
+    small_requests: int
+    small_share: float
+    fallbacks: int
+    fallback_rate: float
+    slm_unavailable: int  # calls an open breaker sent straight to the frontier (not fallbacks)
+    slm_unavailable_share: float
+    reasons: list[FallbackReason]
+    score_histogram: list[int]  # requests per score tenth
+    fallback_by_score: list[ScoreBucketFallbacks]
+    threshold: float | None  # the feature's policy threshold, else the default policy's
+
+
+@dataclass(frozen=True)
+class RoutingAnalytics:
+    """The routing analytics page: one row per feature with traffic, latency per model."""
+
+    features: list[FeatureRouting]
+    latency: list[ModelLatency]
+
+
+def routing_analytics(*, filters: DashboardFilters) -> RoutingAnalytics:
     """Per feature: score histogram with its threshold, small-model share, fallback rate by reason; latency per model."""
     sums = ["requests", "fallbacks", *SCORE_BUCKETS, *FALLBACK_SCORE_BUCKETS, *LATENCY_BUCKETS]
     rows = (
@@ -798,39 +859,40 @@ def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
         requests = total["requests"]
         small = sum(c["requests"] for c in mine if c["route"] == "small")
         reasons = _reasons(mine, requests)
-        fallbacks = sum(r["fallbacks"] for r in reasons)
+        fallbacks = sum(r.fallbacks for r in reasons)
         feature = names.get(feature_id)
         unavailable: dict[str, Any] = {"requests": requests}
         _count_slm_unavailable(unavailable, mine)
         features.append(
-            {
-                **unavailable,
-                "feature_id": feature_id,
-                "feature_slug": feature.slug if feature else str(feature_id),
-                "feature_name": feature.name if feature else str(feature_id),
-                "feature_code": feature.code if feature else None,
-                "requests": requests,
-                "small_requests": small,
-                "small_share": small / requests if requests else 0.0,
-                "fallbacks": fallbacks,
-                "fallback_rate": fallbacks / requests if requests else 0.0,
-                "reasons": reasons,
-                "score_histogram": [total[name] for name in SCORE_BUCKETS],
-                "fallback_by_score": [
-                    {
-                        "bucket": f"{k / 10:.1f}–{(k + 1) / 10:.1f}",
-                        "requests": total[requests_name],
-                        "fallbacks": total[fallback_name],
-                        "rate": total[fallback_name] / total[requests_name] if total[requests_name] else None,
-                    }
+            FeatureRouting(
+                feature_id=feature_id,
+                feature_slug=feature.slug if feature else str(feature_id),
+                feature_name=feature.name if feature else str(feature_id),
+                feature_code=feature.code if feature else None,
+                requests=requests,
+                small_requests=small,
+                small_share=small / requests if requests else 0.0,
+                fallbacks=fallbacks,
+                fallback_rate=fallbacks / requests if requests else 0.0,
+                slm_unavailable=unavailable["slm_unavailable"],
+                slm_unavailable_share=unavailable["slm_unavailable_share"],
+                reasons=reasons,
+                score_histogram=[total[name] for name in SCORE_BUCKETS],
+                fallback_by_score=[
+                    ScoreBucketFallbacks(
+                        bucket=f"{k / 10:.1f}–{(k + 1) / 10:.1f}",
+                        requests=total[requests_name],
+                        fallbacks=total[fallback_name],
+                        rate=total[fallback_name] / total[requests_name] if total[requests_name] else None,
+                    )
                     for k, (requests_name, fallback_name) in enumerate(
                         zip(SCORE_BUCKETS, FALLBACK_SCORE_BUCKETS, strict=True)
                     )
                 ],
-                "threshold": thresholds.get(feature_id, thresholds.get(None)),
-            }
+                threshold=thresholds.get(feature_id, thresholds.get(None)),
+            )
         )
-    return {"features": features, "latency": _latency_rows(cells)}
+    return RoutingAnalytics(features=features, latency=_latency_rows(cells))
 
 
 # Per-role landing ----------------------------------------------------------------------------------------------------
@@ -896,19 +958,30 @@ def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal
 MLOPS_MIN_REQUESTS = 20
 
 
-def mlops_landing(*, filters: DashboardFilters) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MlopsLanding:
+    """The MLOps landing: features by fallback rate, the worst one with enough requests, the alert line."""
+
+    features: list[FeatureRouting]
+    worst: FeatureRouting | None
+    alert_line: float
+    worst_over_line: bool
+    min_requests: int
+
+
+def mlops_landing(*, filters: DashboardFilters) -> MlopsLanding:
     """Fallback rate and small-model share per feature, the worst one (with enough requests) and the alert line."""
     from django.conf import settings
 
     analytics = routing_analytics(filters=filters)
     line = float(getattr(settings, "ALERT_FALLBACK_THRESHOLD", "0.20"))
-    rows = sorted(analytics["features"], key=lambda f: (-f["fallback_rate"], f["feature_name"]))
-    candidates = [f for f in rows if f["requests"] >= MLOPS_MIN_REQUESTS]
+    rows = sorted(analytics.features, key=lambda f: (-f.fallback_rate, f.feature_name))
+    candidates = [f for f in rows if f.requests >= MLOPS_MIN_REQUESTS]
     worst = candidates[0] if candidates else None
-    return {
-        "features": rows,
-        "worst": worst,
-        "alert_line": line,
-        "worst_over_line": worst is not None and worst["fallback_rate"] > line,
-        "min_requests": MLOPS_MIN_REQUESTS,
-    }
+    return MlopsLanding(
+        features=rows,
+        worst=worst,
+        alert_line=line,
+        worst_over_line=worst is not None and worst.fallback_rate > line,
+        min_requests=MLOPS_MIN_REQUESTS,
+    )

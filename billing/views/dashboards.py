@@ -22,12 +22,10 @@ from billing import charts, exports, selectors
 from controlplane.http import wants_fragment
 from controlplane.permissions import feature_for_user
 
-Table = tuple[Sequence[str], Callable[[dict[str, Any]], list[Sequence[Any]]]]
+Table = tuple[Sequence[str], Callable[[Any], list[Sequence[Any]]]]  # header, rows of a selector's result
 
 
-def _csv_or_none(
-    request: HttpRequest, page: str, tables: dict[str, Table], data: dict[str, Any]
-) -> HttpResponse | None:
+def _csv_or_none(request: HttpRequest, page: str, tables: dict[str, Table], data: Any) -> HttpResponse | None:
     if request.GET.get("format") != "csv":
         return None
     name = request.GET.get("table", "")
@@ -154,23 +152,19 @@ def overview(request: HttpRequest) -> HttpResponse:
 # Feature page: its spend sections, loaded by hx-get --------------------------------------------------------
 
 # tables the feature page and routing analytics both export
-LATENCY_TABLE: Table = (
-    ["model", "p50_ms", "p95_ms", "attempts"],
-    lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
-)
+LATENCY_HEADER = ["model", "p50_ms", "p95_ms", "attempts"]
+
+
+def _latency_table(rows: Sequence[selectors.ModelLatency]) -> list[Sequence[Any]]:
+    return [[r.model, r.p50, r.p95, r.count] for r in rows]
+
 
 FALLBACK_BY_SCORE_TABLE: Table = (
     ["feature", "score_bucket", "requests", "fallbacks", "fallback_rate"],
     lambda d: [
-        [
-            f["feature_slug"],
-            b["bucket"],
-            b["requests"],
-            b["fallbacks"],
-            "" if b["rate"] is None else b["rate"],
-        ]
-        for f in d["features"]
-        for b in f["fallback_by_score"]
+        [f.feature_slug, b.bucket, b.requests, b.fallbacks, "" if b.rate is None else b.rate]
+        for f in d.features
+        for b in f.fallback_by_score
     ],
 )
 
@@ -201,9 +195,9 @@ FEATURE_TABLES: dict[str, Table] = {
     ),
     "fallbacks": (
         ["reason", "fallbacks", "rate"],
-        lambda d: [[r["reason"], r["fallbacks"], r["rate"]] for r in d["fallbacks"]],
+        lambda d: [[r.reason, r.fallbacks, r.rate] for r in d["fallbacks"]],
     ),
-    "latency": LATENCY_TABLE,
+    "latency": (LATENCY_HEADER, lambda d: _latency_table(d["latency"])),
     "fallback_by_score": FALLBACK_BY_SCORE_TABLE,
 }
 
@@ -257,30 +251,26 @@ ROUTING_TABLES: dict[str, Table] = {
         ["feature", "requests", "small_requests", "small_share", "fallbacks", "fallback_rate", "threshold"],
         lambda d: [
             [
-                f["feature_slug"],
-                f["requests"],
-                f["small_requests"],
-                f["small_share"],
-                f["fallbacks"],
-                f["fallback_rate"],
-                f["threshold"],
+                f.feature_slug,
+                f.requests,
+                f.small_requests,
+                f.small_share,
+                f.fallbacks,
+                f.fallback_rate,
+                f.threshold,
             ]
-            for f in d["features"]
+            for f in d.features
         ],
     ),
     "reasons": (
         ["feature", "reason", "fallbacks", "rate"],
-        lambda d: [
-            [f["feature_slug"], r["reason"], r["fallbacks"], r["rate"]]
-            for f in d["features"]
-            for r in f["reasons"]
-        ],
+        lambda d: [[f.feature_slug, r.reason, r.fallbacks, r.rate] for f in d.features for r in f.reasons],
     ),
     "scores": (
         ["feature", *[f"score_{k / 10:.1f}_{(k + 1) / 10:.1f}" for k in range(10)]],
-        lambda d: [[f["feature_slug"], *f["score_histogram"]] for f in d["features"]],
+        lambda d: [[f.feature_slug, *f.score_histogram] for f in d.features],
     ),
-    "latency": LATENCY_TABLE,
+    "latency": (LATENCY_HEADER, lambda d: _latency_table(d.latency)),
     "fallback_by_score": FALLBACK_BY_SCORE_TABLE,
 }
 
@@ -293,18 +283,23 @@ def routing_analytics(request: HttpRequest) -> HttpResponse:
     csv = _csv_or_none(request, "routing-analytics", ROUTING_TABLES, data)
     if csv is not None:
         return csv
-    for f in data["features"]:
-        f["chart"] = charts.score_histogram(
-            f["score_histogram"], threshold=f["threshold"], title=f"{f['feature_slug']}: complexity scores"
-        )
     context = {
         "filters": filters,
         "data": data,
         "charts": {
-            "small_share": charts.small_share_bars(data["features"]),
-            "reasons": charts.fallback_reasons_by_feature(data["features"]),
-            "latency": charts.latency_by_model(data["latency"]),
+            "small_share": charts.small_share_bars(data.features),
+            "reasons": charts.fallback_reasons_by_feature(data.features),
+            "latency": charts.latency_by_model(data.latency),
         },
+        "score_charts": [
+            (
+                f,
+                charts.score_histogram(
+                    f.score_histogram, threshold=f.threshold, title=f"{f.feature_slug}: complexity scores"
+                ),
+            )
+            for f in data.features
+        ],
     }
     template = (
         "billing/_routing_analytics_body.html"

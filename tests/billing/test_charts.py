@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 
 from billing import charts
+from billing.selectors import FallbackReason, FeatureRouting, ModelLatency
 
 
 def _daily_rows():
@@ -27,10 +28,15 @@ def test_every_builder_returns_none_without_data():
     assert charts.burn_down({"days": []}) is None
     assert charts.daily_volume_split([]) is None
     assert charts.fallback_reasons([]) is None
-    assert charts.latency_by_model([{"model": "m", "p50": None, "p95": None, "count": 0}]) is None
+    assert charts.latency_by_model([ModelLatency(model="m", p50=None, p95=None, count=0)]) is None
     assert charts.score_histogram([0] * 10, threshold=0.5, title="t") is None
     assert charts.small_share_bars([]) is None
-    assert charts.fallback_reasons_by_feature([{"feature_slug": "a", "reasons": []}]) is None
+    no_fallbacks = FeatureRouting(
+        feature_id=1, feature_slug="a", feature_name="A", feature_code=None, requests=10, small_requests=10,
+        small_share=1.0, fallbacks=0, fallback_rate=0.0, slm_unavailable=0, slm_unavailable_share=0.0,
+        reasons=[], score_histogram=[10] + [0] * 9, fallback_by_score=[], threshold=None,
+    )  # fmt: skip
+    assert charts.fallback_reasons_by_feature([no_fallbacks]) is None
 
 
 def test_daily_spend_stacks_one_patterned_series_per_model_with_day_totals():
@@ -103,11 +109,11 @@ def test_burn_down_draws_forecast_band_and_budget_line():
 
 
 def test_latency_and_reasons_are_patterned_and_labelled():
-    latency = charts.latency_by_model([{"model": "slm", "p50": 120.4, "p95": 900.0, "count": 50}])
+    latency = charts.latency_by_model([ModelLatency(model="slm", p50=120.4, p95=900.0, count=50)])
     p50, p95 = latency["data"]
     assert p50["text"] == ["p50 120 ms"] and p95["text"] == ["p95 900 ms"]
     assert p50["marker"]["pattern"]["shape"] != p95["marker"]["pattern"]["shape"]
-    reasons = charts.fallback_reasons([{"reason": "timeout", "fallbacks": 12, "rate": 0.06}])
+    reasons = charts.fallback_reasons([FallbackReason(reason="timeout", fallbacks=12, rate=0.06)])
     assert reasons["data"][0]["text"] == ["6.0% (12)"]
 
 

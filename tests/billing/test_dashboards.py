@@ -174,9 +174,9 @@ def test_calls_an_open_breaker_skipped_are_shown_apart_from_fallbacks(client, db
         response.content.decode()
     )
     analytics = client.get(reverse("routing-analytics"), range_).context["data"]
-    (row,) = analytics["features"]
-    assert row["fallback_rate"] == pytest.approx(0.07) and row["slm_unavailable"] == 30
-    assert [r["reason"] for r in row["reasons"]] == ["timeout"]
+    (row,) = analytics.features
+    assert row.fallback_rate == pytest.approx(0.07) and row.slm_unavailable == 30
+    assert [r.reason for r in row.reasons] == ["timeout"]
     page = client.get(reverse("feature-spend", args=[feature.code]), range_)
     assert "(30 while the small model was unavailable)" in page.content.decode()
 
@@ -403,10 +403,10 @@ def test_feature_page_shows_spend_sections_from_rollups(client, seeded):
     assert spend["requests"] == raw.filter(attempt=1).count()
     assert spend["cost_usd"] == pytest.approx(raw.aggregate(c=Sum("cost_usd"))["c"])
     assert spend["small_requests"] == raw.filter(attempt=1, route="small").count()
-    reasons = {r["reason"]: r["fallbacks"] for r in spend["fallbacks"]}
+    reasons = {r.reason: r.fallbacks for r in spend["fallbacks"]}
     fallen = raw.filter(fallback=True).values_list("fallback_reason", flat=True)
     assert reasons == {reason: list(fallen).count(reason) for reason in set(fallen)}
-    assert {r["model"] for r in spend["latency"]} == set(raw.values_list("deployment", flat=True))
+    assert {r.model for r in spend["latency"]} == set(raw.values_list("deployment", flat=True))
     body = response.content.decode()
     for heading in (
         "Budget burn-down",
@@ -489,23 +489,24 @@ def test_routing_analytics_marks_each_features_threshold(client, seeded):
     client.login(username="mlops", password="demo-mlops-pass")
     response = client.get(reverse("routing-analytics"))
     assert response.status_code == 200
-    rows = {f["feature_slug"]: f for f in response.context["data"]["features"]}
-    assert rows["ticket-summary"]["threshold"] == 0.55
-    assert rows["email-copy"]["threshold"] == 0.6  # inherits the default policy
-    assert rows["ticket-summary"]["chart"]["layout"]["shapes"][0]["x0"] == 0.55
+    rows = {f.feature_slug: f for f in response.context["data"].features}
+    assert rows["ticket-summary"].threshold == 0.55
+    assert rows["email-copy"].threshold == 0.6  # inherits the default policy
+    charts = {f.feature_slug: figure for f, figure in response.context["score_charts"]}
+    assert charts["ticket-summary"]["layout"]["shapes"][0]["x0"] == 0.55
     raw_first = SpendEvent.objects.filter(
         feature=feature, attempt=1, start_time__gte=datetime(2026, 11, 1, tzinfo=UTC)
     )
-    assert sum(rows["ticket-summary"]["score_histogram"]) == raw_first.count()
-    assert rows["ticket-summary"]["small_requests"] == raw_first.filter(route="small").count()
+    assert sum(rows["ticket-summary"].score_histogram) == raw_first.count()
+    assert rows["ticket-summary"].small_requests == raw_first.filter(route="small").count()
     # fallback rate by score bucket, from rollups, equals the raw count (fallback rows by their call's score)
     raw_all = SpendEvent.objects.filter(feature=feature, start_time__gte=datetime(2026, 11, 1, tzinfo=UTC))
-    buckets = rows["ticket-summary"]["fallback_by_score"]
+    buckets = rows["ticket-summary"].fallback_by_score
     for k, bucket in enumerate(buckets):
         scored = {"score__gte": k / 10} | ({"score__lt": (k + 1) / 10} if k < 9 else {})
-        assert bucket["requests"] == raw_first.filter(**scored).count()
-        assert bucket["fallbacks"] == raw_all.filter(fallback=True, **scored).count()
-    assert sum(b["fallbacks"] for b in buckets) > 0  # the seeded traffic has fallbacks to split
+        assert bucket.requests == raw_first.filter(**scored).count()
+        assert bucket.fallbacks == raw_all.filter(fallback=True, **scored).count()
+    assert sum(b.fallbacks for b in buckets) > 0  # the seeded traffic has fallbacks to split
     assert "Fallback rate by score bucket" in html.unescape(response.content.decode())
 
 

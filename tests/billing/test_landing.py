@@ -92,10 +92,10 @@ def test_mlops_lands_on_fallback_rate_and_small_share_per_feature_with_the_worst
     client.force_login(users["mlops"])
     response = client.get(reverse("overview"))
     m = response.context["landing"]["mlops"]
-    assert [f["feature_slug"] for f in m["features"]] == ["ticket-summary", "email-copy"]
-    worst = m["worst"]
-    assert worst["feature_slug"] == "ticket-summary" and worst["fallback_rate"] == pytest.approx(0.27)
-    assert worst["small_share"] == pytest.approx(0.9) and m["worst_over_line"]
+    assert [f.feature_slug for f in m.features] == ["ticket-summary", "email-copy"]
+    worst = m.worst
+    assert worst.feature_slug == "ticket-summary" and worst.fallback_rate == pytest.approx(0.27)
+    assert worst.small_share == pytest.approx(0.9) and m.worst_over_line
     body = _body(response)
     assert "Above the 20.0% line" in body and "27.0%" in body and "90.0%" in body
     assert reverse("whatif", args=[feature.code]) in body
