@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billing.selectors.dashboards import FallbackReason, FeatureRouting, ModelLatency
+from billing.selectors.dashboards import BurnDown, FallbackReason, FeatureDay, FeatureRouting, ModelLatency
 
 PATTERNS = ["", "/", "x", ".", "\\", "+", "-", "|"]
 SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon"]
@@ -248,13 +248,13 @@ def rate_trend(
     }
 
 
-def burn_down(data: Mapping[str, Any]) -> dict[str, Any] | None:
+def burn_down(data: BurnDown) -> dict[str, Any] | None:
     """Cumulative month-to-date spend, the dashed forecast path with its shaded band, and the budget line if set."""
-    days = data["days"]
+    days = data.days
     if not days:
         return None
-    x = [_day(d["day"]) for d in days]
-    y = [_usd(d["cost_usd"]) for d in days]
+    x = [_day(d.day) for d in days]
+    y = [_usd(d.cost_usd) for d in days]
     series = [
         {
             "type": "scatter",
@@ -266,10 +266,10 @@ def burn_down(data: Mapping[str, Any]) -> dict[str, Any] | None:
             "line": {"color": COLOURS[0]},
         },
     ]
-    projection = data.get("projection") or []
+    projection = data.projection
     if projection:
-        px = [x[-1]] + [_day(p["day"]) for p in projection]
-        py = [y[-1]] + [_usd(p["cost_usd"]) for p in projection]
+        px = [x[-1]] + [_day(p.day) for p in projection]
+        py = [y[-1]] + [_usd(p.cost_usd) for p in projection]
         series.append(
             {
                 "type": "scatter",
@@ -277,28 +277,28 @@ def burn_down(data: Mapping[str, Any]) -> dict[str, Any] | None:
                 "name": "forecast",
                 "x": px,
                 "y": py,
-                "text": [""] * (len(px) - 1) + [f"forecast {usd_label(data['projected_month_end'])}"],
+                "text": [""] * (len(px) - 1) + [f"forecast {usd_label(data.projected_month_end)}"],
                 "textposition": "top left",
                 "line": {"dash": "dash", "color": COLOURS[2]},
             }
         )
-    band = data.get("band")
+    band = data.band
     if band:  # low/high per forecast day
         series.append(
             {
                 "type": "scatter",
                 "mode": "lines",
                 "name": "forecast band (90%)",
-                "x": [_day(b["day"]) for b in band] + [_day(b["day"]) for b in reversed(band)],
-                "y": [_usd(b["high"]) for b in band] + [_usd(b["low"]) for b in reversed(band)],
+                "x": [_day(b.day) for b in band] + [_day(b.day) for b in reversed(band)],
+                "y": [_usd(b.high) for b in band] + [_usd(b.low) for b in reversed(band)],
                 "fill": "toself",
                 "line": {"width": 0},
                 "fillcolor": "rgba(237,174,73,0.25)",
             }
         )
     shapes, annotations = [], []
-    if data.get("budget_usd") is not None:
-        budget = _usd(data["budget_usd"])
+    if data.budget_usd is not None:
+        budget = _usd(data.budget_usd)
         shapes.append(
             {
                 "type": "line",
@@ -327,24 +327,28 @@ def burn_down(data: Mapping[str, Any]) -> dict[str, Any] | None:
             shapes=shapes,
             annotations=annotations,
             yaxis={"title": "USD", **USD_AXIS},
-            xaxis=time_axis(data["month_start"], data["month_end"], "day"),
+            xaxis=time_axis(data.month_start, data.month_end, "day"),
         ),
     }
 
 
-def daily_volume_split(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def daily_volume_split(daily: Sequence[FeatureDay]) -> dict[str, Any] | None:
     """Requests per day stacked by route (small vs frontier), patterned, with the day's total on top."""
-    if not any(d["requests"] for d in daily):
+    if not any(d.requests for d in daily):
         return None
-    x = [_day(d["day"]) for d in daily]
+    x = [_day(d.day) for d in daily]
     data = []
-    for i, (key, name) in enumerate((("small_requests", "small model"), ("frontier_requests", "frontier"))):
+    routes = (
+        ([d.small_requests for d in daily], "small model"),
+        ([d.frontier_requests for d in daily], "frontier"),
+    )
+    for i, (requests, name) in enumerate(routes):
         data.append(
             {
                 "type": "bar",
                 "name": name,
                 "x": x,
-                "y": [d[key] for d in daily],
+                "y": requests,
                 "marker": {"color": COLOURS[i + 3], "pattern": {"shape": PATTERNS[i * 2]}},
             }
         )
@@ -354,8 +358,8 @@ def daily_volume_split(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | N
             "mode": "text",
             "name": "total",
             "x": x,
-            "y": [d["requests"] for d in daily],
-            "text": [f"{d['requests']:,}" for d in daily],
+            "y": [d.requests for d in daily],
+            "text": [f"{d.requests:,}" for d in daily],
             "textposition": "top center",
             "showlegend": False,
             "hoverinfo": "skip",
@@ -367,18 +371,18 @@ def daily_volume_split(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | N
     }
 
 
-def cost_per_request(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    points = [d for d in daily if d["requests"]]
+def cost_per_request(daily: Sequence[FeatureDay]) -> dict[str, Any] | None:
+    points = [d for d in daily if d.requests]
     if not points:
         return None
-    y = [_usd(d["cost_per_request"]) for d in points]
+    y = [_usd(d.cost_per_request or 0) for d in points]
     return {
         "data": [
             {
                 "type": "scatter",
                 "mode": "lines+markers",
                 "name": "cost per request",
-                "x": [_day(d["day"]) for d in points],
+                "x": [_day(d.day) for d in points],
                 "y": y,
                 "marker": {"symbol": "square", "color": COLOURS[0]},
                 "hovertemplate": "%{x}: $%{y:.5f}<extra></extra>",

@@ -1,8 +1,8 @@
 """Dashboard reads beyond billing.selectors: filters, overview, feature and routing-analytics figures.
 
 Everything here reads the hourly rollups (never raw events) and returns what billing.charts turns into
-figures: frozen dataclasses (routing analytics, the MLOps landing, latency per model, fallback reasons)
-or, for the overview and the feature page, plain dicts and lists. Money stays Decimal; rates are floats
+figures: frozen dataclasses (the feature page, its burn-down, routing analytics, the MLOps landing) or,
+for the overview, plain dicts and lists. Money stays Decimal; rates are floats
 in [0, 1].
 """
 
@@ -23,7 +23,7 @@ from django.db.models.functions import TruncDate
 
 from billing.alerts import alerts_active
 from billing.budgets import budget_for_feature
-from billing.forecast import month_end_forecast
+from billing.forecast import Forecast, month_end_forecast
 from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS, Budget, SpendEvent
 from billing.rollups import rollups_in
 from billing.selectors.spend import percentile_from_buckets
@@ -397,7 +397,19 @@ def _derive(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MonthSpend:
+    """This UTC month's spend per day up to today and the month-end forecast made from it."""
+
+    month_start: date
+    month_end: date
+    today: date
+    per_day: dict[date, Decimal]
+    month_to_date: Decimal
+    forecast: Forecast
+
+
+def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> MonthSpend:
     """Month-to-date spend per UTC day and the weekday-aware month-end forecast (billing.forecast)."""
 
     month_start = now.date().replace(day=1)
@@ -416,14 +428,14 @@ def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> dict[st
         spent_today=month_days.get(today, ZERO),
         hours_today=(now - midnight).total_seconds() / 3600,
     )
-    return {
-        "month_start": month_start,
-        "month_end": month_end,
-        "today": today,
-        "per_day": month_days,
-        "month_to_date": sum(month_days.values(), ZERO),
-        "forecast": forecast,
-    }
+    return MonthSpend(
+        month_start=month_start,
+        month_end=month_end,
+        today=today,
+        per_day=month_days,
+        month_to_date=sum(month_days.values(), ZERO),
+        forecast=forecast,
+    )
 
 
 # Overview ----------------------------------------------------------------------------------------------------------
@@ -562,7 +574,7 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
     ]
     per_day = {day: row["cost_usd"] for day, row in _fold(cells, lambda c: c["day"], ["cost_usd"]).items()}
     month = month_forecast(now=now, per_day=per_day)
-    forecast = month["forecast"]
+    forecast = month.forecast
     per_feature_day = {
         key: row["cost_usd"]
         for key, row in _fold(cells, lambda c: (c["feature_id"], c["day"]), ["cost_usd"]).items()
@@ -591,7 +603,7 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
     return {
         "summary": summary,
         "month_spend_by_feature": month_spend,
-        "month_to_date": month["month_to_date"],
+        "month_to_date": month.month_to_date,
         "projected_month_end": forecast.projection,
         "projected_low": forecast.low,
         "projected_high": forecast.high,
@@ -680,20 +692,53 @@ def _reasons(cells: Iterable[Mapping[str, Any]], requests: int) -> list[Fallback
     return out
 
 
-def burn_down(*, month: Mapping[str, Any], budget_usd: Decimal | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DaySpend:
+    """Spend up to and including one day (cumulative), spent or forecast."""
+
+    day: date
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class ForecastBand:
+    """The forecast's interval on one day ahead."""
+
+    day: date
+    low: Decimal
+    high: Decimal
+
+
+@dataclass(frozen=True)
+class BurnDown:
+    """A month's cumulative spend, the forecast path to month end with its band, and the budget if any."""
+
+    days: list[DaySpend]
+    projection: list[DaySpend]
+    band: list[ForecastBand]
+    month_to_date: Decimal
+    projected_month_end: Decimal | None
+    projected_low: Decimal | None
+    projected_high: Decimal | None
+    month_start: date
+    month_end: date
+    budget_usd: Decimal | None
+
+
+def burn_down(*, month: MonthSpend, budget_usd: Decimal | None) -> BurnDown:
     """Cumulative spend per day of the current UTC month, the forecast path to month end with its band, the budget."""
-    forecast = month["forecast"]
-    cumulative, running, day = [], ZERO, month["month_start"]
-    while day <= month["today"]:
-        running += month["per_day"].get(day, ZERO)
-        cumulative.append({"day": day, "cost_usd": running})
+    forecast = month.forecast
+    cumulative, running, day = [], ZERO, month.month_start
+    while day <= month.today:
+        running += month.per_day.get(day, ZERO)
+        cumulative.append(DaySpend(day=day, cost_usd=running))
         day += timedelta(days=1)
     # the forecast replaces today's partial spend with a whole day's estimate, then adds the days after
-    projection, total = [], running - month["per_day"].get(month["today"], ZERO)
+    projection, total = [], running - month.per_day.get(month.today, ZERO)
     for day, amount in forecast.path:
-        if day >= month["today"]:
+        if day >= month.today:
             total += amount
-            projection.append({"day": day, "cost_usd": total})
+            projection.append(DaySpend(day=day, cost_usd=total))
     band = []
     if forecast.low is not None and forecast.high is not None and projection:
         # the interval is known at month end; draw it widening with the square root of days ahead
@@ -701,27 +746,59 @@ def burn_down(*, month: Mapping[str, Any], budget_usd: Decimal | None) -> dict[s
         for k, point in enumerate(projection, start=1):
             share = Decimal(str(math.sqrt(k / len(projection))))
             band.append(
-                {
-                    "day": point["day"],
-                    "low": max(running, point["cost_usd"] - spread_low * share),
-                    "high": point["cost_usd"] + spread_high * share,
-                }
+                ForecastBand(
+                    day=point.day,
+                    low=max(running, point.cost_usd - spread_low * share),
+                    high=point.cost_usd + spread_high * share,
+                )
             )
-    return {
-        "days": cumulative,
-        "projection": projection,
-        "band": band,
-        "month_to_date": running,
-        "projected_month_end": forecast.projection,
-        "projected_low": forecast.low,
-        "projected_high": forecast.high,
-        "month_start": month["month_start"],
-        "month_end": month["month_end"],
-        "budget_usd": budget_usd,
-    }
+    return BurnDown(
+        days=cumulative,
+        projection=projection,
+        band=band,
+        month_to_date=running,
+        projected_month_end=forecast.projection,
+        projected_low=forecast.low,
+        projected_high=forecast.high,
+        month_start=month.month_start,
+        month_end=month.month_end,
+        budget_usd=budget_usd,
+    )
 
 
-def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FeatureDay:
+    """One day of a feature's traffic: requests by route, fallbacks, spend."""
+
+    day: date
+    requests: int
+    small_requests: int
+    frontier_requests: int
+    fallbacks: int
+    cost_usd: Decimal
+    baseline_cost_usd: Decimal
+    cost_per_request: Decimal | None  # None: no requests that day
+
+
+@dataclass(frozen=True)
+class FeatureSpend:
+    """The feature page's spend sections over a range, with this month's burn-down."""
+
+    daily: list[FeatureDay]
+    requests: int
+    cost_usd: Decimal
+    cost_per_request: Decimal | None
+    small_requests: int
+    frontier_requests: int
+    small_share: float
+    slm_unavailable: int  # calls an open breaker sent straight to the frontier (not fallbacks)
+    slm_unavailable_share: float
+    fallbacks: list[FallbackReason]
+    latency: list[ModelLatency]
+    burn_down: BurnDown
+
+
+def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) -> FeatureSpend:
     """The feature page's figures from one grouped read (range and this month) of the feature's rollups."""
 
     today = now.date()
@@ -737,41 +814,41 @@ def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) 
     for day, row in sorted(_fold(in_range, lambda c: c["day"], CUBE_SUMS).items()):
         small = sum(c["requests"] for c in in_range if c["day"] == day and c["route"] == "small")
         daily.append(
-            {
-                "day": day,
-                "requests": row["requests"],
-                "small_requests": small,
-                "frontier_requests": row["requests"] - small,
-                "fallbacks": row["fallbacks"],
-                "cost_usd": row["cost_usd"],
-                "baseline_cost_usd": row["baseline_cost_usd"],
-                "cost_per_request": (row["cost_usd"] / row["requests"]) if row["requests"] else None,
-            }
+            FeatureDay(
+                day=day,
+                requests=row["requests"],
+                small_requests=small,
+                frontier_requests=row["requests"] - small,
+                fallbacks=row["fallbacks"],
+                cost_usd=row["cost_usd"],
+                baseline_cost_usd=row["baseline_cost_usd"],
+                cost_per_request=(row["cost_usd"] / row["requests"]) if row["requests"] else None,
+            )
         )
-    requests = sum(d["requests"] for d in daily)
-    cost = sum((d["cost_usd"] for d in daily), ZERO)
-    small = sum(d["small_requests"] for d in daily)
+    requests = sum(d.requests for d in daily)
+    cost = sum((d.cost_usd for d in daily), ZERO)
+    small = sum(d.small_requests for d in daily)
     per_day = {day: row["cost_usd"] for day, row in _fold(cells, lambda c: c["day"], ["cost_usd"]).items()}
     budget = budget_for_feature(feature)
     unavailable: dict[str, Any] = {"requests": requests}
     _count_slm_unavailable(unavailable, in_range)
-    return {
-        "slm_unavailable": unavailable["slm_unavailable"],
-        "slm_unavailable_share": unavailable["slm_unavailable_share"],
-        "daily": daily,
-        "requests": requests,
-        "cost_usd": cost,
-        "cost_per_request": (cost / requests) if requests else None,
-        "small_requests": small,
-        "frontier_requests": requests - small,
-        "small_share": small / requests if requests else 0.0,
-        "fallbacks": _reasons(in_range, requests),
-        "latency": _latency_rows(in_range),
-        "burn_down": burn_down(
+    return FeatureSpend(
+        slm_unavailable=unavailable["slm_unavailable"],
+        slm_unavailable_share=unavailable["slm_unavailable_share"],
+        daily=daily,
+        requests=requests,
+        cost_usd=cost,
+        cost_per_request=(cost / requests) if requests else None,
+        small_requests=small,
+        frontier_requests=requests - small,
+        small_share=small / requests if requests else 0.0,
+        fallbacks=_reasons(in_range, requests),
+        latency=_latency_rows(in_range),
+        burn_down=burn_down(
             month=month_forecast(now=now, per_day=per_day),
             budget_usd=budget.amount_usd if budget is not None and budget.is_active else None,
         ),
-    }
+    )
 
 
 # Routing analytics ------------------------------------------------------------------------------------------------

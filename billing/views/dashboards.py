@@ -182,22 +182,22 @@ FEATURE_TABLES: dict[str, Table] = {
         ],
         lambda d: [
             [
-                r["day"],
-                r["requests"],
-                r["small_requests"],
-                r["frontier_requests"],
-                r["fallbacks"],
-                r["cost_usd"],
-                r["cost_per_request"],
+                r.day,
+                r.requests,
+                r.small_requests,
+                r.frontier_requests,
+                r.fallbacks,
+                r.cost_usd,
+                r.cost_per_request,
             ]
-            for r in d["daily"]
+            for r in d.daily
         ],
     ),
     "fallbacks": (
         ["reason", "fallbacks", "rate"],
-        lambda d: [[r.reason, r.fallbacks, r.rate] for r in d["fallbacks"]],
+        lambda d: [[r.reason, r.fallbacks, r.rate] for r in d.fallbacks],
     ),
-    "latency": (LATENCY_HEADER, lambda d: _latency_table(d["latency"])),
+    "latency": (LATENCY_HEADER, lambda d: _latency_table(d.latency)),
     "fallback_by_score": FALLBACK_BY_SCORE_TABLE,
 }
 
@@ -229,11 +229,11 @@ def feature_spend(request: HttpRequest, code: str) -> HttpResponse:
             feature=feature, since=now.replace(hour=0, minute=0, second=0, microsecond=0)
         ),
         "spend_charts": {
-            "burn_down": charts.burn_down(data["burn_down"]),
-            "volume": charts.daily_volume_split(data["daily"]),
-            "cost_per_request": charts.cost_per_request(data["daily"]),
-            "fallbacks": charts.fallback_reasons(data["fallbacks"]),
-            "latency": charts.latency_by_model(data["latency"]),
+            "burn_down": charts.burn_down(data.burn_down),
+            "volume": charts.daily_volume_split(data.daily),
+            "cost_per_request": charts.cost_per_request(data.daily),
+            "fallbacks": charts.fallback_reasons(data.fallbacks),
+            "latency": charts.latency_by_model(data.latency),
         },
     }
     response = render(request, "billing/_feature_sections.html", context, status=_status(request, filters))

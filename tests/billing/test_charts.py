@@ -7,7 +7,7 @@ from datetime import date
 from decimal import Decimal
 
 from billing import charts
-from billing.selectors import FallbackReason, FeatureRouting, ModelLatency
+from billing.selectors import BurnDown, DaySpend, FallbackReason, FeatureRouting, ForecastBand, ModelLatency
 
 
 def _daily_rows():
@@ -25,7 +25,7 @@ def test_every_builder_returns_none_without_data():
         charts.rate_trend([{"at": date(2026, 11, 1), "requests": 0, "fallbacks": 0, "fallback_rate": 0.0}])
         is None
     )
-    assert charts.burn_down({"days": []}) is None
+    assert charts.burn_down(_burn_down(days=[], projection=[], band=[])) is None
     assert charts.daily_volume_split([]) is None
     assert charts.fallback_reasons([]) is None
     assert charts.latency_by_model([ModelLatency(model="m", p50=None, p95=None, count=0)]) is None
@@ -86,19 +86,29 @@ def test_score_histogram_marks_the_threshold_and_splits_bars_at_it():
     assert "no routing policy" in unmarked["layout"]["title"]["text"]
 
 
-def test_burn_down_draws_forecast_band_and_budget_line():
-    data = {
-        "days": [
-            {"day": date(2026, 11, 1), "cost_usd": Decimal("10")},
-            {"day": date(2026, 11, 2), "cost_usd": Decimal("25")},
-        ],
-        "projection": [{"day": date(2026, 11, 3), "cost_usd": Decimal("40")}],
-        "band": [{"day": date(2026, 11, 3), "low": Decimal("35"), "high": Decimal("45")}],
+def _burn_down(**values) -> BurnDown:
+    defaults = {
+        "month_to_date": Decimal("25"),
         "projected_month_end": Decimal("40"),
+        "projected_low": Decimal("35"),
+        "projected_high": Decimal("45"),
         "month_start": date(2026, 11, 1),
         "month_end": date(2026, 11, 30),
-        "budget_usd": Decimal("100"),
+        "budget_usd": None,
     }
+    return BurnDown(**{**defaults, **values})
+
+
+def test_burn_down_draws_forecast_band_and_budget_line():
+    data = _burn_down(
+        days=[
+            DaySpend(day=date(2026, 11, 1), cost_usd=Decimal("10")),
+            DaySpend(day=date(2026, 11, 2), cost_usd=Decimal("25")),
+        ],
+        projection=[DaySpend(day=date(2026, 11, 3), cost_usd=Decimal("40"))],
+        band=[ForecastBand(day=date(2026, 11, 3), low=Decimal("35"), high=Decimal("45"))],
+        budget_usd=Decimal("100"),
+    )
     figure = charts.burn_down(data)
     names = [t["name"] for t in figure["data"]]
     assert names == ["spent so far", "forecast", "forecast band (90%)"]

@@ -400,13 +400,13 @@ def test_feature_page_shows_spend_sections_from_rollups(client, seeded):
         start_time__gte=datetime(2026, 11, 1, tzinfo=UTC),
         start_time__lt=datetime(2026, 11, 21, tzinfo=UTC),
     )
-    assert spend["requests"] == raw.filter(attempt=1).count()
-    assert spend["cost_usd"] == pytest.approx(raw.aggregate(c=Sum("cost_usd"))["c"])
-    assert spend["small_requests"] == raw.filter(attempt=1, route="small").count()
-    reasons = {r.reason: r.fallbacks for r in spend["fallbacks"]}
+    assert spend.requests == raw.filter(attempt=1).count()
+    assert spend.cost_usd == pytest.approx(raw.aggregate(c=Sum("cost_usd"))["c"])
+    assert spend.small_requests == raw.filter(attempt=1, route="small").count()
+    reasons = {r.reason: r.fallbacks for r in spend.fallbacks}
     fallen = raw.filter(fallback=True).values_list("fallback_reason", flat=True)
     assert reasons == {reason: list(fallen).count(reason) for reason in set(fallen)}
-    assert {r.model for r in spend["latency"]} == set(raw.values_list("deployment", flat=True))
+    assert {r.model for r in spend.latency} == set(raw.values_list("deployment", flat=True))
     body = response.content.decode()
     for heading in (
         "Budget burn-down",
@@ -428,16 +428,14 @@ def test_feature_burn_down_uses_the_budget_and_forecast(client, db, feature, use
         rollup(feature, datetime(2026, 11, day, 10, tzinfo=UTC), cost=str(day % 7 + 1))
     client.force_login(users["pm"])
     response = client.get(reverse("feature-spend", args=[feature.code]))
-    burn = response.context["spend"]["burn_down"]
-    assert burn["budget_usd"] == Decimal("50.00")
-    assert burn["days"][-1]["day"] == date(2026, 11, 20)
-    assert burn["month_to_date"] == sum(Decimal(day % 7 + 1) for day in range(1, 20))
-    assert burn["projection"][-1]["day"] == date(2026, 11, 30)
-    assert burn["projection"][-1]["cost_usd"] == pytest.approx(
-        burn["projected_month_end"], abs=Decimal("0.01")
-    )
-    assert burn["band"] and all(
-        b["low"] <= p["cost_usd"] <= b["high"] for b, p in zip(burn["band"], burn["projection"], strict=True)
+    burn = response.context["spend"].burn_down
+    assert burn.budget_usd == Decimal("50.00")
+    assert burn.days[-1].day == date(2026, 11, 20)
+    assert burn.month_to_date == sum(Decimal(day % 7 + 1) for day in range(1, 20))
+    assert burn.projection[-1].day == date(2026, 11, 30)
+    assert burn.projection[-1].cost_usd == pytest.approx(burn.projected_month_end, abs=Decimal("0.01"))
+    assert burn.band and all(
+        b.low <= p.cost_usd <= b.high for b, p in zip(burn.band, burn.projection, strict=True)
     )
     chart = response.context["spend_charts"]["burn_down"]
     assert chart["layout"]["shapes"][0]["y0"] == 50.0
