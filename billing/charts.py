@@ -8,12 +8,21 @@ data, so the template shows the empty state instead of a blank chart.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billing.selectors.dashboards import BurnDown, FallbackReason, FeatureDay, FeatureRouting, ModelLatency
+from billing.selectors.dashboards import (
+    BurnDown,
+    FallbackPoint,
+    FallbackReason,
+    FeatureDay,
+    FeatureRouting,
+    ModelLatency,
+    ModelSpendBucket,
+    SpendTotals,
+)
 
 PATTERNS = ["", "/", "x", ".", "\\", "+", "-", "|"]
 SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon"]
@@ -115,7 +124,7 @@ def _day(value: Any) -> str:
 
 
 def daily_spend_by_model(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[ModelSpendBucket],
     *,
     start: date | None = None,
     end: date | None = None,
@@ -124,12 +133,12 @@ def daily_spend_by_model(
     """Stacked bars: spend per UTC day (or hour), one patterned series per served model, totals on top."""
     if not rows:
         return None
-    days = sorted({_day(r["day"]) for r in rows})
-    models = sorted({r["model"] for r in rows})
+    days = sorted({_day(r.day) for r in rows})
+    models = sorted({r.model for r in rows})
     cost: dict[tuple[str, str], float] = {}
     for r in rows:
-        key = (_day(r["day"]), r["model"])
-        cost[key] = cost.get(key, 0.0) + _usd(r["cost_usd"])
+        key = (_day(r.day), r.model)
+        cost[key] = cost.get(key, 0.0) + _usd(r.cost_usd)
     data = []
     for i, model in enumerate(models):
         values = [cost.get((day, model), 0.0) for day in days]
@@ -173,14 +182,14 @@ def daily_spend_by_model(
 
 
 def spend_bars(
-    rows: Sequence[Mapping[str, Any]], *, label_key: str, title: str, limit: int = 15
+    rows: Sequence[SpendTotals], *, label_key: str, title: str, limit: int = 15
 ) -> dict[str, Any] | None:
     """Horizontal bars of cost per label (team or feature), most expensive on top, each bar labelled with its amount."""
-    rows = [r for r in rows if r["cost_usd"]][:limit]
+    rows = [r for r in rows if r.cost_usd][:limit]
     if not rows:
         return None
-    labels = [str(r[label_key]) for r in rows][::-1]
-    values = [_usd(r["cost_usd"]) for r in rows][::-1]
+    labels = [str(getattr(r, label_key)) for r in rows][::-1]
+    values = [_usd(r.cost_usd) for r in rows][::-1]
     return {
         "data": [
             {
@@ -208,7 +217,7 @@ def spend_bars(
 
 
 def rate_trend(
-    points: Sequence[Mapping[str, Any]],
+    points: Sequence[FallbackPoint],
     *,
     title: str | None = None,
     start: date | None = None,
@@ -216,11 +225,11 @@ def rate_trend(
     granularity: str = "day",
 ) -> dict[str, Any] | None:
     """A line with markers and a percentage label on each point (days with requests only)."""
-    points = [p for p in points if p["requests"]]
+    points = [p for p in points if p.requests]
     if not points:
         return None
-    x = [_day(p["at"]) for p in points]
-    y = [p["fallback_rate"] * 100 for p in points]
+    x = [_day(p.at) for p in points]
+    y = [p.fallback_rate * 100 for p in points]
     return {
         "data": [
             {
@@ -233,7 +242,7 @@ def rate_trend(
                 "textposition": "top center",
                 "marker": {"symbol": "circle", "size": 7, "color": COLOURS[1]},
                 "line": {"color": COLOURS[1]},
-                "customdata": [[p["fallbacks"], p["requests"]] for p in points],
+                "customdata": [[p.fallbacks, p.requests] for p in points],
                 "hovertemplate": "%{x}: %{y:.1f}% (%{customdata[0]} of %{customdata[1]})<extra></extra>",
             }
         ],

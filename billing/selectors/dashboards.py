@@ -1,8 +1,8 @@
 """Dashboard reads beyond billing.selectors: filters, overview, feature and routing-analytics figures.
 
 Everything here reads the hourly rollups (never raw events) and returns what billing.charts turns into
-figures: frozen dataclasses (the feature page, its burn-down, routing analytics, the MLOps landing) or,
-for the overview, plain dicts and lists. Money stays Decimal; rates are floats
+figures: frozen dataclasses (the overview, the feature page, routing analytics, the landings); the
+grouped reads they fold (`spend_cube`, `hourly_cells`) stay plain dicts. Money stays Decimal; rates are floats
 in [0, 1].
 """
 
@@ -467,13 +467,26 @@ def hourly_cells(*, filters: DashboardFilters) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class Mover:
+    """A feature's spend over the last 7 days against the 7 days before."""
+
+    feature_id: int
+    feature_slug: str
+    feature_name: str
+    this_week: Decimal
+    last_week: Decimal
+    change: Decimal
+    change_pct: float | None  # None: nothing spent the week before
+
+
 def movers(
     per_feature_day: Mapping[tuple[int, date], Decimal],
     *,
     last_day: date,
     names: Mapping[int, Feature],
     limit: int = MOVERS,
-) -> list[dict[str, Any]]:
+) -> list[Mover]:
     """Features whose spend changed most between the 7 days up to `last_day` and the 7 days before those."""
     week_start, prior_start = last_day - timedelta(days=6), last_day - timedelta(days=13)
     weeks: dict[int, list[Decimal]] = {}
@@ -486,21 +499,113 @@ def movers(
         feature = names.get(feature_id)
         change = this - last
         out.append(
-            {
-                "feature_id": feature_id,
-                "feature_slug": feature.slug if feature else str(feature_id),
-                "feature_name": feature.name if feature else str(feature_id),
-                "this_week": this,
-                "last_week": last,
-                "change": change,
-                "change_pct": float(change / last) if last else None,
-            }
+            Mover(
+                feature_id=feature_id,
+                feature_slug=feature.slug if feature else str(feature_id),
+                feature_name=feature.name if feature else str(feature_id),
+                this_week=this,
+                last_week=last,
+                change=change,
+                change_pct=float(change / last) if last else None,
+            )
         )
-    out.sort(key=lambda m: (-abs(m["change"]), m["feature_slug"]))
+    out.sort(key=lambda m: (-abs(m.change), m.feature_slug))
     return out[:limit]
 
 
-def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SpendTotals:
+    """Sums over a range: requests, attempts, fallbacks, spend against the all-frontier baseline."""
+
+    requests: int
+    attempts: int
+    fallbacks: int
+    cost_usd: Decimal
+    baseline_cost_usd: Decimal
+    savings_usd: Decimal  # baseline minus cost
+    fallback_rate: float
+
+
+@dataclass(frozen=True)
+class OverviewSummary(SpendTotals):
+    """The overview's totals, with the small model's share and the calls an open breaker sent on."""
+
+    small_requests: int
+    small_share: float
+    slm_unavailable: int  # calls an open breaker sent straight to the frontier (not fallbacks)
+    slm_unavailable_share: float
+
+
+@dataclass(frozen=True)
+class TeamSpendRow(SpendTotals):
+    """One team's totals over the range."""
+
+    team_id: int
+    team_slug: str
+    team_name: str
+
+
+@dataclass(frozen=True)
+class FeatureSpendRow(TeamSpendRow):
+    """One feature's totals over the range, and its share of the range's spend."""
+
+    feature_id: int
+    feature_slug: str
+    feature_name: str
+    feature_code: uuid.UUID | None  # None: the feature is gone or not visible
+    share: float
+
+
+@dataclass(frozen=True)
+class ModelSpendBucket(SpendTotals):
+    """Totals of one model on one route in one chart bucket (a UTC day, or an hour on short ranges)."""
+
+    day: date | datetime
+    model: str
+    route: str
+
+
+@dataclass(frozen=True)
+class FallbackPoint:
+    """Fallbacks in one chart bucket."""
+
+    at: date | datetime
+    requests: int
+    fallbacks: int
+    fallback_rate: float
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Every figure of the overview page for a range and scope."""
+
+    summary: OverviewSummary
+    month_spend_by_feature: dict[int, Decimal]
+    month_to_date: Decimal
+    projected_month_end: Decimal | None
+    projected_low: Decimal | None
+    projected_high: Decimal | None
+    projection_model: str
+    hosting_usd: Decimal
+    hosted_hours: float
+    monthly_hosting_usd: Decimal
+    total_cost_usd: Decimal
+    gross_savings_usd: Decimal
+    baseline_usd: Decimal
+    break_even_requests: int | None
+    monthly_volume: int | None
+    net_savings_usd: Decimal
+    net_savings_pct: float | None
+    by_feature: list[FeatureSpendRow]
+    by_team: list[TeamSpendRow]
+    granularity: str  # "hour" or "day"
+    daily_by_model: list[ModelSpendBucket]
+    fallback_trend: list[FallbackPoint]
+    movers: list[Mover]
+    open_alerts: int
+
+
+def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> Overview:
     """Every figure of the overview page for the filters, from one grouped read of the rollups."""
     scope = filters.scope()
     today = now.date()
@@ -558,18 +663,18 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
     # ranges of a day or two chart hourly buckets (one more, small, read); longer ones daily buckets
     buckets = hourly_cells(filters=filters) if granularity == "hour" else in_range
     daily_by_model = [
-        _derive({"day": day, "model": model, "route": route, **row})
+        ModelSpendBucket(**_derive({"day": day, "model": model, "route": route, **row}))
         for (day, model, route), row in sorted(
             _fold(buckets, lambda c: (c["day"], c["model"], c["route"]), CUBE_SUMS).items()
         )
     ]
     fallback_trend = [
-        {
-            "at": day,
-            "requests": row["requests"],
-            "fallbacks": row["fallbacks"],
-            "fallback_rate": row["fallbacks"] / row["requests"] if row["requests"] else 0.0,
-        }
+        FallbackPoint(
+            at=day,
+            requests=row["requests"],
+            fallbacks=row["fallbacks"],
+            fallback_rate=row["fallbacks"] / row["requests"] if row["requests"] else 0.0,
+        )
         for day, row in sorted(_fold(buckets, lambda c: c["day"], ["requests", "fallbacks"]).items())
     ]
     per_day = {day: row["cost_usd"] for day, row in _fold(cells, lambda c: c["day"], ["cost_usd"]).items()}
@@ -600,36 +705,36 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
             (c for c in cells if month_start <= c["day"] <= today), lambda c: c["feature_id"], ["cost_usd"]
         ).items()
     }
-    return {
-        "summary": summary,
-        "month_spend_by_feature": month_spend,
-        "month_to_date": month.month_to_date,
-        "projected_month_end": forecast.projection,
-        "projected_low": forecast.low,
-        "projected_high": forecast.high,
-        "projection_model": forecast.model,
-        "hosting_usd": hosting,
-        "hosted_hours": hosted_hours,
-        "monthly_hosting_usd": monthly_hosting,
-        "total_cost_usd": summary["cost_usd"] + hosting,
-        "gross_savings_usd": summary["savings_usd"],
-        "baseline_usd": baseline,
-        "break_even_requests": break_even_requests(
+    return Overview(
+        summary=OverviewSummary(**summary),
+        month_spend_by_feature=month_spend,
+        month_to_date=month.month_to_date,
+        projected_month_end=forecast.projection,
+        projected_low=forecast.low,
+        projected_high=forecast.high,
+        projection_model=forecast.model,
+        hosting_usd=hosting,
+        hosted_hours=hosted_hours,
+        monthly_hosting_usd=monthly_hosting,
+        total_cost_usd=summary["cost_usd"] + hosting,
+        gross_savings_usd=summary["savings_usd"],
+        baseline_usd=baseline,
+        break_even_requests=break_even_requests(
             monthly_hosting=monthly_hosting,
             gross_savings=summary["savings_usd"],
             requests=summary["requests"],
         ),
-        "monthly_volume": monthly_volume,
-        "net_savings_usd": net_savings,
-        "net_savings_pct": float(net_savings / baseline) if baseline else None,
-        "by_feature": by_feature,
-        "by_team": by_team,
-        "granularity": granularity,
-        "daily_by_model": daily_by_model,
-        "fallback_trend": fallback_trend,
-        "movers": movers(per_feature_day, last_day=movers_end, names=features),
-        "open_alerts": open_alerts(user=user, filters=filters),
-    }
+        monthly_volume=monthly_volume,
+        net_savings_usd=net_savings,
+        net_savings_pct=float(net_savings / baseline) if baseline else None,
+        by_feature=[FeatureSpendRow(**row) for row in by_feature],
+        by_team=[TeamSpendRow(**row) for row in by_team],
+        granularity=granularity,
+        daily_by_model=daily_by_model,
+        fallback_trend=fallback_trend,
+        movers=movers(per_feature_day, last_day=movers_end, names=features),
+        open_alerts=open_alerts(user=user, filters=filters),
+    )
 
 
 # Feature page ---------------------------------------------------------------------------------------------------
@@ -1001,7 +1106,22 @@ def landing_role(user: Any) -> str:
     return "vp"
 
 
-def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class PmLandingRow:
+    """One feature on the PM landing: this month's spend against its budget and what happens at 100 %."""
+
+    feature: Feature
+    spend_usd: Decimal
+    budget_usd: Decimal | None
+    used: float | None  # share of the budget spent; None without a budget
+    runs_out_on: date | None
+    forecast_basis: bool  # the run-out date comes from a forecast
+    action: str | None  # the budget's action, as shown
+    effect: str | None  # what users experience at 100 %
+    over: bool
+
+
+def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal]) -> list[PmLandingRow]:
     """Per feature: this month's spend against its budget, the run-out date and what happens at 100 %."""
 
     features = list(features)
@@ -1016,19 +1136,19 @@ def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal
         spent = month_spend.get(feature.pk, ZERO)
         limit = budget.amount_usd if budget else None
         rows.append(
-            {
-                "feature": feature,
-                "spend_usd": spent,
-                "budget_usd": limit,
-                "used": float(spent / limit) if limit else None,
-                "runs_out_on": status.runs_out_on if status else None,
-                "forecast_basis": status is not None and status.projection_usd is not None,
-                "action": budget.get_action_display() if budget else None,
-                "effect": ACTION_EFFECTS[budget.action] if budget else None,
-                "over": bool(limit) and spent >= limit,
-            }
+            PmLandingRow(
+                feature=feature,
+                spend_usd=spent,
+                budget_usd=limit,
+                used=float(spent / limit) if limit else None,
+                runs_out_on=status.runs_out_on if status else None,
+                forecast_basis=status is not None and status.projection_usd is not None,
+                action=budget.get_action_display() if budget else None,
+                effect=ACTION_EFFECTS[budget.action] if budget else None,
+                over=bool(limit) and spent >= limit,
+            )
         )
-    rows.sort(key=lambda r: (-(r["used"] or -1), -r["spend_usd"], r["feature"].name))
+    rows.sort(key=lambda r: (-(r.used or -1), -r.spend_usd, r.feature.name))
     return rows
 
 

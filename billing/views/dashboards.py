@@ -55,56 +55,53 @@ OVERVIEW_TABLES: dict[str, Table] = {
         ["team", "requests", "cost_usd", "baseline_cost_usd", "savings_usd", "fallback_rate"],
         lambda d: [
             [
-                r["team_slug"],
-                r["requests"],
-                r["cost_usd"],
-                r["baseline_cost_usd"],
-                r["savings_usd"],
-                r["fallback_rate"],
+                r.team_slug,
+                r.requests,
+                r.cost_usd,
+                r.baseline_cost_usd,
+                r.savings_usd,
+                r.fallback_rate,
             ]
-            for r in d["by_team"]
+            for r in d.by_team
         ],
     ),
     "features": (
         ["feature", "team", "requests", "cost_usd", "baseline_cost_usd", "savings_usd", "fallback_rate"],
         lambda d: [
             [
-                r["feature_slug"],
-                r["team_slug"],
-                r["requests"],
-                r["cost_usd"],
-                r["baseline_cost_usd"],
-                r["savings_usd"],
-                r["fallback_rate"],
+                r.feature_slug,
+                r.team_slug,
+                r.requests,
+                r.cost_usd,
+                r.baseline_cost_usd,
+                r.savings_usd,
+                r.fallback_rate,
             ]
-            for r in d["by_feature"]
+            for r in d.by_feature
         ],
     ),
     "daily": (
         ["day", "model", "route", "requests", "attempts", "cost_usd", "baseline_cost_usd"],
         lambda d: [
             [
-                r["day"],
-                r["model"],
-                r["route"],
-                r["requests"],
-                r["attempts"],
-                r["cost_usd"],
-                r["baseline_cost_usd"],
+                r.day,
+                r.model,
+                r.route,
+                r.requests,
+                r.attempts,
+                r.cost_usd,
+                r.baseline_cost_usd,
             ]
-            for r in d["daily_by_model"]
+            for r in d.daily_by_model
         ],
     ),
     "fallbacks": (
         ["day", "requests", "fallbacks", "fallback_rate"],
-        lambda d: [[p["at"], p["requests"], p["fallbacks"], p["fallback_rate"]] for p in d["fallback_trend"]],
+        lambda d: [[p.at, p.requests, p.fallbacks, p.fallback_rate] for p in d.fallback_trend],
     ),
     "movers": (
         ["feature", "this_week_usd", "last_week_usd", "change_usd", "change_pct"],
-        lambda d: [
-            [m["feature_slug"], m["this_week"], m["last_week"], m["change"], m["change_pct"]]
-            for m in d["movers"]
-        ],
+        lambda d: [[m.feature_slug, m.this_week, m.last_week, m.change, m.change_pct] for m in d.movers],
     ),
 }
 
@@ -123,7 +120,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         scoped = [f for f in filters.features if filters.feature is None or f == filters.feature]
         landing["pm"] = selectors.pm_landing(
             features=[f for f in scoped if filters.team is None or f.team_id == filters.team.pk],
-            month_spend=data["month_spend_by_feature"],
+            month_spend=data.month_spend_by_feature,
         )
     elif role == "mlops":
         landing["mlops"] = selectors.mlops_landing(filters=filters)
@@ -133,17 +130,17 @@ def overview(request: HttpRequest) -> HttpResponse:
         "data": data,
         "charts": {
             "daily": charts.daily_spend_by_model(
-                data["daily_by_model"], start=filters.start, end=filters.end, granularity=data["granularity"]
+                data.daily_by_model, start=filters.start, end=filters.end, granularity=data.granularity
             ),
-            "teams": charts.spend_bars(data["by_team"], label_key="team_name", title="Spend by team (USD)"),
+            "teams": charts.spend_bars(data.by_team, label_key="team_name", title="Spend by team (USD)"),
             "features": charts.spend_bars(
-                data["by_feature"], label_key="feature_name", title="Spend by feature (USD)"
+                data.by_feature, label_key="feature_name", title="Spend by feature (USD)"
             ),
             "fallbacks": charts.rate_trend(
-                data["fallback_trend"], start=filters.start, end=filters.end, granularity=data["granularity"]
+                data.fallback_trend, start=filters.start, end=filters.end, granularity=data.granularity
             ),
         },
-        "has_traffic": bool(data["summary"]["requests"] or data["month_to_date"]),
+        "has_traffic": bool(data.summary.requests or data.month_to_date),
     }
     template = "billing/_overview_body.html" if wants_fragment(request) else "billing/overview.html"
     return render(request, template, context, status=_status(request, filters))

@@ -7,14 +7,37 @@ from datetime import date
 from decimal import Decimal
 
 from billing import charts
-from billing.selectors import BurnDown, DaySpend, FallbackReason, FeatureRouting, ForecastBand, ModelLatency
+from billing.selectors import (
+    BurnDown,
+    DaySpend,
+    FallbackPoint,
+    FallbackReason,
+    FeatureRouting,
+    ForecastBand,
+    ModelLatency,
+    ModelSpendBucket,
+    TeamSpendRow,
+)
+
+
+def _totals(cost: str) -> dict:
+    """SpendTotals' fields for a row of this cost (the charts here read only the cost)."""
+    return {
+        "requests": 1,
+        "attempts": 1,
+        "fallbacks": 0,
+        "cost_usd": Decimal(cost),
+        "baseline_cost_usd": Decimal(cost),
+        "savings_usd": Decimal("0"),
+        "fallback_rate": 0.0,
+    }
 
 
 def _daily_rows():
     return [
-        {"day": date(2026, 11, 1), "model": "slm", "route": "small", "cost_usd": Decimal("1.50")},
-        {"day": date(2026, 11, 1), "model": "frontier", "route": "frontier", "cost_usd": Decimal("3.25")},
-        {"day": date(2026, 11, 2), "model": "slm", "route": "small", "cost_usd": Decimal("2.00")},
+        ModelSpendBucket(day=date(2026, 11, 1), model="slm", route="small", **_totals("1.50")),
+        ModelSpendBucket(day=date(2026, 11, 1), model="frontier", route="frontier", **_totals("3.25")),
+        ModelSpendBucket(day=date(2026, 11, 2), model="slm", route="small", **_totals("2.00")),
     ]
 
 
@@ -22,7 +45,7 @@ def test_every_builder_returns_none_without_data():
     assert charts.daily_spend_by_model([]) is None
     assert charts.spend_bars([], label_key="team_name", title="t") is None
     assert (
-        charts.rate_trend([{"at": date(2026, 11, 1), "requests": 0, "fallbacks": 0, "fallback_rate": 0.0}])
+        charts.rate_trend([FallbackPoint(at=date(2026, 11, 1), requests=0, fallbacks=0, fallback_rate=0.0)])
         is None
     )
     assert charts.burn_down(_burn_down(days=[], projection=[], band=[])) is None
@@ -54,9 +77,9 @@ def test_daily_spend_stacks_one_patterned_series_per_model_with_day_totals():
 
 def test_spend_bars_label_every_bar_with_its_amount_most_expensive_on_top():
     rows = [
-        {"team_name": "Platform", "cost_usd": Decimal("1234.5")},
-        {"team_name": "Growth", "cost_usd": Decimal("0.25")},
-        {"team_name": "Idle", "cost_usd": Decimal("0")},
+        TeamSpendRow(team_id=1, team_slug="platform", team_name="Platform", **_totals("1234.5")),
+        TeamSpendRow(team_id=2, team_slug="growth", team_name="Growth", **_totals("0.25")),
+        TeamSpendRow(team_id=3, team_slug="idle", team_name="Idle", **_totals("0")),
     ]
     bar = charts.spend_bars(rows, label_key="team_name", title="Spend by team")["data"][0]
     assert bar["y"] == ["Growth", "Platform"]  # plotly draws the first label at the bottom
@@ -65,8 +88,8 @@ def test_spend_bars_label_every_bar_with_its_amount_most_expensive_on_top():
 
 def test_rate_trend_skips_days_without_requests_and_labels_points():
     points = [
-        {"at": date(2026, 11, 1), "requests": 200, "fallbacks": 10, "fallback_rate": 0.05},
-        {"at": date(2026, 11, 2), "requests": 0, "fallbacks": 0, "fallback_rate": 0.0},
+        FallbackPoint(at=date(2026, 11, 1), requests=200, fallbacks=10, fallback_rate=0.05),
+        FallbackPoint(at=date(2026, 11, 2), requests=0, fallbacks=0, fallback_rate=0.0),
     ]
     trace = charts.rate_trend(points)["data"][0]
     assert trace["x"] == ["2026-11-01"] and trace["y"] == [5.0] and trace["text"] == ["5.0%"]

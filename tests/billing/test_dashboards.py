@@ -73,12 +73,12 @@ def test_overview_figures_match_raw_events(client, seeded):
         row["feature__slug"]: row["cost"]
         for row in raw.values("feature__slug").annotate(cost=Sum("cost_usd"))
     }
-    shown = {row["feature_slug"]: row["cost_usd"] for row in data["by_feature"]}
+    shown = {row.feature_slug: row.cost_usd for row in data.by_feature}
     assert shown == pytest.approx(expected)
-    assert data["month_to_date"] == pytest.approx(sum(expected.values()))
-    assert sum(r["cost_usd"] for r in data["by_team"]) == data["summary"]["cost_usd"]
-    assert data["projected_month_end"] >= data["month_to_date"]
-    assert data["open_alerts"] == 0
+    assert data.month_to_date == pytest.approx(sum(expected.values()))
+    assert sum(r.cost_usd for r in data.by_team) == data.summary.cost_usd
+    assert data.projected_month_end >= data.month_to_date
+    assert data.open_alerts == 0
     body = response.content.decode()
     assert "Daily spend by served model" in body and 'type="application/json"' in body
     assert "vendor/plotly/plotly.min.js" in body and "cdn" not in body.lower()
@@ -103,14 +103,14 @@ def test_overview_net_savings_subtract_prorated_small_model_hosting(client, db, 
     rollup(feature, datetime(2026, 11, 10, 9, tzinfo=UTC), cost="40", baseline="500")
     client.force_login(users["viewer"])
     data = client.get(reverse("overview"), {"start": "2026-11-01", "end": "2026-11-10"}).context["data"]
-    assert data["gross_savings_usd"] == Decimal("460")
-    assert data["hosting_usd"] == Decimal("100.00")  # 10 of November's 30 days of $300, small tier only
-    assert data["net_savings_usd"] == Decimal("360")
-    assert data["net_savings_pct"] == pytest.approx(360 / 500)
-    assert data["baseline_usd"] == Decimal("500")  # the stated base of the percentage
-    assert data["total_cost_usd"] == Decimal("140")  # API spend 40 + hosting 100
+    assert data.gross_savings_usd == Decimal("460")
+    assert data.hosting_usd == Decimal("100.00")  # 10 of November's 30 days of $300, small tier only
+    assert data.net_savings_usd == Decimal("360")
+    assert data.net_savings_pct == pytest.approx(360 / 500)
+    assert data.baseline_usd == Decimal("500")  # the stated base of the percentage
+    assert data.total_cost_usd == Decimal("140")  # API spend 40 + hosting 100
     # 10 requests saved $460 in all: $46 a request, so $300 a month of hosting pays for itself at 7 a month
-    assert data["break_even_requests"] == 7
+    assert data.break_even_requests == 7
 
 
 def test_hosting_is_charged_from_the_deployments_start_and_never_past_now(client, db, feature, users, frozen):
@@ -118,13 +118,13 @@ def test_hosting_is_charged_from_the_deployments_start_and_never_past_now(client
     rollup(feature, datetime(2026, 11, 10, 9, tzinfo=UTC), cost="40", baseline="500")
     client.force_login(users["viewer"])
     data = client.get(reverse("overview"), {"start": "2026-11-01", "end": "2026-11-10"}).context["data"]
-    assert data["hosting_usd"] == Decimal("60.00")  # Nov 5-10: 6 of 30 days, none before it existed
+    assert data.hosting_usd == Decimal("60.00")  # Nov 5-10: 6 of 30 days, none before it existed
     data = client.get(reverse("overview"), {"start": "2026-10-01", "end": "2026-10-31"}).context["data"]
-    assert data["hosting_usd"] == Decimal("0.00")  # October: not deployed yet
+    assert data.hosting_usd == Decimal("0.00")  # October: not deployed yet
     # today, at 12:30: 12.5 of November's 720 hours, not the whole day
     data = client.get(reverse("overview"), {"start": "2026-11-20", "end": "2026-11-20"}).context["data"]
-    assert data["hosting_usd"] == (Decimal(300) * Decimal("12.5") / 720).quantize(Decimal("0.01"))
-    assert data["hosted_hours"] == pytest.approx(12.5)
+    assert data.hosting_usd == (Decimal(300) * Decimal("12.5") / 720).quantize(Decimal("0.01"))
+    assert data.hosted_hours == pytest.approx(12.5)
 
 
 def test_overview_page_states_total_cost_the_savings_base_and_break_even(client, db, feature, users, frozen):
@@ -149,14 +149,14 @@ def test_short_ranges_chart_hourly_buckets_with_hour_ticks(client, db, feature, 
     client.force_login(users["viewer"])
     response = client.get(reverse("overview"), {"start": "2026-11-19", "end": "2026-11-19"})
     data, figure = response.context["data"], response.context["charts"]["daily"]
-    assert data["granularity"] == "hour"
-    assert [p["at"].hour for p in data["fallback_trend"]] == [3, 9, 10]
+    assert data.granularity == "hour"
+    assert [p.at.hour for p in data.fallback_trend] == [3, 9, 10]
     axis = figure["layout"]["xaxis"]
     assert axis["type"] == "date" and axis["dtick"] == 3 * 3600 * 1000
     assert axis["range"] == ["2026-11-19 00:00", "2026-11-20 00:00"]
     assert figure["data"][0]["x"] == ["2026-11-19 03:00", "2026-11-19 09:00", "2026-11-19 10:00"]
     month = client.get(reverse("overview"), {"start": "2026-10-22", "end": "2026-11-20"}).context
-    assert month["data"]["granularity"] == "day"
+    assert month["data"].granularity == "day"
     assert month["charts"]["daily"]["layout"]["xaxis"]["dtick"] == 3 * 86400 * 1000  # 30 days: every 3rd
 
 
@@ -167,9 +167,9 @@ def test_calls_an_open_breaker_skipped_are_shown_apart_from_fallbacks(client, db
     client.force_login(users["viewer"])
     range_ = {"start": "2026-11-01", "end": "2026-11-10"}
     response = client.get(reverse("overview"), range_)
-    summary = response.context["data"]["summary"]
-    assert summary["fallback_rate"] == pytest.approx(0.07)  # 7 of 100: the 30 skipped calls are no fallbacks
-    assert summary["slm_unavailable"] == 30 and summary["slm_unavailable_share"] == pytest.approx(0.3)
+    summary = response.context["data"].summary
+    assert summary.fallback_rate == pytest.approx(0.07)  # 7 of 100: the 30 skipped calls are no fallbacks
+    assert summary.slm_unavailable == 30 and summary.slm_unavailable_share == pytest.approx(0.3)
     assert "30 (30.0%) sent to frontier while the small model was unavailable" in html.unescape(
         response.content.decode()
     )
@@ -188,7 +188,7 @@ def test_scoped_overview_carries_its_share_of_hosting(client, db, feature, other
     client.force_login(users["viewer"])
     params = {"start": "2026-11-01", "end": "2026-11-10", "team": feature.team.slug}
     data = client.get(reverse("overview"), params).context["data"]
-    assert data["hosting_usd"] == Decimal("75.00")  # 30 of the 40 small-model requests
+    assert data.hosting_usd == Decimal("75.00")  # 30 of the 40 small-model requests
 
 
 def test_movers_compare_the_last_seven_days_with_the_seven_before(
@@ -200,12 +200,12 @@ def test_movers_compare_the_last_seven_days_with_the_seven_before(
     rollup(other_feature, NOW - timedelta(days=10), cost="6")
     rollup(other_feature, NOW - timedelta(days=20), cost="500")  # outside both weeks
     client.force_login(users["viewer"])
-    movers = client.get(reverse("overview"), {"start": "2026-11-15"}).context["data"]["movers"]
-    assert [(m["feature_slug"], m["change"]) for m in movers] == [
+    movers = client.get(reverse("overview"), {"start": "2026-11-15"}).context["data"].movers
+    assert [(m.feature_slug, m.change) for m in movers] == [
         (feature.slug, Decimal("20")),
         (other_feature.slug, Decimal("-1")),
     ]
-    assert movers[0]["change_pct"] == pytest.approx(2.0)
+    assert movers[0].change_pct == pytest.approx(2.0)
 
 
 def test_a_past_range_keeps_this_months_figures_apart(client, db, feature, users, frozen):
@@ -215,9 +215,9 @@ def test_a_past_range_keeps_this_months_figures_apart(client, db, feature, users
     client.force_login(users["viewer"])
     with CaptureQueriesContext(connection) as ctx:
         data = client.get(reverse("overview"), {"start": "2026-09-01", "end": "2026-09-10"}).context["data"]
-    assert data["summary"]["cost_usd"] == Decimal("7")
-    assert data["month_to_date"] == Decimal("2")
-    assert [(m["this_week"], m["last_week"]) for m in data["movers"]] == [(Decimal("7"), Decimal("0"))]
+    assert data.summary.cost_usd == Decimal("7")
+    assert data.month_to_date == Decimal("2")
+    assert [(m.this_week, m.last_week) for m in data.movers] == [(Decimal("7"), Decimal("0"))]
     rollup_reads = [q for q in ctx.captured_queries if "spendrolluphourly" in q["sql"]]
     # the model filter's choices: the models of the September range only
     (choices,) = [
@@ -244,20 +244,20 @@ def test_open_alerts_count_unresolved_alerts_in_scope(client, db, feature, other
             last_seen_at=NOW,
         )
     client.force_login(users["viewer"])
-    assert client.get(reverse("overview")).context["data"]["open_alerts"] == 2
-    assert client.get(reverse("overview"), {"team": feature.team.slug}).context["data"]["open_alerts"] == 1
+    assert client.get(reverse("overview")).context["data"].open_alerts == 2
+    assert client.get(reverse("overview"), {"team": feature.team.slug}).context["data"].open_alerts == 1
     client.force_login(users["pm"])  # a team PM sees its own team's alerts only
-    assert client.get(reverse("overview")).context["data"]["open_alerts"] == 1
+    assert client.get(reverse("overview")).context["data"].open_alerts == 1
 
 
 def test_team_members_see_only_their_teams(client, seeded):
     _login(client, "pm-support")
     data = client.get(reverse("overview")).context["data"]
-    assert {r["team_slug"] for r in data["by_feature"]} == {"support"}
+    assert {r.team_slug for r in data.by_feature} == {"support"}
     response = client.get(reverse("overview"), {"feature": "email-copy"})
     assert response.status_code == 400
     assert "feature: no feature 'email-copy' you can see" in html.unescape(response.content.decode())
-    assert {r["team_slug"] for r in response.context["data"]["by_feature"]} == {"support"}
+    assert {r.team_slug for r in response.context["data"].by_feature} == {"support"}
 
 
 def test_filters_narrow_every_figure(client, seeded):
@@ -265,10 +265,10 @@ def test_filters_narrow_every_figure(client, seeded):
     data = client.get(
         reverse("overview"), {"team": "growth", "start": "2026-11-05", "end": "2026-11-12"}
     ).context["data"]
-    assert {r["team_slug"] for r in data["by_feature"]} == {"growth"}
-    assert all(date(2026, 11, 5) <= r["day"] <= date(2026, 11, 12) for r in data["daily_by_model"])
+    assert {r.team_slug for r in data.by_feature} == {"growth"}
+    assert all(date(2026, 11, 5) <= r.day <= date(2026, 11, 12) for r in data.daily_by_model)
     feature = client.get(reverse("overview"), {"feature": "email-copy"}).context["data"]
-    assert [r["feature_slug"] for r in feature["by_feature"]] == ["email-copy"]
+    assert [r.feature_slug for r in feature.by_feature] == ["email-copy"]
 
 
 @pytest.mark.parametrize(
@@ -348,7 +348,7 @@ def test_csv_totals_match_the_page(client, seeded):
     page = client.get(reverse("overview"), {"team": "support"}).context["data"]
     rows = _csv(client.get(reverse("overview"), {"team": "support", "format": "csv", "table": "features"}))
     assert {r["team"] for r in rows} == {"support"}
-    assert sum(Decimal(r["cost_usd"]) for r in rows) == page["summary"]["cost_usd"]
+    assert sum(Decimal(r["cost_usd"]) for r in rows) == page.summary.cost_usd
 
 
 def test_unknown_csv_table_names_the_choices(client, seeded):
