@@ -11,6 +11,7 @@ class BillingConfig(AppConfig):
 
         # models can only be imported once the app registry is ready
         from billing import budgets, services, signals, tasks
+        from billing.models import Budget
         from billing.selectors import routing as spend_reads
         from controlplane.models import Feature, Team
         from routing import providers
@@ -32,3 +33,10 @@ class BillingConfig(AppConfig):
             post_delete.connect(
                 services.slug_cache_clear, sender=model, dispatch_uid=f"billing-slugs-delete-{model.__name__}"
             )
+        # which budgets enforce is cached by each process for 10 s; an edit here is seen at once
+        post_save.connect(
+            services.enforced_budget_scope_clear, sender=Budget, dispatch_uid="billing-budget-scope-save"
+        )
+        post_delete.connect(
+            services.enforced_budget_scope_clear, sender=Budget, dispatch_uid="billing-budget-scope-delete"
+        )

@@ -25,7 +25,7 @@ from django.utils import timezone
 from billing import partitions, rollups
 from billing.models import BlockedCallCount, IngestBatch, SpendEvent
 from billing.synthetic import synthetic_records
-from billing.tasks import spend_batch_mirror
+from billing.tasks import budgets_refresh, spend_batch_mirror
 from controlplane.env import env_int
 from controlplane.models import Feature, Team
 from routing.engine import signing
@@ -64,6 +64,7 @@ _COPY_TYPES = {
     "DecimalField": "numeric",
     "BooleanField": "bool",
     "FloatField": "float8",
+    "JSONField": "jsonb",
 }
 
 
@@ -481,6 +482,9 @@ def spend_batch_ingest(
                 )
                 if inserted and settings.DATADOG_ENABLED and source == "proxy":
                     transaction.on_commit(lambda batch_id=batch.pk: _queue_mirror(batch_id))
+                if inserted and source == "proxy":
+                    scope = ({who.team_id for _, _, who in good}, {who.feature_id for _, _, who in good})
+                    transaction.on_commit(lambda scope=scope: _queue_budget_check(*scope))
             return IngestResult(batch.pk, batch.accepted, batch.duplicates, tuple(rejected))
         except OperationalError as exc:
             if attempt == 2 or not _is_retryable(exc):
@@ -522,6 +526,55 @@ def blocked_counts_ingest(
             )
         BlockedCallCount.objects.bulk_create(fresh.values(), ignore_conflicts=True)
     return len(fresh), len(good) - len(fresh), rejected
+
+
+# Spend that crosses a blocking or degrading budget is enforced within seconds of its ingest, not at
+# the next minute's evaluation: at a burst's rate a minute of calls past the limit is real money.
+BUDGET_CHECK_AFTER_S = 2  # one evaluation covers every batch of this window (it runs at the window's end)
+BUDGET_CHECK_KEY = "finops:budget-check-queued"
+_ENFORCED_SCOPE_TTL_S = 10.0
+_enforced_scope: tuple[float, set[int], set[int]] = (0.0, set(), set())
+
+
+def _enforced_budget_scope() -> tuple[set[int], set[int]]:
+    """Teams with a team-wide and features with their own active budget that degrades or blocks (cached 10 s)."""
+    global _enforced_scope
+    loaded_at, teams, features = _enforced_scope
+    if time.monotonic() - loaded_at < _ENFORCED_SCOPE_TTL_S:
+        return teams, features
+    from billing.models import Budget, BudgetAction
+
+    teams, features = set(), set()
+    for team_id, feature_id in Budget.objects.filter(
+        is_active=True, action__in=(BudgetAction.BLOCK, BudgetAction.DEGRADE)
+    ).values_list("team_id", "feature_id"):
+        if feature_id is None:
+            teams.add(team_id)
+        else:
+            features.add(feature_id)
+    _enforced_scope = (time.monotonic(), teams, features)
+    return teams, features
+
+
+def enforced_budget_scope_clear(**_: Any) -> None:
+    """A budget was saved or deleted: the next ingest reads the enforced scope again."""
+    global _enforced_scope
+    _enforced_scope = (0.0, set(), set())
+
+
+def _queue_budget_check(team_ids: set[int], feature_ids: set[int]) -> None:
+    """Evaluate budgets (and publish an enforcement change) shortly after spend that a budget enforces."""
+    try:
+        teams, features = _enforced_budget_scope()
+        if not (team_ids & teams or feature_ids & features):
+            return
+        from django.core.cache import cache
+
+        if not cache.add(BUDGET_CHECK_KEY, 1, timeout=BUDGET_CHECK_AFTER_S):
+            return  # an evaluation is already queued for the end of this window: it sees this batch too
+        budgets_refresh.apply_async(countdown=BUDGET_CHECK_AFTER_S)
+    except Exception:  # a cache or broker outage must not fail an ingest that already committed
+        log.exception("could not queue the budget check after a spend batch (the minute's evaluation will)")
 
 
 def _queue_mirror(batch_id: int) -> None:

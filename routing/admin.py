@@ -2,7 +2,16 @@
 
 from django.contrib import admin
 
-from routing.models import Bundle, FeatureKey, ModelDeployment, Proxy, Rollout, RolloutTarget, RoutingPolicy
+from routing.models import (
+    AdjustmentProposal,
+    Bundle,
+    FeatureKey,
+    ModelDeployment,
+    Proxy,
+    Rollout,
+    RolloutTarget,
+    RoutingPolicy,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -52,3 +61,17 @@ class RolloutTargetInline(admin.TabularInline):
 class RolloutAdmin(ReadOnlyAdmin):
     list_display = ["bundle", "kind", "pool", "status", "created_at", "finished_at"]
     inlines = [RolloutTargetInline]
+
+
+@admin.register(AdjustmentProposal)
+class AdjustmentProposalAdmin(ReadOnlyAdmin):
+    list_display = [
+        "feature",
+        "status",
+        "labels",
+        "needed_labels",
+        "scorer_weights",
+        "created_at",
+        "decided_by",
+    ]
+    list_filter = ["status"]

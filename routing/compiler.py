@@ -160,6 +160,8 @@ def policy_entry(policy: RoutingPolicy, path: str, errors: list[str]) -> dict[st
         )
     if rules:
         entry["rules"] = rules
+    if policy.scorer_adjustment and not full:
+        entry["scorer_adjustment"] = policy.scorer_adjustment
     if full:
         # the effective breaker, defaults included, so the bundle says exactly what proxies do
         breaker = asdict(BreakerSettings())

@@ -19,3 +19,10 @@ BEAT_SCHEDULE["routing-revocations-sync"] = {
     "schedule": crontab(minute="*"),  # a revocation that met a running rollout goes out within a minute
     "options": {"expires": 50},
 }
+BEAT_SCHEDULE["routing-adjustments-propose"] = {
+    "task": "routing.tasks.adjustments_propose",
+    "schedule": crontab(
+        minute=17, hour=3
+    ),  # daily, off the hour: proposals wait for MLOps, never applied here
+    "options": {"expires": 3600},
+}

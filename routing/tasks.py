@@ -51,3 +51,12 @@ def experiment_evaluate_task(experiment_id: int) -> None:
     if experiment is None:
         return
     experiments.experiment_evaluate(experiment=experiment)
+
+
+@shared_task(ignore_result=True)
+def adjustments_propose() -> None:
+    """Fit each feature's score adjustment from its labelled outcomes, saved as a proposal for MLOps (beat, daily)."""
+    # at call time: numpy and the fitting tools stay out of django.setup(), which imports this module
+    from routing.services import adjustments
+
+    adjustments.adjustments_propose()

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from routing.views import adjustment as adjustment_views
 from routing.views import experiment as experiment_views
 from routing.views import fleet as fleet_views
 from routing.views import policy as views
@@ -44,5 +45,15 @@ urlpatterns += [
         "routing/threshold-drafts/<uuid:code>/<str:action>/",
         experiment_views.threshold_draft_action,
         name="threshold-draft-action",
+    ),
+]
+
+# Per-feature score adjustments fitted from outcomes (routing/views/adjustment.py).
+urlpatterns += [
+    path("routing/adjustments/", adjustment_views.adjustment_section, name="routing-adjustments"),
+    path(
+        "routing/adjustments/<uuid:code>/<str:action>/",
+        adjustment_views.adjustment_action,
+        name="routing-adjustment-action",
     ),
 ]

@@ -101,6 +101,8 @@ class SpendEvent(models.Model):
     arm = models.CharField(max_length=64, blank=True)
     end_user = models.CharField(max_length=128, blank=True)
     stream = models.BooleanField(default=False)
+    # The scorer's task-type signals of a scored call: what a feature's adjustment is refitted from.
+    signals = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [

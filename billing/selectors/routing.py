@@ -113,3 +113,62 @@ def experiment_calls(*, feature: Any, experiment: str, since: datetime, limit: i
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class OutcomeCall:
+    """The first attempt of one scored call with what its feature's adjustment is fitted from."""
+
+    call_id: str
+    score: float
+    threshold: float | None
+    signals: dict[str, float]
+    bundle_version: str
+    route: str
+    decision_reason: str
+    status: str
+    input_tokens: int
+    output_tokens: int
+    baseline_cost_usd: Decimal
+    cost_usd: Decimal
+    small_model_fallback: bool  # any attempt fell back for timeout, error or low confidence
+
+
+def outcome_calls(*, feature: Any, start: datetime, end: datetime, limit: int) -> list[OutcomeCall]:
+    """The newest `limit` scored calls of a feature that started in [start, end), with their signals."""
+    scored = SpendEvent.objects.filter(
+        feature=feature,
+        attempt=spend.REQUEST_ATTEMPT,
+        start_time__gte=start,
+        start_time__lt=end,
+        score__isnull=False,
+    ).order_by("-start_time")
+    rows = list(
+        scored.values_list(
+            "call_id",
+            "score",
+            "threshold",
+            "signals",
+            "bundle_version",
+            "route",
+            "decision_reason",
+            "status",
+            "input_tokens",
+            "output_tokens",
+            "baseline_cost_usd",
+            "cost_usd",
+            "start_time",
+        )[:limit]
+    )
+    if not rows:
+        return []
+    since = rows[-1][-1]
+    fell = set(
+        SpendEvent.objects.filter(
+            feature=feature,
+            fallback=True,
+            fallback_reason__in=spend.SMALL_MODEL_FALLBACK_REASONS,
+            start_time__gte=since,
+        ).values_list("call_id", flat=True)
+    )
+    return [OutcomeCall(*row[:-1], small_model_fallback=row[0] in fell) for row in rows]

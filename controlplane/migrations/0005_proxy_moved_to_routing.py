@@ -1,4 +1,4 @@
-"""The Proxy model now lives in routing (routing 0005, same table): drop it from controlplane's state once
+"""The Proxy model now lives in routing (routing 0006, same table): drop it from controlplane's state once
 every foreign key points at routing.Proxy. Audit entries about proxies take the model's new label, so the
 audit log's object type filter finds a proxy's whole history under one name."""
 
@@ -20,9 +20,9 @@ def relabel(apps, alias, *, source, target):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0009_proxy_in_routing"),
+        ("billing", "0010_proxy_in_routing"),
         ("controlplane", "0004_mask_webhook_urls_in_audit"),
-        ("routing", "0005_proxy_from_controlplane"),
+        ("routing", "0006_proxy_from_controlplane"),
     ]
 
     operations = [

@@ -12,12 +12,13 @@ Stdlib only so it starts in milliseconds.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -48,6 +49,10 @@ class UpstreamBehaviour:
     stream_chunk_ms: float = 0.0  # delay between streamed chunks
     down: bool = False  # drop connections without answering (a dead server)
     even_faults: bool = False  # hangs and errors spread evenly (exactly the rates) instead of drawn at random
+    # A model that fails on one kind of ask: a prompt holding any of these words gets an error, for
+    # `fail_share` of such prompts (picked by a hash of the prompt, so the same prompt always fares the same)
+    fail_words: list[str] = field(default_factory=list)
+    fail_share: float = 1.0
 
 
 class UpstreamState:
@@ -95,6 +100,13 @@ def estimate_tokens(messages: list[dict[str, Any]]) -> int:
     """The prompt tokens the fake reports: a character count over four (billing.synthetic's demo mix too)."""
     text = "".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
     return max(1, len(text) // 4)
+
+
+def _fails_on(messages: list[Any], words: list[str], share: float) -> bool:
+    text = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict)).lower()
+    if not any(word.lower() in text for word in words):
+        return False
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
 
 
 def _logprobs(count: int, mean: float) -> dict[str, Any]:
@@ -232,6 +244,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not b.even_faults:
             hang, error = random.random() < b.hang_rate, random.random() < b.error_rate
+        if b.fail_words and not hang and _fails_on(body.get("messages") or [], b.fail_words, b.fail_share):
+            error = True
         if hang:
             with state.lock:
                 state.hangs += 1

@@ -18,6 +18,10 @@ from routing.engine.signals import SIGNAL_NAMES, TASK_SIGNAL_NAMES
 ADJUSTMENT_FORMAT = "feature-adjustment/1"
 KNOWN_SIGNALS = frozenset((*SIGNAL_NAMES, *TASK_SIGNAL_NAMES))
 MAX_SIGNALS = 16
+# The signals every scored call records (spend record `signals`), so a feature's outcomes can be fitted
+# against the kind of ask: the task-type layer says what kind of work was asked for.
+RECORDED_SIGNALS: tuple[str, ...] = TASK_SIGNAL_NAMES
+RECORDED_PLACES = 4  # rounding of recorded values: enough for a fit, small on the wire and in the row
 # Bounds well beyond what a fit with its prior produces; a larger value is a broken or hostile document.
 MAX_OFFSET = 8.0
 MAX_WEIGHT = 8.0

@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from routing.engine.adjustment import AdjustmentError, ScoreAdjustment
 from routing.engine.scorer import shipped_versions
 
 BUNDLE_SCHEMA = 1
@@ -131,6 +132,9 @@ class RoutingPolicy:
     confidence_floor: float | None = None
     over_budget: str = "block"
     rules: RoutingRules = field(default_factory=RoutingRules)
+    scorer_adjustment: ScoreAdjustment | None = (
+        None  # the feature's own change of the score (feature policies only)
+    )
 
 
 @dataclass(frozen=True)
@@ -386,6 +390,7 @@ _POLICY_FIELDS = {
     "over_budget",
     "rules",
     "breaker",
+    "scorer_adjustment",
 }
 _RULE_FIELDS = {*RULE_NAMES, "context_margin_tokens"}
 
@@ -502,6 +507,18 @@ def _check_policy(c: _Check, raw: Any, path: str, groups: dict[str, set[str]], *
         c.err(f"{path}.over_budget", f"must be 'block' or 'degrade', got {policy['over_budget']!r}")
     if "breaker" in policy:
         _check_breaker(c, policy["breaker"], f"{path}.breaker", full=full)
+    if policy.get("scorer_adjustment") is not None:
+        if full:
+            c.err(
+                f"{path}.scorer_adjustment",
+                "is set on the default policy: an adjustment is fitted from one feature's outcomes, "
+                "so set it on that feature's policy",
+            )
+        else:
+            try:
+                ScoreAdjustment.from_dict(policy["scorer_adjustment"], f"{path}.scorer_adjustment")
+            except AdjustmentError as refused:
+                c.errors.append(str(refused))
     if "rules" in policy:
         rules = c.obj(policy["rules"], f"{path}.rules", _RULE_FIELDS)
         if rules is not None:
@@ -768,6 +785,9 @@ def _policy(raw: dict[str, Any]) -> RoutingPolicy:
         confidence_floor=raw.get("confidence_floor"),
         over_budget=raw.get("over_budget", "block"),
         rules=RoutingRules(**rules_raw),
+        scorer_adjustment=(
+            ScoreAdjustment.from_dict(raw["scorer_adjustment"]) if raw.get("scorer_adjustment") else None
+        ),
     )
 
 

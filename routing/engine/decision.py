@@ -10,12 +10,18 @@ import hashlib
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from routing.engine.adjustment import ScoreAdjustment
 from routing.engine.bundle import Bundle, Deployment, Experiment, ExperimentArm, RoutingPolicy
 
 ScoreFn = Callable[[list[dict[str, Any]], list[dict[str, Any]] | None], float]
+# The score with the feature's adjustment applied, and the signals a spend record keeps for refitting it.
+ScoredFn = Callable[
+    [list[dict[str, Any]], list[dict[str, Any]] | None, ScoreAdjustment | None],
+    tuple[float, dict[str, float]],
+]
 CHARS_PER_TOKEN = 4  # cheap estimate: a tokenizer would cost milliseconds (or a download) per call
 SHARE_WARMUP = 20  # scores seen before a target share overrides the neutral threshold
 
@@ -58,6 +64,7 @@ class Decision:
     budget_forced: bool = False  # budget degrade changed the route to small
     slm_timeout_s: float | None = None
     confidence_floor: float | None = None
+    signals: dict[str, float] = field(default_factory=dict, hash=False)  # recorded for the feature's refit
 
 
 def _text_length(content: Any) -> tuple[int, bool]:
@@ -176,8 +183,11 @@ def decide(
     score_fn: ScoreFn,
     shares: dict[str, ShareThreshold] | None = None,
     request_key: str = "",
+    scored_fn: ScoredFn | None = None,
 ) -> Decision:
-    """Route one call; raises `BudgetBlocked` when the feature must not spend more."""
+    """Route one call; raises `BudgetBlocked` when the feature must not spend more.
+
+    With `scored_fn` the score carries the policy's `scorer_adjustment` and the decision the recorded signals."""
     policy = bundle.policy_for(feature)
     slm_timeout_s = policy.slm_timeout_ms / 1000.0
     budget = bundle.budget_for(team, feature)
@@ -224,10 +234,15 @@ def decide(
         tracker = shares.setdefault(feature, ShareThreshold()) if shares is not None else None
         threshold = tracker.threshold(policy.target_small_share or 0.0) if tracker is not None else 0.5
 
-    score = min(1.0, max(0.0, float(score_fn(data.get("messages") or [], data.get("tools")))))
+    signals: dict[str, float] = {}
+    if scored_fn is not None:
+        raw, signals = scored_fn(data.get("messages") or [], data.get("tools"), policy.scorer_adjustment)
+    else:
+        raw = score_fn(data.get("messages") or [], data.get("tools"))
+    score = min(1.0, max(0.0, float(raw)))
     if tracker is not None:
         tracker.observe(score)
-    extra = {"experiment": experiment_id, "arm": arm_name}
+    extra: dict[str, Any] = {"experiment": experiment_id, "arm": arm_name, "signals": signals}
     if degrade:
         return small(
             "budget_degrade", score, threshold, budget_forced=score >= threshold or bool(rule), **extra

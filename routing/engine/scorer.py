@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from routing.engine.adjustment import ScoreAdjustment
+from routing.engine.adjustment import RECORDED_PLACES, RECORDED_SIGNALS, ScoreAdjustment
 from routing.engine.signals import (
     SIGNAL_NAMES,
     TASK_SIGNAL_NAMES,
-    ask_terms,
     extract_features,
     extract_signals,
-    task_type_signals,
+    task_type_signals_and_terms,
 )
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -134,8 +133,9 @@ class ComplexityScorer:
         if self.format == WEIGHTS_FORMAT:
             return extract_signals(messages, tools), set()
         signals, window = extract_features(messages, tools)
-        signals.update(task_type_signals(window))
-        return signals, ask_terms(window) if self.term_weights else set()
+        task_signals, terms = task_type_signals_and_terms(window, with_terms=bool(self.term_weights))
+        signals.update(task_signals)
+        return signals, terms
 
     def _calibrated(self, logit: float) -> float:
         slope, offset = self.calibration
@@ -147,6 +147,14 @@ class ComplexityScorer:
             for weight in self.signal_weights
         }
 
+    def _logit(self, signals: dict[str, float], terms: set[str], adjustment: ScoreAdjustment | None) -> float:
+        z = self.intercept + (adjustment.logit_change(signals) if adjustment else 0.0)
+        for weight in self.signal_weights:
+            z += weight.weight * (signals[weight.name] - weight.mean) / weight.scale
+        if terms:
+            z += sum(map(self.term_weights.get, terms & self.term_weights.keys()))
+        return z
+
     def score(
         self, messages: object, tools: object = None, adjustment: ScoreAdjustment | None = None
     ) -> float:
@@ -156,12 +164,20 @@ class ComplexityScorer:
         except Exception:
             # A malformed request must still be routed; the prior is the neutral answer.
             return self._calibrated(self.intercept + (adjustment.offset if adjustment else 0.0))
-        z = self.intercept + (adjustment.logit_change(signals) if adjustment else 0.0)
-        for weight in self.signal_weights:
-            z += weight.weight * (signals[weight.name] - weight.mean) / weight.scale
-        if terms:
-            z += sum(map(self.term_weights.get, terms & self.term_weights.keys()))
-        return self._calibrated(z)
+        return self._calibrated(self._logit(signals, terms, adjustment))
+
+    def score_with_signals(
+        self, messages: object, tools: object = None, adjustment: ScoreAdjustment | None = None
+    ) -> tuple[float, dict[str, float]]:
+        """The score and the recorded signals (`RECORDED_SIGNALS` this format computes), for the spend record."""
+        try:
+            signals, terms = self._all_signals(messages, tools)
+        except Exception:
+            return self.score(messages, tools, adjustment), {}
+        recorded = {
+            name: round(signals[name], RECORDED_PLACES) for name in RECORDED_SIGNALS if name in signals
+        }
+        return self._calibrated(self._logit(signals, terms, adjustment)), recorded
 
     def explain(self, messages: object, tools: object = None) -> dict[str, Any]:
         """The score, each signal's value and its contribution to the logit, largest first."""

@@ -582,7 +582,10 @@ def _letter_words(window: str) -> list[str]:
 
 def task_type_signals(window: str) -> dict[str, float]:
     """How strongly the ask reads as each task type: lead-verb types from the first words, the rest anywhere."""
-    words = _letter_words(window)
+    return _task_type_signals_of(_letter_words(window))
+
+
+def _task_type_signals_of(words: list[str]) -> dict[str, float]:
     lead = words[:TASK_LEAD_WORDS]
     present = set(words)
     signals = {
@@ -596,7 +599,16 @@ def task_type_signals(window: str) -> dict[str, float]:
 
 def ask_terms(window: str) -> set[str]:
     """Distinct words, word pairs ("a b") and lead words ("^a") of the analysed ask window."""
+    return _ask_terms_of(_letter_words(window))
+
+
+def task_type_signals_and_terms(window: str, *, with_terms: bool) -> tuple[dict[str, float], set[str]]:
+    """Both of the above from one pass over the window's words (the terms only when asked for)."""
     words = _letter_words(window)
+    return _task_type_signals_of(words), _ask_terms_of(words) if with_terms else set()
+
+
+def _ask_terms_of(words: list[str]) -> set[str]:
     terms = set(words)
     terms.update(map(" ".join, zip(words, words[1:], strict=False)))
     terms.update("^" + word for word in words[:TASK_LEAD_WORDS])

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from routing.engine.adjustment import KNOWN_SIGNALS, MAX_SIGNALS
+
 SCHEMA_VERSION = 1
 
 ROUTES = ("small", "frontier")
@@ -29,6 +31,7 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 BLOCKED_KIND = "blocked"  # a counter record: calls the proxy refused, not an attempt
 BLOCKED_REASONS = ("budget", "revoked", "expired", "endpoint")
 MAX_BLOCKED_COUNT = 10**9
+MAX_SIGNAL_VALUE = 1e6
 
 # --- counting rules: read by ingest rollups, dashboards, exports, the Datadog mirror, experiments, what-if ---
 # Their SQL forms sit next to the rollup aggregate (billing/rollups.py); keep the two in step.
@@ -94,6 +97,9 @@ class SpendRecord:
     confidence: float | None = None
     team_code: str = ""  # the team's and feature's public UUIDs from the key entry: stable across renames
     feature_code: str = ""
+    # The scorer's task-type signals for this call (routing.engine.adjustment.RECORDED_SIGNALS), so the
+    # feature's outcomes can refit its own adjustment; empty when the call was not scored.
+    signals: dict[str, float] = field(default_factory=dict, hash=False)
 
     @property
     def latency_ms(self) -> float:
@@ -243,6 +249,31 @@ class _Reader:
             return Decimal("0")
         return amount.quantize(MONEY_PLACES)
 
+    def signals(self, name: str) -> dict[str, float]:
+        value = self.raw.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or len(value) > MAX_SIGNALS:
+            self.err(name, f"must be an object of at most {MAX_SIGNALS} signal values, name to number")
+            return {}
+        out: dict[str, float] = {}
+        for key, number in value.items():
+            if key not in KNOWN_SIGNALS:
+                self.err(
+                    name, f"names {str(key)[:64]!r}, which is not a scorer signal: send the scorer's names"
+                )
+                return {}
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or not math.isfinite(number)
+                or abs(number) > MAX_SIGNAL_VALUE
+            ):
+                self.err(name, f"{key} must be a finite number within ±{MAX_SIGNAL_VALUE:g}, got {number!r}")
+                return {}
+            out[key] = float(number)
+        return out
+
     def boolean(self, name: str) -> bool:
         value = self.raw.get(name, False)
         if not isinstance(value, bool):
@@ -324,6 +355,7 @@ def parse_spend_record(raw: Any) -> tuple[SpendRecord | None, list[FieldError]]:
         "confidence": r.number("confidence", low=-1e6, high=1e6),
         "team_code": r.text("team_code", required=False, max_len=36, pattern=_UUID),
         "feature_code": r.text("feature_code", required=False, max_len=36, pattern=_UUID),
+        "signals": r.signals("signals"),
     }
     start, end = values["start_time"], values["end_time"]
     if start is not None and end is not None and end < start:

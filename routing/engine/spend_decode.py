@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
+from routing.engine.adjustment import KNOWN_SIGNALS, MAX_SIGNALS
 from routing.engine.spend import (
     _SLUG,
     _UUID,
@@ -52,6 +53,8 @@ def _build_decoder() -> Any:
     route_t = Literal[spend.ROUTES]  # type: ignore[valid-type]
     status_t = Literal[spend.STATUSES]  # type: ignore[valid-type]
     reason_t = Literal[spend.FALLBACK_REASONS]  # type: ignore[valid-type]
+    signal_t = Literal[tuple(sorted(KNOWN_SIGNALS))]  # type: ignore[valid-type]
+    signal_value = Annotated[float, meta(ge=-spend.MAX_SIGNAL_VALUE, le=spend.MAX_SIGNAL_VALUE)]
 
     class WireRecord(msgspec.Struct, kw_only=True):
         event_id: Annotated[str, meta(min_length=1, max_length=64)]
@@ -84,6 +87,7 @@ def _build_decoder() -> Any:
         confidence: Annotated[float, meta(ge=-1e6, le=1e6)] | None = None
         team_code: code | None = None
         feature_code: code | None = None
+        signals: Annotated[dict[signal_t, signal_value], meta(max_length=MAX_SIGNALS)] | None = None
         schema: Literal[SCHEMA_VERSION] = SCHEMA_VERSION  # type: ignore[valid-type]
         kind: Literal["attempt"] | None = None
 
@@ -181,6 +185,7 @@ def decode_spend_batch(body: bytes, *, max_records: int) -> ParsedBatch | None:
                 "confidence": w.confidence,
                 "team_code": w.team_code or "",
                 "feature_code": w.feature_code or "",
+                "signals": w.signals or {},
             }
             # SpendRecord is a frozen dataclass: filling its __dict__ skips 30 object.__setattr__ calls
             record = new(SpendRecord)

@@ -7,7 +7,14 @@ from typing import Any
 from django import forms
 
 from routing.engine.scorer import shipped_versions
-from routing.models import BREAKER_FIELDS, DEPLOYMENT_FIELDS, ModelDeployment, RoutingPolicy, Tier
+from routing.models import (
+    BREAKER_FIELDS,
+    DEPLOYMENT_FIELDS,
+    POLICY_FIELDS,
+    ModelDeployment,
+    RoutingPolicy,
+    Tier,
+)
 
 INHERIT = (("", "Inherit from default"), ("true", "Yes"), ("false", "No"))
 
@@ -58,23 +65,8 @@ class PolicyForm(forms.ModelForm):
 
     class Meta:
         model = RoutingPolicy
-        fields = [
-            "feature",
-            "small_deployment",
-            "frontier_deployment",
-            "threshold",
-            "target_small_share",
-            "slm_timeout_ms",
-            "confidence_floor",
-            "rule_tools",
-            "rule_images",
-            "rule_structured_output",
-            "rule_context",
-            "context_margin_tokens",
-            # over_budget is not edited here: over-budget behaviour has one home, the feature's budget
-            "scorer_weights",
-            *BREAKER_FIELDS,
-        ]
+        # over_budget is not edited here: over-budget behaviour has one home, the feature's budget
+        fields = [name for name in POLICY_FIELDS if name != "over_budget"]
         labels = {
             "scorer_weights": "Scorer weights",
             "slm_timeout_ms": "SLM timeout (ms)",

@@ -1,7 +1,8 @@
 """Models of the routing app: deployments, policies and keys (policy.py); the fleet: proxies, bundles and
-rollouts (fleet.py); threshold experiments, feedback and threshold drafts (experiment.py). Re-exported here,
-so `routing.models.X` works."""
+rollouts (fleet.py); threshold experiments, feedback and threshold drafts (experiment.py); fitted score
+adjustments (adjustment.py). Re-exported here, so `routing.models.X` works."""
 
+from routing.models.adjustment import AdjustmentProposal, AdjustmentStatus
 from routing.models.experiment import (
     Experiment,
     ExperimentArm,
@@ -41,6 +42,8 @@ from routing.models.policy import (
 )
 
 __all__ = [
+    "AdjustmentProposal",
+    "AdjustmentStatus",
     "BREAKER_FIELDS",
     "DEPLOYMENT_FIELDS",
     "ENV_NAME",

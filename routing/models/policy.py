@@ -213,6 +213,13 @@ class RoutingPolicy(TimeStampedModel):
         validators=[validate_scorer_weights],
         help_text="Scorer weights version the thresholds are set for (default policy only; every feature uses it).",
     )
+    # Feature policies only: the approved per-feature score adjustment (feature-adjustment/1), set by approving
+    # an AdjustmentProposal, shipped by the next publish.
+    scorer_adjustment = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The feature's own adjustment of the score, fitted from its outcomes (approve a proposal to set it).",
+    )
     # The small model's circuit breaker (default policy only; empty: the documented default)
     breaker_window_s = bounded_count(
         1, 3600, help_text="Seconds of small-model attempts the failure share is taken over (default 30)."
@@ -282,6 +289,10 @@ class RoutingPolicy(TimeStampedModel):
                 errors[attr] = f"{dep.name} is a {dep.tier}-tier deployment: pick a {tier.value}-tier one."
             elif dep is not None and not dep.is_active:
                 errors[attr] = f"{dep.name} is inactive: activate it first or pick another."
+        if self.is_default and self.scorer_adjustment is not None:
+            errors["scorer_adjustment"] = (
+                "An adjustment is fitted from one feature's outcomes: set it on that feature's policy."
+            )
         if not self.is_default:
             for name in BREAKER_FIELDS:
                 if getattr(self, name) is not None:

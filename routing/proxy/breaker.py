@@ -18,6 +18,10 @@ Settings: `routing.engine.bundle.BreakerSettings` (the default policy's `breaker
   `STALL_EARLY_SHARE` of its SLM timeout, the SLM answered nobody since it started and
   `STALL_MIN_WAITING` or more later attempts wait too: every call a hanging SLM catches before the
   opening waits about half the timeout instead of all of it, then falls back.
+  The proxy's own stalls are not the SLM's: time the process's event loop could not run
+  (`routing.proxy.looplag`: a cold start, a starved CPU) is taken off how long an attempt waited,
+  and a timeout that waited mostly through such a stall (`PROXY_STALL_SHARE`) is not counted at all
+  (`excused` in the report).
 - open: calls skip the SLM (decision reason `slm_unavailable`) for the cool-off (first
   `cool_off_s`, doubled on each failed probe up to `max_cool_off_s`). Each opening is counted
   (`openings`) and announced (`on_open`): SLM attempts admitted before it and still waiting are cut
@@ -68,6 +72,12 @@ STALL_EARLY_SHARE = 0.5
 STALL_MIN_ANSWERS = 8
 STALL_EARLY_LATENCY_FACTOR = 4.0
 STALL_EARLY_LATENCIES_KEPT = 32
+# A hard failure that waited mostly (this share or more) through the proxy's own stall is not held against the SLM.
+PROXY_STALL_SHARE = 0.5
+
+
+def _no_stalls(start: float, end: float) -> float:
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -120,8 +130,10 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_open: Callable[[str], None] | None = None,
+        stalled: Callable[[float, float], float] = _no_stalls,
     ) -> None:
         self.group = group
+        self._stalled = stalled  # seconds the proxy itself could not run between two clock readings
         self._on_open = on_open  # told (outside the lock) each time the breaker opens
         self.settings = settings or BreakerSettings()
         self._clock = clock
@@ -146,6 +158,7 @@ class CircuitBreaker:
         self._probe_successes = 0
         self.skipped = 0  # calls sent to the frontier while open, since the process started
         self.abandoned = 0  # SLM attempts in flight when it opened, cut off and sent to the frontier
+        self.excused = 0  # hard failures not counted: the attempt waited mostly through the proxy's own stall
         self.openings = 0  # how often it opened: an attempt admitted before the latest opening is abandoned
         self.transitions: deque[dict[str, Any]] = deque(maxlen=TRANSITIONS_KEPT)
 
@@ -209,7 +222,7 @@ class CircuitBreaker:
         stall_after = max(
             STALL_EARLY_SHARE * timeout_s, STALL_EARLY_LATENCY_FACTOR * max(self._answer_latencies)
         )
-        waited = now - oldest
+        waited = now - oldest - self._stalled(oldest, now)
         if (
             stall_after < timeout_s
             and waited >= stall_after
@@ -252,6 +265,13 @@ class CircuitBreaker:
             self._finished(started_at)
             if self.state == OPEN:
                 return  # late results of attempts admitted before it opened change nothing
+            if outcome == HARD_FAILURE and self._stalled(started_at, now) >= PROXY_STALL_SHARE * max(
+                now - started_at, 1e-9
+            ):
+                self.excused += 1  # the proxy could not run: says nothing about the SLM
+                if probe:
+                    self._probe_in_flight = False
+                return
             if self.state == HALF_OPEN:
                 if not probe:
                     return
@@ -358,6 +378,7 @@ class CircuitBreaker:
                 "cool_off_s": self._cool_off,
                 "skipped": self.skipped,
                 "abandoned": self.abandoned,
+                "excused": self.excused,
                 "transitions": list(self.transitions),
             }
 
@@ -371,9 +392,11 @@ class BreakerBoard:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_open: Callable[[str], None] | None = None,
+        stalled: Callable[[float, float], float] = _no_stalls,
     ) -> None:
         self.settings = BreakerSettings()
         self.on_open = on_open
+        self._stalled = stalled
         self._clock = clock
         self._wall_clock = wall_clock
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -400,6 +423,7 @@ class BreakerBoard:
                     clock=self._clock,
                     wall_clock=self._wall_clock,
                     on_open=self._opened,
+                    stalled=self._stalled,
                 ),
             )
 
@@ -444,7 +468,7 @@ def combine_reports(by_worker: list[tuple[int, list[dict[str, Any]]]]) -> list[d
                 "workers_open": sum(1 for _, r in entries if r.get("state") == OPEN),
                 **{
                     name: sum(int(r.get(name) or 0) for _, r in entries)
-                    for name in ("window_attempts", "window_failures", "skipped", "abandoned")
+                    for name in ("window_attempts", "window_failures", "skipped", "abandoned", "excused")
                 },
                 "cool_off_s": max(float(r.get("cool_off_s") or 0) for _, r in entries),
                 "transitions": transitions[-TRANSITIONS_KEPT:],

@@ -7,6 +7,7 @@ LiteLLM calls the logging methods by keyword (`kwargs=`, `response_obj=`, `start
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
@@ -35,6 +36,9 @@ FEATURE_METADATA = "finops_feature"
 IDENTITY_KEY = "finops_identity"  # where custom_auth leaves team/feature on UserAPIKeyAuth.metadata
 FRONTIER_TIMEOUT_S = 600.0
 SEEN_ATTEMPTS = 4096  # recent (call, attempt, status) triples, to drop LiteLLM's repeated failure events
+# How long an answer may wait for its spend record to reach the spool before it is released anyway
+# (and the release counted): the record is normally on disk within a millisecond or two.
+SPOOLED_BEFORE_ANSWER_S = 2.0
 
 
 class FinOpsRouter(CustomLogger):
@@ -42,6 +46,11 @@ class FinOpsRouter(CustomLogger):
         super().__init__()
         self._runtime_factory = runtime_factory
         self._seen: OrderedDict[tuple[str, int, str], None] = OrderedDict()
+        # success records queued for the spool, by (call id, escalation), with their sequence numbers;
+        # and the answers waiting for one of them (`_spooled_before_answer`)
+        self._queued: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._awaiting: dict[tuple[str, str], asyncio.Future[int]] = {}
+        self.released_unspooled = 0  # answers released before their record was on disk (timeout)
 
     @property
     def runtime(self) -> ProxyRuntime:
@@ -71,6 +80,7 @@ class FinOpsRouter(CustomLogger):
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
     ) -> dict[str, Any]:
         runtime = self.runtime
+        runtime.loop_lag.ensure_running()
         bundle = runtime.bundle  # one snapshot per call: a concurrent swap cannot mix two versions
         if bundle is None:
             raise HTTPException(
@@ -101,6 +111,7 @@ class FinOpsRouter(CustomLogger):
                 sticky_key=end_user or call_id,
                 request_key=call_id,
                 score_fn=runtime.score_fn(),
+                scored_fn=runtime.scored_fn(),
                 shares=runtime.shares,
             )
             decision, admission = breaker.gate(runtime.breakers, decision)
@@ -155,9 +166,76 @@ class FinOpsRouter(CustomLogger):
     async def async_post_call_success_hook(
         self, data: dict[str, Any], user_api_key_dict: Any, response: Any
     ) -> Any:
-        """Low confidence: replace an SLM answer under the policy's floor with the frontier model's answer."""
+        """Escalate a low-confidence SLM answer, then hold the answer until its spend record is on disk."""
         stamp = (data.get("metadata") or {}).get(STAMP_KEY)
-        if not is_sealed(stamp) or stamp.get("confidence_floor") is None or data.get("stream"):
+        if not is_sealed(stamp):
+            return None
+        replaced = await self._escalate_if_unsure(data, stamp, response)
+        # a stream's record comes at its end (the iterator hook); "stream" as LiteLLM reads it: only `true`
+        if data.get("stream") is not True:
+            await self._spooled_before_answer(str(stamp["call_id"]), "")
+            if replaced is not None:
+                await self._spooled_before_answer(str(stamp["call_id"]), "low_confidence")
+        return replaced
+
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
+    ) -> Any:
+        """Pass the stream through; its end (`[DONE]`) waits until the call's spend record is on disk."""
+        async for chunk in response:
+            yield chunk
+        stamp = (request_data.get("metadata") or {}).get(STAMP_KEY)
+        if is_sealed(stamp):
+            await self._spooled_before_answer(str(stamp["call_id"]), "")
+
+    async def _spooled_before_answer(self, call_id: str, escalation: str) -> None:
+        """Wait until the success record of this call (or of its escalation) went through a spool write.
+
+        LiteLLM logs success in a task of its own, scheduled before this hook runs; the answer leaves
+        only after that record is in the SQLite file, so a proxy killed right after answering has
+        metered the call. Bounded: after SPOOLED_BEFORE_ANSWER_S the answer goes anyway and is counted.
+        """
+        try:
+            await self._wait_spooled(call_id, escalation)
+        except Exception as exc:  # metering must never fail an answered call
+            log.exception("finops: waiting for the spend record failed")
+            self.runtime.note_error(f"spend record wait failed: {type(exc).__name__}: {exc}")
+
+    async def _wait_spooled(self, call_id: str, escalation: str) -> None:
+        key = (call_id, escalation)
+        started = asyncio.get_running_loop().time()
+        seq = self._queued.get(key)
+        if seq is None:
+            future = self._awaiting.get(key)
+            if future is None:
+                future = self._awaiting[key] = asyncio.get_running_loop().create_future()
+            try:
+                seq = await asyncio.wait_for(asyncio.shield(future), SPOOLED_BEFORE_ANSWER_S)
+            except TimeoutError:
+                seq = None
+            finally:
+                self._awaiting.pop(key, None)
+        left = SPOOLED_BEFORE_ANSWER_S - (asyncio.get_running_loop().time() - started)
+        if seq is not None and await self.runtime.shipper.until_written(seq, max(0.0, left)):
+            return
+        self.released_unspooled += 1
+        self.runtime.note_error(
+            f"answered {self.released_unspooled} call(s) before their spend record reached the spool "
+            f"(waited {SPOOLED_BEFORE_ANSWER_S:g} s): check the proxy's disk and event loop"
+        )
+
+    def _queued_success(self, call_id: str, escalation: str, seq: int) -> None:
+        key = (call_id, escalation)
+        self._queued[key] = seq
+        if len(self._queued) > SEEN_ATTEMPTS:
+            self._queued.popitem(last=False)
+        future = self._awaiting.get(key)
+        if future is not None and not future.done():
+            future.set_result(seq)
+
+    async def _escalate_if_unsure(self, data: dict[str, Any], stamp: dict[str, Any], response: Any) -> Any:
+        """Low confidence: replace an SLM answer under the policy's floor with the frontier model's answer."""
+        if stamp.get("confidence_floor") is None or data.get("stream"):
             return None
         served_group = (getattr(response, "_hidden_params", None) or {}).get("model_group") or (
             data.get("metadata") or {}
@@ -219,7 +297,10 @@ class FinOpsRouter(CustomLogger):
                 self._seen.popitem(last=False)
             if not abandoned:  # cut off by the opening itself: says nothing more about the SLM
                 breaker.observe(runtime.breakers, kwargs, record)
-            runtime.shipper.enqueue(record.to_json())
+            seq = runtime.shipper.enqueue(record.to_json())
+            if status == "success":
+                stamp = metadata_of(kwargs).get(STAMP_KEY) or {}
+                self._queued_success(record.call_id, str(stamp.get("escalation") or ""), seq)
         except Exception as exc:  # a logging problem must never surface to the caller
             log.exception("finops: could not record spend")
             self.runtime.note_error(f"spend record failed: {type(exc).__name__}: {exc}")

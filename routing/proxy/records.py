@@ -182,6 +182,7 @@ def build_record(
         fallback=fallback,
         fallback_reason=reason,
         score=stamp.get("score"),
+        signals=dict(stamp.get("signals") or {}),
         threshold=min(1.0, stamp["threshold"]) if stamp.get("threshold") is not None else None,
         decision_reason=stamp.get("reason", ""),
         bundle_version=stamp.get("bundle_version", ""),

@@ -21,11 +21,12 @@ from typing import Any
 
 from routing.engine import signing
 from routing.engine.bundle import Bundle, validate_bundle
-from routing.engine.decision import ScoreFn, ShareThreshold, length_score
+from routing.engine.decision import ScoredFn, ScoreFn, ShareThreshold, length_score
 from routing.proxy import abandon
 from routing.proxy.blocked import BlockedCalls
 from routing.proxy.breaker import BreakerBoard, combine_reports
 from routing.proxy.control_plane import ControlPlaneClient
+from routing.proxy.looplag import LoopLag
 from routing.proxy.settings import ProxySettings
 from routing.proxy.shipper import PUBLISH_EVERY_S, SpendShipper
 from routing.proxy.spool import SPOOL_FILE, SpendSpool
@@ -46,7 +47,8 @@ class ProxyRuntime:
         self.shares: dict[str, ShareThreshold] = {}
         self.open_signals = abandon.OpenSignals()
         # this worker process's view of each small model's health; an opening wakes its in-flight attempts
-        self.breakers = BreakerBoard(on_open=self.open_signals.fire)
+        self.loop_lag = LoopLag()  # the proxy's own stalls, which the breaker does not blame on the SLM
+        self.breakers = BreakerBoard(on_open=self.open_signals.fire, stalled=self.loop_lag.stalled_during)
         self._abandoned: OrderedDict[str, None] = OrderedDict()
         self._abandoned_lock = threading.Lock()
         self._abandoning_installed = False
@@ -69,6 +71,7 @@ class ProxyRuntime:
         self._stop = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
         self._score_fn: ScoreFn | None = None
+        self._scored_fn: ScoredFn | None = None
         self._score_version: str | None = None
         self.last_heartbeat_at: datetime | None = None
         self.target_hash: str | None = None
@@ -87,13 +90,20 @@ class ProxyRuntime:
                 scorer = ComplexityScorer.for_version(version)
                 scorer.score([{"role": "user", "content": "warm up"}])
                 self._score_fn = lambda messages, tools: scorer.score(messages, tools=tools)
+                self._scored_fn = scorer.score_with_signals
             except Exception as exc:  # fall back so routing never stops on a scorer problem
                 self.note_error(
                     f"complexity scorer unavailable, using length score: {type(exc).__name__}: {exc}"
                 )
                 self._score_fn = length_score
+                self._scored_fn = None
             self._score_version = version
         return self._score_fn
+
+    def scored_fn(self) -> ScoredFn | None:
+        """The scorer that applies a feature's adjustment and returns the signals to record (None: length score)."""
+        self.score_fn()
+        return self._scored_fn
 
     # -- abandoned SLM attempts ----------------------------------------------------------------
     def install_abandoning(self) -> None:

@@ -1,8 +1,11 @@
 """Background shipper: moves spend records from the request path to the spool, and the spool to the control plane.
 
 Request handlers only `enqueue` (a lock-free queue put). One daemon thread writes queued records
-to the SQLite spool in small transactions, and ships the spool's oldest records in signed
-batches; records leave the spool only after a 2xx. A 2xx may list records the control plane
+to the SQLite spool in small transactions; before a caller gets an answer, the plugin awaits
+`until_written` for that call's record, so an answer a client received is on disk even if the
+proxy is SIGKILLed a millisecond later. A second daemon thread ships the spool's oldest records
+in signed batches (a slow control plane never delays the writes); records leave the spool only
+after a 2xx. A 2xx may list records the control plane
 refused one by one (`rejected`: index, field, reason): only those move to dead letters, the rest
 are delivered. Failures back off exponentially; a 400 (the body itself refused) dead-letters the
 batch; a 413 splits it. Tallies of refused calls (`drain`) are spooled like records, once a second.
@@ -10,6 +13,9 @@ batch; a 413 splits it. Tallies of refused calls (`drain`) are spooled like reco
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
 import logging
 import queue
@@ -26,7 +32,7 @@ from routing.proxy.spool import SpendSpool, holder_name
 log = logging.getLogger("finops.shipper")
 
 MAX_BACKOFF_S = 30.0
-WRITE_EVERY_S = 0.05  # how long a record may sit in memory before it is on disk
+WRITE_EVERY_S = 0.05  # how long a record nobody waits for may sit in memory before it is on disk
 DRAIN_EVERY_S = 1.0  # how often refused-call tallies become counter records
 PUBLISH_EVERY_S = 1.0  # how often this worker's state goes to the spool for the proxy's status
 SHIP_LEASE_S = 30.0  # a shipping worker that stops renewing (killed) is replaced after this long
@@ -47,10 +53,17 @@ class SpendShipper:
         self.client = client
         self.batch_size = batch_size
         self.interval_s = interval_s
-        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, dict[str, Any]]] = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # the writer: a caller waits for its record
+        self._ship_wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._ship_thread: threading.Thread | None = None
+        self._sequence = itertools.count(1)  # next() is atomic under the GIL: safe from any thread
+        self.written_seq = 0  # every record enqueued up to this number has been through a spool write
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiters_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer at a time keeps written_seq in queue order
         self._backoff_s = 0.0
         self._next_ship_at = 0.0
         self.last_ship_at: datetime | None = None
@@ -66,21 +79,60 @@ class SpendShipper:
         self.is_shipping = False  # holds the spool's shipping lease
 
     # -- request path ------------------------------------------------------------------------
-    def enqueue(self, record: dict[str, Any]) -> None:
+    def enqueue(self, record: dict[str, Any]) -> int:
+        """Queue a record for the spool; return its sequence number for `until_written`."""
         self.enqueued += 1
-        self._queue.put(record)
+        seq = next(self._sequence)
+        self._queue.put((seq, record))
+        return seq
+
+    async def until_written(self, seq: int, timeout_s: float) -> bool:
+        """Wait (without blocking the event loop) until record `seq` went through a spool write.
+
+        True once written; False after `timeout_s` (the caller then answers anyway and says so). A
+        write that failed (disk full) also ends the wait: the loss is counted in the spool's `dropped`.
+        """
+        if self.written_seq >= seq:
+            return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._waiters_lock:
+            self._waiters.append((seq, loop, future))
+        if self.written_seq >= seq:  # written between the check and the registration
+            self._settle_waiters()
+        self._wake.set()  # write now, not at the next 50 ms tick
+        if self._thread is None:  # no writer thread (tests, benches): write in a worker thread
+            await asyncio.to_thread(self.write_queued)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
+    def _settle_waiters(self) -> None:
+        with self._waiters_lock:
+            done = [w for w in self._waiters if w[0] <= self.written_seq]
+            self._waiters = [w for w in self._waiters if w[0] > self.written_seq]
+        for _, loop, future in done:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, future)
 
     # -- background thread -------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="finops-shipper", daemon=True)
+            self._thread = threading.Thread(target=self._run_writer, name="finops-spool-writer", daemon=True)
             self._thread.start()
+        if self._ship_thread is None:
+            self._ship_thread = threading.Thread(target=self._run_shipper, name="finops-shipper", daemon=True)
+            self._ship_thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        self._ship_wake.set()
+        for thread in (self._thread, self._ship_thread):
+            if thread is not None:
+                thread.join(timeout_s)
         self.write_queued(force_drain=True)
         if self.is_shipping:
             self.spool.release_shipping(self.holder)
@@ -90,39 +142,59 @@ class SpendShipper:
         """Ship on the next tick regardless of the interval (tests, shutdown, heartbeat nudges)."""
         self._next_ship_at = 0.0
         self._backoff_s = 0.0
-        self._wake.set()
+        self._ship_wake.set()
 
-    def _run(self) -> None:
+    def _run_writer(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(WRITE_EVERY_S)
             self._wake.clear()
             try:
                 self.write_queued()
-                if time.monotonic() >= self._next_ship_at:
-                    self.ship_pending()
                 if self._publish is not None and time.monotonic() >= self._next_publish_at:
                     self._next_publish_at = time.monotonic() + PUBLISH_EVERY_S
                     self._publish()
+            except Exception as exc:  # the writer must outlive any one bad tick
+                self.last_error = f"spool writer: {type(exc).__name__}: {exc}"
+                log.exception("finops spool write failed")
+                time.sleep(0.1)
+
+    def _run_shipper(self) -> None:
+        while not self._stop.is_set():
+            self._ship_wake.wait(max(0.01, min(1.0, self._next_ship_at - time.monotonic())))
+            self._ship_wake.clear()
+            if self._stop.is_set() or time.monotonic() < self._next_ship_at:
+                continue
+            try:
+                self.ship_pending()
             except Exception as exc:  # the shipper must outlive any one bad tick
                 self.last_error = f"shipper: {type(exc).__name__}: {exc}"
                 log.exception("finops shipper tick failed")
                 self._next_ship_at = time.monotonic() + 1.0
 
     def write_queued(self, *, force_drain: bool = False) -> int:
-        rows: list[tuple[str, str]] = []
-        if self._drain is not None and (force_drain or time.monotonic() >= self._next_drain_at):
-            self._next_drain_at = time.monotonic() + DRAIN_EVERY_S
-            for counter in self._drain():
-                self._queue.put(counter)
-        while True:
+        """Write every queued record to the spool in one transaction; return how many were admitted."""
+        with self._write_lock:
+            rows: list[tuple[str, str]] = []
+            if self._drain is not None and (force_drain or time.monotonic() >= self._next_drain_at):
+                self._next_drain_at = time.monotonic() + DRAIN_EVERY_S
+                for counter in self._drain():
+                    self._queue.put((0, counter))
+            last_seq = 0
+            while True:
+                try:
+                    seq, record = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                last_seq = max(last_seq, seq)
+                rows.append(
+                    (str(record["event_id"]), json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+                )
             try:
-                record = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            rows.append(
-                (str(record["event_id"]), json.dumps(record, separators=(",", ":"), ensure_ascii=False))
-            )
-        return self.spool.append(rows) if rows else 0
+                return self.spool.append(rows) if rows else 0
+            finally:  # written, or lost to a failed write (counted by the spool): either way nobody waits on
+                if last_seq:
+                    self.written_seq = max(self.written_seq, last_seq)
+                    self._settle_waiters()
 
     def ship_pending(self) -> None:
         """Send batches until the spool is empty or the control plane stops accepting."""
@@ -186,6 +258,11 @@ class SpendShipper:
         else:
             self.last_error = f"ingest answered HTTP {reply.status}"
         return False
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _refused_rows(batch: list[tuple[int, str]], body: Any) -> dict[int, str]:

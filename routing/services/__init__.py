@@ -4,7 +4,8 @@
   `routing.services.bundle_publish` works);
 - fleet.py: the proxy registry, push credentials, heartbeats and health;
 - experiments.py, experiment_stats.py: threshold experiments and their statistics;
-- whatif.py: the what-if replay of past calls under another threshold.
+- whatif.py: the what-if replay of past calls under another threshold;
+- adjustments.py: each feature's score adjustment fitted from its outcomes, proposed, approved into its policy.
 """
 
 from routing.services.policy import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -453,3 +453,78 @@ def test_degrade_end_to_end_sends_everything_to_the_small_model(budget_fleet, fe
     assert [b["action"] for b in latest.document["budgets"]] == ["degrade"]
     status, body, _ = proxy.chat(key, "write another sonnet about invoices")
     assert status == 200 and "answer from slm" in str(body), body
+
+
+# --- enforcement right after ingest ---------------------------------------------------------------
+
+
+@pytest.fixture
+def budget_check_window():
+    """The debounce key lives in the shared cache: start each test without one."""
+    from django.core.cache import cache
+
+    from billing.services import BUDGET_CHECK_KEY, enforced_budget_scope_clear
+
+    cache.delete(BUDGET_CHECK_KEY)
+    enforced_budget_scope_clear()
+    yield BUDGET_CHECK_KEY
+    cache.delete(BUDGET_CHECK_KEY)
+
+
+def crossing_batch(cost: str, n: int = 3) -> list:
+    from tests.billing.conftest import make_record
+
+    start = NOW - timedelta(minutes=10)
+    return [make_record(start_time=start, cost_usd=Decimal(cost), route="frontier") for _ in range(n)]
+
+
+@pytest.mark.django_db
+def test_spend_that_crosses_a_blocking_budget_is_enforced_right_after_its_ingest(
+    feature, provider, eager_celery, django_capture_on_commit_callbacks, budget_check_window
+):
+    from billing.services import spend_batch_ingest
+    from tests.billing.conftest import issue_key
+    from tests.routing.fleet_support import make_routing
+
+    make_routing()
+    from routing import services as routing_services
+
+    issue_key(feature)
+    routing_services.bundle_publish(actor=None, note="first", rollout=False)
+    make_budget(feature, amount="100.00", action=BudgetAction.BLOCK)
+    with time_machine.travel(NOW, tick=False), django_capture_on_commit_callbacks(execute=True):
+        spend_batch_ingest(proxy=None, records=crossing_batch("10"), source="proxy")  # $30 of $100
+    assert Bundle.objects.count() == 1  # evaluated, nothing to enforce yet
+    with time_machine.travel(NOW, tick=False):
+        from django.core.cache import cache
+
+        cache.delete(budget_check_window)  # the next window
+        with django_capture_on_commit_callbacks(execute=True):
+            spend_batch_ingest(proxy=None, records=crossing_batch("25"), source="proxy")  # +$75: over
+    latest = Bundle.objects.order_by("number").last()
+    assert Bundle.objects.count() == 2
+    assert latest.note == "budget state change: support/ticket-summary over → block"
+    assert [(b["feature"], b["state"], b["action"]) for b in latest.document["budgets"]] == [
+        ("ticket-summary", "over", "block")
+    ]
+
+
+@pytest.mark.django_db
+def test_ingest_queues_one_budget_check_per_window_and_none_for_alert_only_budgets(
+    feature, provider, monkeypatch, django_capture_on_commit_callbacks, budget_check_window
+):
+    from billing import services
+    from tests.billing.conftest import issue_key
+
+    issue_key(feature)
+    queued: list[int] = []
+    monkeypatch.setattr(services.budgets_refresh, "apply_async", lambda countdown: queued.append(countdown))
+    alert_only = make_budget(feature, action=BudgetAction.ALERT)
+    with time_machine.travel(NOW, tick=False), django_capture_on_commit_callbacks(execute=True):
+        services.spend_batch_ingest(proxy=None, records=crossing_batch("1"), source="proxy")
+    assert queued == []  # an alert-only budget is checked by the minute's evaluation
+    budgets.budget_update(actor=None, budget=alert_only, action=BudgetAction.DEGRADE)
+    with time_machine.travel(NOW, tick=False), django_capture_on_commit_callbacks(execute=True):
+        for _ in range(3):
+            services.spend_batch_ingest(proxy=None, records=crossing_batch("1"), source="proxy")
+    assert queued == [services.BUDGET_CHECK_AFTER_S]  # one evaluation at the window's end covers all three

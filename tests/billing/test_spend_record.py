@@ -65,11 +65,18 @@ def test_event_row_puts_every_value_in_its_own_column():
         bool: lambda name: True,
         float: lambda name: len(name) / 100,
         Decimal: lambda name: Decimal(len(name)) / 1000,
+        dict: lambda name: {"quantitative_task": len(name) / 10},
     }
     values = {}
     for f in dataclasses.fields(SpendRecord):
         kind = {"datetime": datetime, "datetime | None": datetime, "float | None": float}.get(f.type)
-        kind = kind or {"str": str, "int": int, "bool": bool, "Decimal": Decimal}.get(f.type)
+        kind = kind or {
+            "str": str,
+            "int": int,
+            "bool": bool,
+            "Decimal": Decimal,
+            "dict[str, float]": dict,
+        }.get(f.type)
         assert kind is not None, f"{f.name}: type {f.type} unknown to this test; add it"
         values[f.name] = (
             start + timedelta(seconds=len(f.name)) if kind is datetime else distinct[kind](f.name)

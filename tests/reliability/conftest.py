@@ -34,7 +34,6 @@ TALLY: dict[str, int] = {
     "recorded (attempt rows)": 0,
     "duplicates": 0,
     "lost": 0,
-    "lost in the documented 50 ms in-memory window": 0,
     "attempt-numbering anomalies (calls)": 0,
     "faults injected": 0,
     "five_xx": 0,  # 5xx answered to a client, or by the control plane other than its 503 outage contract

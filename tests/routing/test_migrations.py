@@ -1,4 +1,4 @@
-"""Moving Proxy from controlplane to routing (routing 0005, billing 0009, controlplane 0005) moves no data:
+"""Moving Proxy from controlplane to routing (routing 0006, billing 0010, controlplane 0005) moves no data:
 rows written before the move, and every row that points at them, are there after it."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from routing.models import Proxy, RolloutTarget
 
 BEFORE_MOVE = [
     ("controlplane", "0004_mask_webhook_urls_in_audit"),
-    ("routing", "0004_routing_policy_scorer_weights"),
-    ("billing", "0008_spend_attempt_measures"),
+    ("routing", "0005_adjustment_proposals"),
+    ("billing", "0009_spend_event_signals"),
     ("contenttypes", "0002_remove_content_type_name"),  # already applied: here for the historical models
     ("auth", "0012_alter_user_first_name_max_length"),
 ]

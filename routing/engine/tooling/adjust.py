@@ -9,7 +9,8 @@ change, so it moves only as far as the feature's labels carry it, and not at all
 number of labels.
 
 This module fits; `routing.engine.adjustment.ScoreAdjustment` is what the scorer applies
-(`ComplexityScorer.score(..., adjustment=...)`). Not yet compiled into bundles or scheduled.
+(`ComplexityScorer.score(..., adjustment=...)`). `routing.services.adjustments` collects the labels, runs
+this fit daily and saves the result as a proposal; an approved one ships in a bundle (docs/scorer.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Scoring latency of the default scorer by prompt size, on one core.
 
-    python -m routing.engine.tooling.bench [--repeat 300] [--clock wall|cpu] [--passes 1]
+    python -m routing.engine.tooling.bench [--repeat 300] [--clock wall|cpu] [--passes 1] [--version complexity-vN]
 
 Prints p50/p99 per size (100 to 8,000 tokens), then, as the last line, p50_us/p99_us over a
 realistic mix of sizes and shapes (short asks, chats, system prompts, pasted documents, code).
@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=1,
         help="time every request this many times and keep its fastest (1: a single pass, every outlier kept)",
     )
+    parser.add_argument(
+        "--version", default=None, help="a shipped weights version (default: the default scorer)"
+    )
     args = parser.parse_args(argv)
     if args.passes < 1:
         parser.error("--passes must be at least 1")
@@ -123,12 +126,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         # One core, as a proxy worker gets.
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rng = random.Random(7)
-    scorer = ComplexityScorer.default()
+    try:
+        scorer = ComplexityScorer.for_version(args.version)
+    except ValueError as error:
+        parser.error(f"--version: {error}")
     scorer.score([{"role": "user", "content": "warm up"}])
     # A fixed pure-Python workload, so figures from a loaded or slow machine can be read in proportion.
     reference_ms = min(_reference_workload_ms() for _ in range(5))
     print(
-        f"clock: {args.clock}; passes: {args.passes}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+        f"weights: {scorer.version}; clock: {args.clock}; passes: {args.passes}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
         f"reference sum(range(10**6)) = {reference_ms:.1f} ms"
     )
     print(f"{'tokens':>7} {'p50_us':>8} {'p99_us':>8} {'max_us':>8}")

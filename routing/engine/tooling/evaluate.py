@@ -1,10 +1,11 @@
 """Compare routing scorers on every labeled source, the product holdout, calibration and latency.
 
-    python -m routing.engine.tooling.evaluate [--data FILE ...] [--bootstrap 200] [--folds 3]
+    python -m routing.engine.evaluate [--recipe blend|invariant] [--data FILE ...] [--bootstrap 200] [--folds 3]
 
 Sources: MMLU and GSM8K (labeled_prompts), Arena-Bench and AlpacaEval (open_ended_outcomes, primary
 pair, graded scores), and the hand-written product prompts. For each benchmark source, ours is
-refitted with the shipped recipe (`train.train_invariant`, complexity-v3) on every *other* source it may ship from
+refitted with a shipped recipe (`--recipe blend`: `train.train_blend`, complexity-v4, the default;
+`--recipe invariant`: `train.train_invariant`, complexity-v3) on every *other* source it may ship from
 (never AlpacaEval, never the product holdout) and scored on the held-out source: leave-one-source-out
 APGR. The product holdout (a third of the product prompts, fixed by id) is scored by a fit on
 every shippable prompt, and reported as AUC (complex vs routine). Baselines: LiteLLM's
@@ -13,7 +14,7 @@ weights (marked * when they were trained on the prompts they are scored on).
 Intervals are bootstrap 95 % percentiles over prompts; differences are paired (same resamples).
 Calibration: reliability table of the held-out probabilities against the frontier-needed label
 (strong beats weak), and the expected calibration error per source. Latency: p99 of
-`ComplexityScorer.default().score` over the benchmark's realistic mix of sizes up to 8k tokens.
+the recipe's shipped weights over the benchmark's realistic mix of sizes up to 8k tokens.
 The last line is `apgr_min_source=… product_auc=… p99_us=… ece=…`.
 """
 
@@ -47,6 +48,7 @@ from routing.engine.tooling.train import (
     load_labeled_prompts,
     prompt_features,
     shippable_training_prompts,
+    train_blend,
     train_invariant,
 )
 
@@ -57,10 +59,16 @@ DEFAULT_DATA = (
     DATA_DIR / "open_ended_outcomes.jsonl.gz",
     PRODUCT_DIR / "product_prompts.jsonl",
     PRODUCT_DIR / "product_prompts_2.jsonl",
+    PRODUCT_DIR / "product_prompts_3.jsonl",
 )
 SEED = 20260101
 RELIABILITY_BINS = 10
 LATENCY_REQUESTS = 1500
+# Each recipe, the function that refits it and the shipped weights version it produced.
+RECIPES = {
+    "blend": (train_blend, "complexity-v4"),
+    "invariant": (train_invariant, "complexity-v3"),
+}
 
 
 def litellm_heuristic_scores(prompts: Sequence[LabeledPrompt]) -> np.ndarray:
@@ -253,11 +261,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--price-ratio", type=float, default=DEFAULT_PRICE_RATIO, help="strong:weak price per call"
     )
+    parser.add_argument(
+        "--recipe", choices=sorted(RECIPES), default="blend", help="which training recipe 'ours' refits"
+    )
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's heuristic baseline")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    refit, recipe_version = RECIPES[args.recipe]
     paths = args.data or [str(path) for path in DEFAULT_DATA]
     prompts = [prompt for path in paths for prompt in load_labeled_prompts(path)]
     features = prompt_features(prompts)
@@ -289,10 +301,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"bootstrap rounds: {args.bootstrap}; price ratio {args.price_ratio:g}; trained only on shippable sources"
     )
     print("* shipped weights trained on (part of) these prompts: in-sample, not a held-out figure")
+    print(f"ours: the {args.recipe} recipe ({recipe_version}) refitted without the held-out prompts")
 
     def fit_on(train_mask: np.ndarray, test_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         chosen = train_mask & shippable
-        fit = train_invariant(
+        fit = refit(
             [prompts[i] for i in np.flatnonzero(chosen)],
             features=features.subset(chosen),
             calibrate=args.folds > 1,
@@ -396,9 +409,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     p99_us = float("nan")
     if not args.no_latency:
-        p50_us, p99_us = latency_p99_us(ComplexityScorer.default())
+        p50_us, p99_us = latency_p99_us(ComplexityScorer.for_version(recipe_version))
         print(
-            f"\n# Latency of {ComplexityScorer.default().version} (cpu clock, best of 3 passes, "
+            f"\n# Latency of {recipe_version} (cpu clock, best of 3 passes, "
             f"{LATENCY_REQUESTS} requests up to 8k tokens): p50 {p50_us:.0f} us, p99 {p99_us:.0f} us"
         )
 

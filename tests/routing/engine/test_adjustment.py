@@ -137,3 +137,18 @@ def test_a_bad_adjustment_document_is_refused_naming_the_field(change, field):
     assert str(refused.value).startswith(field + ":")
     with pytest.raises(AdjustmentError, match=r"^\$\.scorer_adjustment: must be an object"):
         ScoreAdjustment.from_dict([GOOD])
+
+
+def test_the_recorded_signals_come_with_the_same_score():
+    from routing.engine.adjustment import RECORDED_SIGNALS
+
+    scorer = ComplexityScorer.for_version("complexity-v3")
+    adjustment = ScoreAdjustment.from_dict(GOOD)
+    for text in QUANTITATIVE[:3] + ROUTINE[:3]:
+        score, signals = scorer.score_with_signals(_messages(text), adjustment=adjustment)
+        assert score == scorer.score(_messages(text), adjustment=adjustment)
+        assert set(signals) == set(RECORDED_SIGNALS)
+    assert scorer.score_with_signals(_messages(QUANTITATIVE[0]))[1]["quantitative_task"] > 0
+    # complexity-v1 computes no task-type signals: nothing to record, the score unchanged
+    v1 = ComplexityScorer.for_version("complexity-v1")
+    assert v1.score_with_signals(_messages(ROUTINE[0])) == (v1.score(_messages(ROUTINE[0])), {})

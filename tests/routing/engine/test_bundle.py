@@ -312,3 +312,31 @@ def test_a_bundle_pins_its_scorer_weights_and_unpinned_bundles_keep_v1() -> None
     [error] = validate_bundle(mutated(lambda d: d.update(scorer_weights="complexity-v99")))
     assert error.startswith("$.scorer_weights: must be a shipped scorer weights version (complexity-v1, ")
     assert "'complexity-v99'" in error
+
+
+ADJUSTMENT = {
+    "format": "feature-adjustment/1",
+    "offset": 0.2,
+    "labels": 90,
+    "signals": [{"name": "quantitative_task", "weight": 2.0, "mean": 0.3, "scale": 0.35}],
+}
+
+
+def test_a_feature_policy_carries_its_score_adjustment_and_the_proxy_validates_it_on_load() -> None:
+    doc = mutated(lambda d: d["policies"]["support-bot"].update(scorer_adjustment=ADJUSTMENT))
+    assert validate_bundle(doc) == []
+    bundle = Bundle.from_json(doc)
+    adjustment = bundle.policy_for("support-bot").scorer_adjustment
+    assert adjustment is not None and adjustment.to_dict() == ADJUSTMENT
+    assert bundle.policy_for("doc-summary").scorer_adjustment is None  # not inherited by other features
+    assert bundle.policy_for("default").scorer_adjustment is None
+
+    bad = {**ADJUSTMENT, "signals": [{**ADJUSTMENT["signals"][0], "weight": 1e9}]}
+    [error] = validate_bundle(mutated(lambda d: d["policies"]["support-bot"].update(scorer_adjustment=bad)))
+    assert error.startswith("$.policies.support-bot.scorer_adjustment.signals[0].weight: must be within")
+    with pytest.raises(BundleError):
+        Bundle.from_json(mutated(lambda d: d["policies"]["support-bot"].update(scorer_adjustment=bad)))
+    [error] = validate_bundle(
+        mutated(lambda d: d["policies"]["default"].update(scorer_adjustment=ADJUSTMENT))
+    )
+    assert error.startswith("$.policies.default.scorer_adjustment: is set on the default policy")

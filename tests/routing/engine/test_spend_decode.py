@@ -47,6 +47,7 @@ def wire(i: int = 0, **changes: Any) -> dict[str, Any]:
         "confidence": None,
         "team_code": "0b6c2f9e-7d4a-4f1e-9a55-3c2d1e0f9a8b",
         "feature_code": "",
+        "signals": {"quantitative_task": 0.6931, "transform_task": 0.0},
     }
     record.update(changes)
     return record
@@ -106,6 +107,12 @@ def test_declines_what_the_reference_refuses_or_treats_apart():
         "money not a number": body(wire(0, cost_usd="1e")),
         "too many records": body(wire(0), wire(1), wire(2)),
         "not JSON": b"{records",
+        "unknown signal": body(wire(0, signals={"__class__": 1.0})),
+        "signal as text": body(wire(0, signals={"quantitative_task": "1"})),
+        "signal as bool": body(wire(0, signals={"quantitative_task": True})),
+        "signal too large": body(wire(0, signals={"quantitative_task": 1e7})),
+        "signals not an object": body(wire(0, signals=[1.0])),
+        "too many signals": body(wire(0, signals={f"{n}": 0.0 for n in range(17)})),
     }
     for name, raw in cases.items():
         assert spend_decode.decode_spend_batch(raw, max_records=2) is None, name

@@ -32,6 +32,7 @@ KEYS: dict[str, tuple[str, dict[str, Any]]] = {
     "fk-dead": ("dead", {}),
     "fk-lowconf": ("lowconf", {}),
     "fk-spool": ("spool", {}),
+    "fk-durable": ("durable", {}),
     "fk-stream": ("stream", {}),
     "fk-stream-error": ("stream-error", {}),
     "fk-topo": ("topo", {}),

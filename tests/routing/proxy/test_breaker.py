@@ -224,6 +224,62 @@ def test_a_cold_proxy_whose_first_calls_time_out_is_not_stalled(clock: Clock) ->
     assert b.state == OPEN and "5 hard failures in a row" in b.transitions[-1]["why"]
 
 
+class Stalls:
+    """The proxy's own stalls, as `routing.proxy.looplag.LoopLag.stalled_during` reports them."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+
+    def __call__(self, start: float, end: float) -> float:
+        return sum(max(0.0, min(end, b) - max(start, a)) for a, b in self.spans)
+
+
+def test_timeouts_that_waited_through_the_proxys_own_stall_are_not_the_slms(clock: Clock) -> None:
+    """A cold (or CPU-starved) proxy whose loop could not run for 3 s: its in-flight attempts time out."""
+    stalls = Stalls()
+    b = CircuitBreaker("slm", BreakerSettings(), clock=clock, stalled=stalls)
+    waiting = []
+    for _ in range(6):
+        waiting.append(b.admit(2.0))
+        clock.advance(0.1)
+    stalls.spans.append((clock.now, clock.now + 3.0))
+    clock.advance(3.0)
+    for admission in waiting:
+        b.record(HARD_FAILURE, started_at=admission.started_at)
+    assert b.state == CLOSED and b.excused == 6 and b.report()["excused"] == 6
+    # the same timeouts with the proxy running all along: 5 in a row open it
+    for _ in range(5):
+        attempt(b, clock, HARD_FAILURE, lasts=2.0)
+    assert b.state == OPEN and "5 hard failures in a row" in b.transitions[-1]["why"]
+
+
+def test_a_short_hiccup_does_not_excuse_a_hanging_slm(clock: Clock) -> None:
+    stalls = Stalls()
+    b = CircuitBreaker("slm", BreakerSettings(), clock=clock, stalled=stalls)
+    for _ in range(5):
+        admission = b.admit(2.0)
+        stalls.spans.append((clock.now + 1.0, clock.now + 1.8))  # 0.8 s of a 2 s wait: under half
+        clock.advance(2.0)
+        b.record(HARD_FAILURE, started_at=admission.started_at)
+    assert b.state == OPEN and b.excused == 0
+
+
+def test_the_early_stall_rule_does_not_count_the_proxys_own_stall(clock: Clock) -> None:
+    stalls = Stalls()
+    b = CircuitBreaker("slm", BreakerSettings(), clock=clock, stalled=stalls)
+    warm(b, clock)
+    waiting = []
+    for _ in range(5):
+        waiting.append(b.admit(2.0))
+        clock.advance(0.01)
+    stalls.spans.append((clock.now, clock.now + 1.5))
+    clock.advance(1.5)  # three quarters of the timeout, all of it the proxy's own stall
+    assert b.admit(2.0).allowed and b.state == CLOSED
+    clock.advance(1.2)  # and now over a second of real silence with the crowd still waiting
+    assert not b.admit(2.0).allowed and b.state == OPEN
+    assert len(waiting) == 5
+
+
 def test_the_early_stall_rule_waits_for_answers_and_scales_with_their_latency(clock: Clock) -> None:
     """A cold proxy, or an SLM (or loaded proxy) that answers slowly, is late, not stalled."""
     cold = breaker(clock)

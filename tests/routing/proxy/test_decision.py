@@ -230,3 +230,44 @@ def test_budget_action_must_be_known() -> None:
         {"team": "t", "feature": "f", "state": "over", "spend_usd": "1", "limit_usd": "1", "action": "shout"}
     ]
     assert any("$.budgets[0].action" in e and "'block' or 'degrade'" in e for e in validate_bundle(doc))
+
+
+def test_the_feature_adjustment_reaches_the_scorer_and_the_decision_keeps_the_signals() -> None:
+    from routing.engine.adjustment import ScoreAdjustment
+    from routing.engine.scorer import ComplexityScorer
+
+    adjustment = {
+        "format": "feature-adjustment/1",
+        "offset": 0.0,
+        "signals": [{"name": "quantitative_task", "weight": 6.0, "mean": 0.0, "scale": 0.35}],
+    }
+    bundle = bundle_with(
+        lambda d: d["policies"]["support-bot"].update(scorer_adjustment=adjustment, threshold=0.5)
+    )
+    scorer = ComplexityScorer.for_version("complexity-v3")
+    seen: list[ScoreAdjustment | None] = []
+
+    def scored(
+        messages: Any, tools: Any, adjustment: ScoreAdjustment | None
+    ) -> tuple[float, dict[str, float]]:
+        seen.append(adjustment)
+        return scorer.score_with_signals(messages, tools, adjustment)
+
+    ask = {"messages": [{"role": "user", "content": "Calculate the probability that two dice sum to 7."}]}
+
+    def run(feature: str) -> Any:
+        return decide(
+            bundle,
+            team="t",
+            feature=feature,
+            data=dict(ask),
+            sticky_key="u",
+            score_fn=fixed(0.0),
+            scored_fn=scored,
+        )
+
+    adjusted, plain = run("support-bot"), run("other")
+    assert seen == [bundle.policy_for("support-bot").scorer_adjustment, None]
+    assert adjusted.signals["quantitative_task"] > 0 and adjusted.signals == plain.signals
+    assert plain.score == pytest.approx(scorer.score(ask["messages"]))
+    assert adjusted.score > plain.score and adjusted.route == "frontier"

@@ -7,6 +7,7 @@ tests that take the control plane down or restart the proxy run last.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 import urllib.request
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from routing.devtools.harness import rehash
+from routing.proxy.spool import SPOOL_FILE
 from tests.routing.proxy.conftest import TEAM, Fleet, fleet_bundle
 
 pytestmark = pytest.mark.proxy
@@ -324,6 +326,33 @@ def test_push_needs_the_proxy_token(fleet: Fleet) -> None:
 
 
 # -- spend delivery (takes the control plane down: keep these last) ----------------------------
+
+
+def metered(fleet: Fleet, feature: str) -> set[str]:
+    """Event ids of a feature's records on the proxy's disk (spool) or already delivered, read in that order.
+
+    A record leaves the spool only after the control plane acknowledged it, so reading the spool first
+    and the deliveries second sees every record that was on disk when the read began.
+    """
+    spool = fleet.proxy.state_dir / SPOOL_FILE
+    with sqlite3.connect(f"file:{spool}?mode=ro", uri=True, timeout=10) as db:
+        rows = db.execute("SELECT event_id, body FROM spool").fetchall()
+    ids = {event_id for event_id, body in rows if json.loads(body).get("feature") == feature}
+    return ids | {r["event_id"] for r in fleet.control_plane.records_for(feature=feature)}
+
+
+def test_an_answer_leaves_the_proxy_only_once_its_spend_record_is_on_disk(fleet: Fleet) -> None:
+    # read the instant each answer arrives: a record still in the proxy's memory would be lost to a
+    # SIGKILL right then (the 50 ms write interval alone missed most of these reads)
+    for i in range(12):
+        status, body, _ = fleet.proxy.chat("fk-durable", f"metered before it is answered {i}")
+        assert status == 200, body
+        assert len(metered(fleet, "durable")) == i + 1, f"call {i} answered before its record was spooled"
+    for i in range(4):
+        status, text = stream_text(fleet, "fk-durable", f"a streamed answer, metered before [DONE] {i}")
+        assert status == 200 and text
+        assert len(metered(fleet, "durable")) == 12 + i + 1, f"stream {i} ended before its record was spooled"
+    assert "before their spend record reached the spool" not in json.dumps(fleet.proxy.status()["errors"])
 
 
 def test_control_plane_outage_and_restart_lose_no_record(fleet: Fleet) -> None:

@@ -171,3 +171,16 @@ def test_litellm_never_cools_down_a_small_deployment_but_still_cools_down_the_fr
     assert "cooldown_time" not in info["frontier"]
     assert config["router_settings"]["cooldown_time"] == 30
     assert config["router_settings"]["allowed_fails_policy"]["TimeoutErrorAllowedFails"] == 2
+
+
+def test_the_applied_bundle_picks_the_scorer_weights_it_pins(tmp_path: Path) -> None:
+    from routing.engine.scorer import ComplexityScorer
+
+    runtime = runtime_in(tmp_path)
+    ask = [{"role": "user", "content": "Design a rate limiter for 50 gateways with per-tenant quotas."}]
+    for version in ("complexity-v3", "complexity-v4", "complexity-v1"):
+        doc = example_bundle()
+        doc["scorer_weights"] = version
+        assert runtime.apply_bundle(dev_signed(with_content_hash(doc)), source="test") == []
+        assert runtime.bundle is not None and runtime.bundle.scorer_weights == version
+        assert runtime.score_fn()(ask, None) == ComplexityScorer.for_version(version).score(ask)

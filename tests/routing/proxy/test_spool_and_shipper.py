@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -229,6 +230,44 @@ def test_background_thread_ships_without_being_asked(tmp_path: Path) -> None:
     finally:
         shipper.stop()
         double.stop()
+
+
+def test_until_written_returns_once_the_record_is_in_the_spool_file(tmp_path: Path) -> None:
+    spool = SpendSpool(tmp_path / "spool.sqlite3")
+    shipper = SpendShipper(spool, None)  # nobody ships: the spool keeps what was written
+    shipper.start()
+    try:
+
+        async def answer() -> tuple[bool, int]:
+            seqs = [shipper.enqueue(record(i)) for i in range(3)]
+            written = await shipper.until_written(seqs[-1], 5.0)
+            reader = SpendSpool(tmp_path / "spool.sqlite3")  # another connection: the file, not memory
+            try:
+                return written, reader.depth()
+            finally:
+                reader.close()
+
+        assert asyncio.run(answer()) == (True, 3)
+    finally:
+        shipper.stop()
+
+
+def test_until_written_gives_up_after_its_timeout_and_later_writes_still_land(tmp_path: Path) -> None:
+    spool = SpendSpool(tmp_path / "spool.sqlite3")
+    shipper = SpendShipper(spool, None)
+    shipper.start()
+    try:
+
+        async def answer() -> bool:
+            seq = shipper.enqueue(record(1))
+            return await shipper.until_written(seq, 0.2)
+
+        with shipper._write_lock:  # a stalled disk: the writer cannot write
+            assert asyncio.run(answer()) is False
+        assert asyncio.run(shipper.until_written(shipper.enqueue(record(2)), 5.0)) is True
+        assert spool.depth() == 2
+    finally:
+        shipper.stop()
 
 
 def test_only_the_records_ingest_refuses_are_dead_lettered(tmp_path: Path) -> None:

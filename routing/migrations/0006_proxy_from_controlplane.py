@@ -1,6 +1,6 @@
 """The Proxy model moves from controlplane to routing, the fleet's home. State only: the table keeps its
 name (Meta.db_table = "controlplane_proxy"), so no row moves. Foreign keys from routing follow here,
-billing's in billing 0009; controlplane 0005 then drops the old model from its state.
+billing's in billing 0010; controlplane 0005 then drops the old model from its state.
 
 The content type is renamed too, so permissions and admin log entries on proxies stay attached.
 """
@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("contenttypes", "0002_remove_content_type_name"),
         ("controlplane", "0004_mask_webhook_urls_in_audit"),
-        ("routing", "0004_routing_policy_scorer_weights"),
+        ("routing", "0005_adjustment_proposals"),
     ]
 
     operations = [

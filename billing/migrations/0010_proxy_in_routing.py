@@ -1,4 +1,4 @@
-"""Billing's foreign keys to the proxy follow it from controlplane to routing (routing 0005). State only:
+"""Billing's foreign keys to the proxy follow it from controlplane to routing (routing 0006). State only:
 the table and its rows stay where they are, so the columns and their constraints are unchanged."""
 
 import django.db.models.deletion
@@ -7,8 +7,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0008_spend_attempt_measures"),
-        ("routing", "0005_proxy_from_controlplane"),
+        ("billing", "0009_spend_event_signals"),
+        ("routing", "0006_proxy_from_controlplane"),
     ]
 
     operations = [
