@@ -36,11 +36,11 @@ from billing.models.budgets import (
 )
 from billing.notifications import notifications_queue
 from billing.rollups import hour_floor, rollups_in
-from controlplane.models import AuditAction, Feature, Proxy
+from controlplane.models import AuditAction, Feature
 from controlplane.permissions import is_org_wide, visible_teams
 from controlplane.services import audit_record
 from routing.engine.spend import SLM_UNAVAILABLE, SMALL_MODEL_FALLBACK_REASONS, fallback_alert_fires
-from routing.models import RoutingPolicy
+from routing.models import Proxy, RoutingPolicy
 
 log = logging.getLogger("finops.alerts")
 

@@ -10,7 +10,7 @@ class BillingConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         # models can only be imported once the app registry is ready
-        from billing import budgets, services
+        from billing import budgets, services, signals, tasks
         from billing.models import Budget
         from billing.selectors import routing as spend_reads
         from controlplane.models import Feature, Team
@@ -18,6 +18,12 @@ class BillingConfig(AppConfig):
 
         providers.register_budget_states(budgets.budget_states_for_bundle)
         providers.register_spend_reader(spend_reads)
+
+        # the services announce their work by signal; the tasks wrapping them queue it (no import cycle)
+        signals.budgets_changed.connect(tasks.budgets_refresh_queue, dispatch_uid="billing-budgets-refresh")
+        signals.notifications_created.connect(
+            tasks.notifications_send_queue, dispatch_uid="billing-notifications-send"
+        )
 
         connection_created.connect(services._stage_ready, dispatch_uid="billing-stage")
         for model in (Team, Feature):

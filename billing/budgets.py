@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from billing import signals
 from billing.forecast import Forecast, month_end_forecast
 from billing.models.budgets import Budget, BudgetAction, BudgetState, BudgetStatus, FeatureAlertSettings
 from billing.rollups import rollups_in
@@ -94,9 +95,7 @@ def _apply(budget: Budget, values: Mapping[str, Any]) -> None:
 
 
 def _queue_refresh() -> None:
-    from billing.tasks import budgets_refresh  # at call time: billing.tasks imports this module
-
-    transaction.on_commit(lambda: budgets_refresh.delay())
+    transaction.on_commit(lambda: signals.budgets_changed.send(sender=Budget))
 
 
 @transaction.atomic

@@ -1,4 +1,4 @@
-"""Plotly figures for the dashboards, as pure functions: plain lists/dicts in, a figure dict out (no ORM).
+"""Plotly figures for the dashboards, as pure functions: the selectors' plain results in, a figure dict out (no ORM).
 
 Every figure is readable without colour: bars carry fill patterns and direct value labels, lines carry
 marker symbols and labels, and the legend names each series. A function returns None when it has no
@@ -8,10 +8,21 @@ data, so the template shows the empty state instead of a blank chart.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from billing.selectors.dashboards import (
+    BurnDown,
+    FallbackPoint,
+    FallbackReason,
+    FeatureDay,
+    FeatureRouting,
+    ModelLatency,
+    ModelSpendBucket,
+    SpendTotals,
+)
 
 PATTERNS = ["", "/", "x", ".", "\\", "+", "-", "|"]
 SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon"]
@@ -113,7 +124,7 @@ def _day(value: Any) -> str:
 
 
 def daily_spend_by_model(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[ModelSpendBucket],
     *,
     start: date | None = None,
     end: date | None = None,
@@ -122,12 +133,12 @@ def daily_spend_by_model(
     """Stacked bars: spend per UTC day (or hour), one patterned series per served model, totals on top."""
     if not rows:
         return None
-    days = sorted({_day(r["day"]) for r in rows})
-    models = sorted({r["model"] for r in rows})
+    days = sorted({_day(r.day) for r in rows})
+    models = sorted({r.model for r in rows})
     cost: dict[tuple[str, str], float] = {}
     for r in rows:
-        key = (_day(r["day"]), r["model"])
-        cost[key] = cost.get(key, 0.0) + _usd(r["cost_usd"])
+        key = (_day(r.day), r.model)
+        cost[key] = cost.get(key, 0.0) + _usd(r.cost_usd)
     data = []
     for i, model in enumerate(models):
         values = [cost.get((day, model), 0.0) for day in days]
@@ -171,14 +182,14 @@ def daily_spend_by_model(
 
 
 def spend_bars(
-    rows: Sequence[Mapping[str, Any]], *, label_key: str, title: str, limit: int = 15
+    rows: Sequence[SpendTotals], *, label_key: str, title: str, limit: int = 15
 ) -> dict[str, Any] | None:
     """Horizontal bars of cost per label (team or feature), most expensive on top, each bar labelled with its amount."""
-    rows = [r for r in rows if r["cost_usd"]][:limit]
+    rows = [r for r in rows if r.cost_usd][:limit]
     if not rows:
         return None
-    labels = [str(r[label_key]) for r in rows][::-1]
-    values = [_usd(r["cost_usd"]) for r in rows][::-1]
+    labels = [str(getattr(r, label_key)) for r in rows][::-1]
+    values = [_usd(r.cost_usd) for r in rows][::-1]
     return {
         "data": [
             {
@@ -206,7 +217,7 @@ def spend_bars(
 
 
 def rate_trend(
-    points: Sequence[Mapping[str, Any]],
+    points: Sequence[FallbackPoint],
     *,
     title: str | None = None,
     start: date | None = None,
@@ -214,11 +225,11 @@ def rate_trend(
     granularity: str = "day",
 ) -> dict[str, Any] | None:
     """A line with markers and a percentage label on each point (days with requests only)."""
-    points = [p for p in points if p["requests"]]
+    points = [p for p in points if p.requests]
     if not points:
         return None
-    x = [_day(p["at"]) for p in points]
-    y = [p["fallback_rate"] * 100 for p in points]
+    x = [_day(p.at) for p in points]
+    y = [p.fallback_rate * 100 for p in points]
     return {
         "data": [
             {
@@ -231,7 +242,7 @@ def rate_trend(
                 "textposition": "top center",
                 "marker": {"symbol": "circle", "size": 7, "color": COLOURS[1]},
                 "line": {"color": COLOURS[1]},
-                "customdata": [[p["fallbacks"], p["requests"]] for p in points],
+                "customdata": [[p.fallbacks, p.requests] for p in points],
                 "hovertemplate": "%{x}: %{y:.1f}% (%{customdata[0]} of %{customdata[1]})<extra></extra>",
             }
         ],
@@ -246,13 +257,13 @@ def rate_trend(
     }
 
 
-def burn_down(data: Mapping[str, Any]) -> dict[str, Any] | None:
+def burn_down(data: BurnDown) -> dict[str, Any] | None:
     """Cumulative month-to-date spend, the dashed forecast path with its shaded band, and the budget line if set."""
-    days = data["days"]
+    days = data.days
     if not days:
         return None
-    x = [_day(d["day"]) for d in days]
-    y = [_usd(d["cost_usd"]) for d in days]
+    x = [_day(d.day) for d in days]
+    y = [_usd(d.cost_usd) for d in days]
     series = [
         {
             "type": "scatter",
@@ -264,10 +275,10 @@ def burn_down(data: Mapping[str, Any]) -> dict[str, Any] | None:
             "line": {"color": COLOURS[0]},
         },
     ]
-    projection = data.get("projection") or []
+    projection = data.projection
     if projection:
-        px = [x[-1]] + [_day(p["day"]) for p in projection]
-        py = [y[-1]] + [_usd(p["cost_usd"]) for p in projection]
+        px = [x[-1]] + [_day(p.day) for p in projection]
+        py = [y[-1]] + [_usd(p.cost_usd) for p in projection]
         series.append(
             {
                 "type": "scatter",
@@ -275,28 +286,28 @@ def burn_down(data: Mapping[str, Any]) -> dict[str, Any] | None:
                 "name": "forecast",
                 "x": px,
                 "y": py,
-                "text": [""] * (len(px) - 1) + [f"forecast {usd_label(data['projected_month_end'])}"],
+                "text": [""] * (len(px) - 1) + [f"forecast {usd_label(data.projected_month_end)}"],
                 "textposition": "top left",
                 "line": {"dash": "dash", "color": COLOURS[2]},
             }
         )
-    band = data.get("band")
+    band = data.band
     if band:  # low/high per forecast day
         series.append(
             {
                 "type": "scatter",
                 "mode": "lines",
                 "name": "forecast band (90%)",
-                "x": [_day(b["day"]) for b in band] + [_day(b["day"]) for b in reversed(band)],
-                "y": [_usd(b["high"]) for b in band] + [_usd(b["low"]) for b in reversed(band)],
+                "x": [_day(b.day) for b in band] + [_day(b.day) for b in reversed(band)],
+                "y": [_usd(b.high) for b in band] + [_usd(b.low) for b in reversed(band)],
                 "fill": "toself",
                 "line": {"width": 0},
                 "fillcolor": "rgba(237,174,73,0.25)",
             }
         )
     shapes, annotations = [], []
-    if data.get("budget_usd") is not None:
-        budget = _usd(data["budget_usd"])
+    if data.budget_usd is not None:
+        budget = _usd(data.budget_usd)
         shapes.append(
             {
                 "type": "line",
@@ -325,24 +336,28 @@ def burn_down(data: Mapping[str, Any]) -> dict[str, Any] | None:
             shapes=shapes,
             annotations=annotations,
             yaxis={"title": "USD", **USD_AXIS},
-            xaxis=time_axis(data["month_start"], data["month_end"], "day"),
+            xaxis=time_axis(data.month_start, data.month_end, "day"),
         ),
     }
 
 
-def daily_volume_split(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def daily_volume_split(daily: Sequence[FeatureDay]) -> dict[str, Any] | None:
     """Requests per day stacked by route (small vs frontier), patterned, with the day's total on top."""
-    if not any(d["requests"] for d in daily):
+    if not any(d.requests for d in daily):
         return None
-    x = [_day(d["day"]) for d in daily]
+    x = [_day(d.day) for d in daily]
     data = []
-    for i, (key, name) in enumerate((("small_requests", "small model"), ("frontier_requests", "frontier"))):
+    routes = (
+        ([d.small_requests for d in daily], "small model"),
+        ([d.frontier_requests for d in daily], "frontier"),
+    )
+    for i, (requests, name) in enumerate(routes):
         data.append(
             {
                 "type": "bar",
                 "name": name,
                 "x": x,
-                "y": [d[key] for d in daily],
+                "y": requests,
                 "marker": {"color": COLOURS[i + 3], "pattern": {"shape": PATTERNS[i * 2]}},
             }
         )
@@ -352,8 +367,8 @@ def daily_volume_split(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | N
             "mode": "text",
             "name": "total",
             "x": x,
-            "y": [d["requests"] for d in daily],
-            "text": [f"{d['requests']:,}" for d in daily],
+            "y": [d.requests for d in daily],
+            "text": [f"{d.requests:,}" for d in daily],
             "textposition": "top center",
             "showlegend": False,
             "hoverinfo": "skip",
@@ -365,18 +380,18 @@ def daily_volume_split(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | N
     }
 
 
-def cost_per_request(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    points = [d for d in daily if d["requests"]]
+def cost_per_request(daily: Sequence[FeatureDay]) -> dict[str, Any] | None:
+    points = [d for d in daily if d.requests]
     if not points:
         return None
-    y = [_usd(d["cost_per_request"]) for d in points]
+    y = [_usd(d.cost_per_request or 0) for d in points]
     return {
         "data": [
             {
                 "type": "scatter",
                 "mode": "lines+markers",
                 "name": "cost per request",
-                "x": [_day(d["day"]) for d in points],
+                "x": [_day(d.day) for d in points],
                 "y": y,
                 "marker": {"symbol": "square", "color": COLOURS[0]},
                 "hovertemplate": "%{x}: $%{y:.5f}<extra></extra>",
@@ -386,7 +401,7 @@ def cost_per_request(daily: Sequence[Mapping[str, Any]]) -> dict[str, Any] | Non
     }
 
 
-def fallback_reasons(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def fallback_reasons(rows: Sequence[FallbackReason]) -> dict[str, Any] | None:
     """Bars of fallback rate per reason, labelled with the rate and the count."""
     if not rows:
         return None
@@ -395,9 +410,9 @@ def fallback_reasons(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
             {
                 "type": "bar",
                 "name": "fallback rate",
-                "x": [r["reason"] for r in rows],
-                "y": [r["rate"] * 100 for r in rows],
-                "text": [f"{r['rate'] * 100:.1f}% ({r['fallbacks']:,})" for r in rows],
+                "x": [r.reason for r in rows],
+                "y": [r.rate * 100 for r in rows],
+                "text": [f"{r.rate * 100:.1f}% ({r.fallbacks:,})" for r in rows],
                 "textposition": "outside",
                 "cliponaxis": False,
                 "marker": {"color": COLOURS[1], "pattern": {"shape": "x"}},
@@ -407,15 +422,15 @@ def fallback_reasons(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
     }
 
 
-def latency_by_model(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def latency_by_model(rows: Sequence[ModelLatency]) -> dict[str, Any] | None:
     """Grouped bars p50 and p95 per model (ms), patterned and labelled."""
-    rows = [r for r in rows if r.get("count")]
+    rows = [r for r in rows if r.count]
     if not rows:
         return None
-    models = [r["model"] for r in rows]
+    models = [r.model for r in rows]
     data = []
     for i, key in enumerate(("p50", "p95")):
-        values = [round(r[key] or 0) for r in rows]
+        values = [round((r.p50 if key == "p50" else r.p95) or 0) for r in rows]
         data.append(
             {
                 "type": "bar",
@@ -495,17 +510,17 @@ def score_histogram(counts: Sequence[int], *, threshold: float | None, title: st
     }
 
 
-def small_share_bars(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    rows = [r for r in rows if r["requests"]]
+def small_share_bars(rows: Sequence[FeatureRouting]) -> dict[str, Any] | None:
+    rows = [r for r in rows if r.requests]
     if not rows:
         return None
-    values = [r["small_share"] * 100 for r in rows]
+    values = [r.small_share * 100 for r in rows]
     return {
         "data": [
             {
                 "type": "bar",
                 "name": "small-model share",
-                "x": [r["feature_slug"] for r in rows],
+                "x": [r.feature_slug for r in rows],
                 "y": values,
                 "text": [f"{v:.1f}%" for v in values],
                 "textposition": "outside",
@@ -519,17 +534,15 @@ def small_share_bars(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
     }
 
 
-def fallback_reasons_by_feature(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def fallback_reasons_by_feature(rows: Sequence[FeatureRouting]) -> dict[str, Any] | None:
     """Stacked bars: fallback rate per feature, one patterned segment per reason."""
-    reasons = sorted({r["reason"] for row in rows for r in row["reasons"]})
+    reasons = sorted({r.reason for row in rows for r in row.reasons})
     if not reasons:
         return None
-    x = [row["feature_slug"] for row in rows]
+    x = [row.feature_slug for row in rows]
     data = []
     for i, reason in enumerate(reasons):
-        values = [
-            next((r["rate"] * 100 for r in row["reasons"] if r["reason"] == reason), 0.0) for row in rows
-        ]
+        values = [next((r.rate * 100 for r in row.reasons if r.reason == reason), 0.0) for row in rows]
         data.append(
             {
                 "type": "bar",

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing import signals
 from billing.datadog import statsd_client
 from billing.models.budgets import (
     Alert,
@@ -84,10 +85,10 @@ def notifications_queue(*, alert: Alert, event: str) -> list[Notification]:
         if new:
             created.append(notification)
     if created:
-        from billing.tasks import notification_send  # at call time: billing.tasks imports this module
-
         ids = [n.pk for n in created]
-        transaction.on_commit(lambda: [notification_send.delay(i) for i in ids])
+        transaction.on_commit(
+            lambda: signals.notifications_created.send(sender=Notification, notification_ids=ids)
+        )
     return created
 
 

@@ -27,10 +27,11 @@ from billing.models import BlockedCallCount, IngestBatch, SpendEvent
 from billing.synthetic import synthetic_records
 from billing.tasks import budgets_refresh, spend_batch_mirror
 from controlplane.env import env_int
-from controlplane.models import Feature, Proxy, Team
+from controlplane.models import Feature, Team
 from routing.engine import signing
 from routing.engine.spend import BlockedCount, FieldError, ParsedBatch, SpendRecord, parse_spend_items
 from routing.engine.spend_decode import decode_spend_batch
+from routing.models import Proxy
 
 try:  # orjson comes with the proxy extra and parses a 500-record batch several times faster
     import orjson

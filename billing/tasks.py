@@ -44,6 +44,17 @@ def notification_send(notification_id: int) -> str:
     return notifications.notification_send(notification_id=notification_id)
 
 
+def budgets_refresh_queue(sender: object, **kwargs: object) -> None:
+    """Receiver of billing.signals.budgets_changed (connected in BillingConfig.ready())."""
+    budgets_refresh.delay()
+
+
+def notifications_send_queue(sender: object, *, notification_ids: list[int], **kwargs: object) -> None:
+    """Receiver of billing.signals.notifications_created (connected in BillingConfig.ready())."""
+    for notification_id in notification_ids:
+        notification_send.delay(notification_id)
+
+
 @shared_task(ignore_result=True)
 def notifications_send_due() -> int:
     """Retry sweep: send pending notifications whose backoff has elapsed."""

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from controlplane.models import AuditEntry, Feature, Membership, Proxy, Team
+from controlplane.models import AuditEntry, Feature, Membership, Team
 
 
 @admin.register(Team)
@@ -31,8 +31,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False
-
-
-@admin.register(Proxy)
-class ProxyAdmin(admin.ModelAdmin):
-    list_display = ["name", "pool", "base_url", "is_canary", "applied_version", "last_heartbeat_at"]

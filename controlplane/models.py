@@ -1,15 +1,11 @@
-"""Tenancy (teams, features, memberships), the audit log and the proxy fleet registry."""
+"""Tenancy (teams, features, memberships) and the audit log."""
 
 from __future__ import annotations
 
-import re
 import uuid
-from urllib.parse import urlsplit
 
-from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 
@@ -151,101 +147,3 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.action} {self.object_type} {self.object_repr}"
-
-
-class ServiceURLValidator:
-    """An http(s) URL whose host may also be a single-label service name: `http://proxy-a:4000` (compose,
-    Kubernetes). Django's URLValidator demands a dotted domain, an IP or `localhost`. Whether plain http is
-    allowed off loopback is a separate rule (FINOPS_ALLOW_HTTP_PROXIES)."""
-
-    message = (
-        "Enter a URL like http://10.0.0.5:4000 or http://proxy-a:4000 (a compose or Kubernetes service name)."
-    )
-    label_re = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
-
-    def __call__(self, value: object) -> None:
-        try:
-            URLValidator(schemes=["http", "https"])(value)
-            return
-        except ValidationError:
-            pass
-        text = str(value)
-        try:
-            parts = urlsplit(text)
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            parts = None
-        ok = (
-            parts is not None
-            and parts.scheme in ("http", "https")
-            and bool(parts.hostname and self.label_re.fullmatch(parts.hostname))
-            and not parts.username
-            and not any(ch.isspace() for ch in text)
-            and len(text) <= 200
-        )
-        if not ok:
-            raise ValidationError(self.message, code="invalid", params={"value": value})
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ServiceURLValidator)
-
-    def __hash__(self) -> int:
-        return hash(ServiceURLValidator)
-
-
-class ServiceURLFormField(forms.URLField):
-    """A URL form field taking compose/Kubernetes service names too (http://proxy-a:4000)."""
-
-    default_validators = [ServiceURLValidator()]
-
-
-class ServiceURLField(models.URLField):
-    """URLField taking service names too (ServiceURLValidator). Same column and migration state as URLField."""
-
-    default_validators = [ServiceURLValidator()]
-
-    def deconstruct(self):  # type: ignore[no-untyped-def]
-        name, _path, args, kwargs = super().deconstruct()
-        return name, "django.db.models.URLField", args, kwargs  # validators never reach the database
-
-    def formfield(self, **kwargs):  # type: ignore[no-untyped-def]
-        return super().formfield(**{"form_class": ServiceURLFormField, **kwargs})
-
-
-class Proxy(TimeStampedModel):
-    """A LiteLLM proxy of the fleet; it authenticates with a token we store only as hashes."""
-
-    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=100, unique=True)
-    base_url = ServiceURLField(help_text="Where the control plane pushes bundles, e.g. http://127.0.0.1:4000")
-    pool = models.CharField(max_length=64, default="default")
-    is_canary = models.BooleanField(default=False)
-    is_active = models.BooleanField(default=True)
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    signing_key = models.CharField(
-        max_length=64, editable=False, help_text="HMAC key derived from the token."
-    )
-    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
-    applied_version = models.CharField(max_length=80, blank=True)
-    applied_hash = models.CharField(max_length=80, blank=True)
-    last_report = models.JSONField(default=dict, blank=True)
-    push_credential = models.TextField(
-        blank=True,
-        editable=False,
-        help_text="The token, encrypted with a key derived from SECRET_KEY, to push bundles.",
-    )
-    target_bundle = models.ForeignKey(
-        "routing.Bundle",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="The bundle this proxy should run; empty: its pool's current bundle.",
-    )
-
-    class Meta:
-        ordering = ["pool", "name"]
-        verbose_name_plural = "proxies"
-
-    def __str__(self) -> str:
-        return self.name

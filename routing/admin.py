@@ -7,6 +7,7 @@ from routing.models import (
     Bundle,
     FeatureKey,
     ModelDeployment,
+    Proxy,
     Rollout,
     RolloutTarget,
     RoutingPolicy,
@@ -42,6 +43,11 @@ class FeatureKeyAdmin(ReadOnlyAdmin):
 @admin.register(Bundle)
 class BundleAdmin(ReadOnlyAdmin):
     list_display = ["version", "content_hash", "created_by", "created_at", "note"]
+
+
+@admin.register(Proxy)
+class ProxyAdmin(admin.ModelAdmin):
+    list_display = ["name", "pool", "base_url", "is_canary", "applied_version", "last_heartbeat_at"]
 
 
 class RolloutTargetInline(admin.TabularInline):

@@ -12,8 +12,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from controlplane.models import Proxy
-from routing.models import LIVE_STATUSES, Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy
+from routing.models import LIVE_STATUSES, Bundle, FeatureKey, ModelDeployment, Proxy, Rollout, RoutingPolicy
 
 PER_MILLION = Decimal(1_000_000)
 

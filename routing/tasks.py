@@ -7,7 +7,6 @@ from celery import shared_task
 
 from routing import services
 from routing.models import Experiment, ExperimentStatus, Rollout
-from routing.services import adjustments, experiments
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -16,6 +15,11 @@ def rollout_run(rollout_id: int) -> None:
     if not Rollout.objects.filter(pk=rollout_id).exists():
         return
     services.rollout_execute(rollout_id=rollout_id)
+
+
+def rollout_queue(sender: object, *, rollout_id: int, **kwargs: object) -> None:
+    """Receiver of routing.signals.rollout_created (connected in RoutingConfig.ready()): run it on a worker."""
+    rollout_run.delay(rollout_id)
 
 
 @shared_task(ignore_result=True)
@@ -33,12 +37,16 @@ def revocations_sync() -> None:
 @shared_task(ignore_result=True)
 def experiments_evaluate() -> None:
     """Evaluate every running experiment; a breached guardrail stops it (beat, every minute)."""
+    from routing.services import experiments  # at call time: scipy (~2 s) stays out of django.setup()
+
     experiments.experiments_evaluate_running()
 
 
 @shared_task(ignore_result=True)
 def experiment_evaluate_task(experiment_id: int) -> None:
     """Evaluate one experiment; quiet when it is gone or no longer running."""
+    from routing.services import experiments  # at call time: scipy (~2 s) stays out of django.setup()
+
     experiment = Experiment.objects.filter(pk=experiment_id, status=ExperimentStatus.RUNNING).first()
     if experiment is None:
         return
@@ -48,4 +56,7 @@ def experiment_evaluate_task(experiment_id: int) -> None:
 @shared_task(ignore_result=True)
 def adjustments_propose() -> None:
     """Fit each feature's score adjustment from its labelled outcomes, saved as a proposal for MLOps (beat, daily)."""
+    # at call time: numpy and the fitting tools stay out of django.setup(), which imports this module
+    from routing.services import adjustments
+
     adjustments.adjustments_propose()

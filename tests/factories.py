@@ -49,7 +49,7 @@ class ProxyFactory(factory.django.DjangoModelFactory):
     """A fleet proxy authenticated by a plaintext `token` (stored only as its hash and signing key)."""
 
     class Meta:
-        model = "controlplane.Proxy"
+        model = "routing.Proxy"
         exclude = ("token",)
 
     token = factory.Sequence(lambda n: f"proxy-token-{n}-0123456789abcdef")

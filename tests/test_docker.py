@@ -184,7 +184,7 @@ def test_secrets_and_clutter_stay_out_of_repo_and_image():
 def test_proxy_base_url_accepts_compose_service_names():
     from django.core.exceptions import ValidationError
 
-    from controlplane.models import ServiceURLValidator
+    from routing.models import ServiceURLValidator
 
     validator = ServiceURLValidator()
     for good in ("http://proxy-a:4000", "https://proxy.example.com", "http://10.0.0.5:4000"):

@@ -15,7 +15,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from controlplane.models import Feature, Proxy, Team, TimeStampedModel
+from controlplane.models import Feature, Team, TimeStampedModel
+from routing.models import Proxy
 
 DEFAULT_THRESHOLDS = [50, 80, 100]
 # alert thresholds are percentages of the budget: above 100 still alerts while overspending

@@ -6,8 +6,9 @@ import uuid
 
 from django.db import models
 
-from controlplane.models import Feature, Proxy, Team
+from controlplane.models import Feature, Team
 from routing.engine import spend
+from routing.models import Proxy
 
 MONEY = {"max_digits": 20, "decimal_places": 10}
 

@@ -1,13 +1,16 @@
 """Dashboard reads beyond billing.selectors: filters, overview, feature and routing-analytics figures.
 
-Everything here reads the hourly rollups (never raw events) and returns plain dicts and lists that
-billing.charts turns into figures. Money stays Decimal; rates are floats in [0, 1].
+Everything here reads the hourly rollups (never raw events) and returns what billing.charts turns into
+figures: frozen dataclasses (the overview, the feature page, routing analytics, the landings); the
+grouped reads they fold (`spend_cube`, `hourly_cells`) stay plain dicts. Money stays Decimal; rates are floats
+in [0, 1].
 """
 
 from __future__ import annotations
 
 import calendar
 import math
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -20,7 +23,7 @@ from django.db.models.functions import TruncDate
 
 from billing.alerts import alerts_active
 from billing.budgets import budget_for_feature
-from billing.forecast import month_end_forecast
+from billing.forecast import Forecast, month_end_forecast
 from billing.models import FALLBACK_SCORE_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS, Budget, SpendEvent
 from billing.rollups import rollups_in
 from billing.selectors.spend import percentile_from_buckets
@@ -394,7 +397,19 @@ def _derive(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MonthSpend:
+    """This UTC month's spend per day up to today and the month-end forecast made from it."""
+
+    month_start: date
+    month_end: date
+    today: date
+    per_day: dict[date, Decimal]
+    month_to_date: Decimal
+    forecast: Forecast
+
+
+def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> MonthSpend:
     """Month-to-date spend per UTC day and the weekday-aware month-end forecast (billing.forecast)."""
 
     month_start = now.date().replace(day=1)
@@ -413,14 +428,14 @@ def month_forecast(*, now: datetime, per_day: Mapping[date, Decimal]) -> dict[st
         spent_today=month_days.get(today, ZERO),
         hours_today=(now - midnight).total_seconds() / 3600,
     )
-    return {
-        "month_start": month_start,
-        "month_end": month_end,
-        "today": today,
-        "per_day": month_days,
-        "month_to_date": sum(month_days.values(), ZERO),
-        "forecast": forecast,
-    }
+    return MonthSpend(
+        month_start=month_start,
+        month_end=month_end,
+        today=today,
+        per_day=month_days,
+        month_to_date=sum(month_days.values(), ZERO),
+        forecast=forecast,
+    )
 
 
 # Overview ----------------------------------------------------------------------------------------------------------
@@ -452,13 +467,26 @@ def hourly_cells(*, filters: DashboardFilters) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class Mover:
+    """A feature's spend over the last 7 days against the 7 days before."""
+
+    feature_id: int
+    feature_slug: str
+    feature_name: str
+    this_week: Decimal
+    last_week: Decimal
+    change: Decimal
+    change_pct: float | None  # None: nothing spent the week before
+
+
 def movers(
     per_feature_day: Mapping[tuple[int, date], Decimal],
     *,
     last_day: date,
     names: Mapping[int, Feature],
     limit: int = MOVERS,
-) -> list[dict[str, Any]]:
+) -> list[Mover]:
     """Features whose spend changed most between the 7 days up to `last_day` and the 7 days before those."""
     week_start, prior_start = last_day - timedelta(days=6), last_day - timedelta(days=13)
     weeks: dict[int, list[Decimal]] = {}
@@ -471,21 +499,113 @@ def movers(
         feature = names.get(feature_id)
         change = this - last
         out.append(
-            {
-                "feature_id": feature_id,
-                "feature_slug": feature.slug if feature else str(feature_id),
-                "feature_name": feature.name if feature else str(feature_id),
-                "this_week": this,
-                "last_week": last,
-                "change": change,
-                "change_pct": float(change / last) if last else None,
-            }
+            Mover(
+                feature_id=feature_id,
+                feature_slug=feature.slug if feature else str(feature_id),
+                feature_name=feature.name if feature else str(feature_id),
+                this_week=this,
+                last_week=last,
+                change=change,
+                change_pct=float(change / last) if last else None,
+            )
         )
-    out.sort(key=lambda m: (-abs(m["change"]), m["feature_slug"]))
+    out.sort(key=lambda m: (-abs(m.change), m.feature_slug))
     return out[:limit]
 
 
-def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SpendTotals:
+    """Sums over a range: requests, attempts, fallbacks, spend against the all-frontier baseline."""
+
+    requests: int
+    attempts: int
+    fallbacks: int
+    cost_usd: Decimal
+    baseline_cost_usd: Decimal
+    savings_usd: Decimal  # baseline minus cost
+    fallback_rate: float
+
+
+@dataclass(frozen=True)
+class OverviewSummary(SpendTotals):
+    """The overview's totals, with the small model's share and the calls an open breaker sent on."""
+
+    small_requests: int
+    small_share: float
+    slm_unavailable: int  # calls an open breaker sent straight to the frontier (not fallbacks)
+    slm_unavailable_share: float
+
+
+@dataclass(frozen=True)
+class TeamSpendRow(SpendTotals):
+    """One team's totals over the range."""
+
+    team_id: int
+    team_slug: str
+    team_name: str
+
+
+@dataclass(frozen=True)
+class FeatureSpendRow(TeamSpendRow):
+    """One feature's totals over the range, and its share of the range's spend."""
+
+    feature_id: int
+    feature_slug: str
+    feature_name: str
+    feature_code: uuid.UUID | None  # None: the feature is gone or not visible
+    share: float
+
+
+@dataclass(frozen=True)
+class ModelSpendBucket(SpendTotals):
+    """Totals of one model on one route in one chart bucket (a UTC day, or an hour on short ranges)."""
+
+    day: date | datetime
+    model: str
+    route: str
+
+
+@dataclass(frozen=True)
+class FallbackPoint:
+    """Fallbacks in one chart bucket."""
+
+    at: date | datetime
+    requests: int
+    fallbacks: int
+    fallback_rate: float
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Every figure of the overview page for a range and scope."""
+
+    summary: OverviewSummary
+    month_spend_by_feature: dict[int, Decimal]
+    month_to_date: Decimal
+    projected_month_end: Decimal | None
+    projected_low: Decimal | None
+    projected_high: Decimal | None
+    projection_model: str
+    hosting_usd: Decimal
+    hosted_hours: float
+    monthly_hosting_usd: Decimal
+    total_cost_usd: Decimal
+    gross_savings_usd: Decimal
+    baseline_usd: Decimal
+    break_even_requests: int | None
+    monthly_volume: int | None
+    net_savings_usd: Decimal
+    net_savings_pct: float | None
+    by_feature: list[FeatureSpendRow]
+    by_team: list[TeamSpendRow]
+    granularity: str  # "hour" or "day"
+    daily_by_model: list[ModelSpendBucket]
+    fallback_trend: list[FallbackPoint]
+    movers: list[Mover]
+    open_alerts: int
+
+
+def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> Overview:
     """Every figure of the overview page for the filters, from one grouped read of the rollups."""
     scope = filters.scope()
     today = now.date()
@@ -543,23 +663,23 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
     # ranges of a day or two chart hourly buckets (one more, small, read); longer ones daily buckets
     buckets = hourly_cells(filters=filters) if granularity == "hour" else in_range
     daily_by_model = [
-        _derive({"day": day, "model": model, "route": route, **row})
+        ModelSpendBucket(**_derive({"day": day, "model": model, "route": route, **row}))
         for (day, model, route), row in sorted(
             _fold(buckets, lambda c: (c["day"], c["model"], c["route"]), CUBE_SUMS).items()
         )
     ]
     fallback_trend = [
-        {
-            "at": day,
-            "requests": row["requests"],
-            "fallbacks": row["fallbacks"],
-            "fallback_rate": row["fallbacks"] / row["requests"] if row["requests"] else 0.0,
-        }
+        FallbackPoint(
+            at=day,
+            requests=row["requests"],
+            fallbacks=row["fallbacks"],
+            fallback_rate=row["fallbacks"] / row["requests"] if row["requests"] else 0.0,
+        )
         for day, row in sorted(_fold(buckets, lambda c: c["day"], ["requests", "fallbacks"]).items())
     ]
     per_day = {day: row["cost_usd"] for day, row in _fold(cells, lambda c: c["day"], ["cost_usd"]).items()}
     month = month_forecast(now=now, per_day=per_day)
-    forecast = month["forecast"]
+    forecast = month.forecast
     per_feature_day = {
         key: row["cost_usd"]
         for key, row in _fold(cells, lambda c: (c["feature_id"], c["day"]), ["cost_usd"]).items()
@@ -585,36 +705,36 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
             (c for c in cells if month_start <= c["day"] <= today), lambda c: c["feature_id"], ["cost_usd"]
         ).items()
     }
-    return {
-        "summary": summary,
-        "month_spend_by_feature": month_spend,
-        "month_to_date": month["month_to_date"],
-        "projected_month_end": forecast.projection,
-        "projected_low": forecast.low,
-        "projected_high": forecast.high,
-        "projection_model": forecast.model,
-        "hosting_usd": hosting,
-        "hosted_hours": hosted_hours,
-        "monthly_hosting_usd": monthly_hosting,
-        "total_cost_usd": summary["cost_usd"] + hosting,
-        "gross_savings_usd": summary["savings_usd"],
-        "baseline_usd": baseline,
-        "break_even_requests": break_even_requests(
+    return Overview(
+        summary=OverviewSummary(**summary),
+        month_spend_by_feature=month_spend,
+        month_to_date=month.month_to_date,
+        projected_month_end=forecast.projection,
+        projected_low=forecast.low,
+        projected_high=forecast.high,
+        projection_model=forecast.model,
+        hosting_usd=hosting,
+        hosted_hours=hosted_hours,
+        monthly_hosting_usd=monthly_hosting,
+        total_cost_usd=summary["cost_usd"] + hosting,
+        gross_savings_usd=summary["savings_usd"],
+        baseline_usd=baseline,
+        break_even_requests=break_even_requests(
             monthly_hosting=monthly_hosting,
             gross_savings=summary["savings_usd"],
             requests=summary["requests"],
         ),
-        "monthly_volume": monthly_volume,
-        "net_savings_usd": net_savings,
-        "net_savings_pct": float(net_savings / baseline) if baseline else None,
-        "by_feature": by_feature,
-        "by_team": by_team,
-        "granularity": granularity,
-        "daily_by_model": daily_by_model,
-        "fallback_trend": fallback_trend,
-        "movers": movers(per_feature_day, last_day=movers_end, names=features),
-        "open_alerts": open_alerts(user=user, filters=filters),
-    }
+        monthly_volume=monthly_volume,
+        net_savings_usd=net_savings,
+        net_savings_pct=float(net_savings / baseline) if baseline else None,
+        by_feature=[FeatureSpendRow(**row) for row in by_feature],
+        by_team=[TeamSpendRow(**row) for row in by_team],
+        granularity=granularity,
+        daily_by_model=daily_by_model,
+        fallback_trend=fallback_trend,
+        movers=movers(per_feature_day, last_day=movers_end, names=features),
+        open_alerts=open_alerts(user=user, filters=filters),
+    )
 
 
 # Feature page ---------------------------------------------------------------------------------------------------
@@ -622,17 +742,36 @@ def overview(*, filters: DashboardFilters, user: Any, now: datetime) -> dict[str
 FEATURE_SUMS = [*CUBE_SUMS, *LATENCY_BUCKETS]
 
 
-def _latency_rows(cells: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ModelLatency:
+    """One model's attempt latency in a range: median and 95th percentile (ms, from the rollup buckets)."""
+
+    model: str
+    p50: float | None
+    p95: float | None
+    count: int
+
+
+@dataclass(frozen=True)
+class FallbackReason:
+    """Fallbacks of one reason in a range, and their share of the requests."""
+
+    reason: str
+    fallbacks: int
+    rate: float
+
+
+def _latency_rows(cells: Iterable[Mapping[str, Any]]) -> list[ModelLatency]:
     rows = []
     for model, row in sorted(_fold(cells, lambda c: c["model"], LATENCY_BUCKETS).items()):
         counts = [row[name] for name in LATENCY_BUCKETS]
         rows.append(
-            {
-                "model": model,
-                "p50": percentile_from_buckets(counts, 0.5),
-                "p95": percentile_from_buckets(counts, 0.95),
-                "count": sum(counts),
-            }
+            ModelLatency(
+                model=model,
+                p50=percentile_from_buckets(counts, 0.5),
+                p95=percentile_from_buckets(counts, 0.95),
+                count=sum(counts),
+            )
         )
     return rows
 
@@ -643,35 +782,68 @@ def _count_slm_unavailable(row: dict[str, Any], cells: Iterable[Mapping[str, Any
     row["slm_unavailable_share"] = row["slm_unavailable"] / row["requests"] if row["requests"] else 0.0
 
 
-def _reasons(cells: Iterable[Mapping[str, Any]], requests: int) -> list[dict[str, Any]]:
+def _reasons(cells: Iterable[Mapping[str, Any]], requests: int) -> list[FallbackReason]:
     folded = _fold((c for c in cells if c["fallback_reason"]), lambda c: c["fallback_reason"], ["fallbacks"])
     out = [
-        {
-            "reason": reason,
-            "fallbacks": row["fallbacks"],
-            "rate": row["fallbacks"] / requests if requests else 0.0,
-        }
+        FallbackReason(
+            reason=reason,
+            fallbacks=row["fallbacks"],
+            rate=row["fallbacks"] / requests if requests else 0.0,
+        )
         for reason, row in folded.items()
         if row["fallbacks"]
     ]
-    out.sort(key=lambda r: (-r["fallbacks"], r["reason"]))
+    out.sort(key=lambda r: (-r.fallbacks, r.reason))
     return out
 
 
-def burn_down(*, month: Mapping[str, Any], budget_usd: Decimal | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DaySpend:
+    """Spend up to and including one day (cumulative), spent or forecast."""
+
+    day: date
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class ForecastBand:
+    """The forecast's interval on one day ahead."""
+
+    day: date
+    low: Decimal
+    high: Decimal
+
+
+@dataclass(frozen=True)
+class BurnDown:
+    """A month's cumulative spend, the forecast path to month end with its band, and the budget if any."""
+
+    days: list[DaySpend]
+    projection: list[DaySpend]
+    band: list[ForecastBand]
+    month_to_date: Decimal
+    projected_month_end: Decimal | None
+    projected_low: Decimal | None
+    projected_high: Decimal | None
+    month_start: date
+    month_end: date
+    budget_usd: Decimal | None
+
+
+def burn_down(*, month: MonthSpend, budget_usd: Decimal | None) -> BurnDown:
     """Cumulative spend per day of the current UTC month, the forecast path to month end with its band, the budget."""
-    forecast = month["forecast"]
-    cumulative, running, day = [], ZERO, month["month_start"]
-    while day <= month["today"]:
-        running += month["per_day"].get(day, ZERO)
-        cumulative.append({"day": day, "cost_usd": running})
+    forecast = month.forecast
+    cumulative, running, day = [], ZERO, month.month_start
+    while day <= month.today:
+        running += month.per_day.get(day, ZERO)
+        cumulative.append(DaySpend(day=day, cost_usd=running))
         day += timedelta(days=1)
     # the forecast replaces today's partial spend with a whole day's estimate, then adds the days after
-    projection, total = [], running - month["per_day"].get(month["today"], ZERO)
+    projection, total = [], running - month.per_day.get(month.today, ZERO)
     for day, amount in forecast.path:
-        if day >= month["today"]:
+        if day >= month.today:
             total += amount
-            projection.append({"day": day, "cost_usd": total})
+            projection.append(DaySpend(day=day, cost_usd=total))
     band = []
     if forecast.low is not None and forecast.high is not None and projection:
         # the interval is known at month end; draw it widening with the square root of days ahead
@@ -679,27 +851,59 @@ def burn_down(*, month: Mapping[str, Any], budget_usd: Decimal | None) -> dict[s
         for k, point in enumerate(projection, start=1):
             share = Decimal(str(math.sqrt(k / len(projection))))
             band.append(
-                {
-                    "day": point["day"],
-                    "low": max(running, point["cost_usd"] - spread_low * share),
-                    "high": point["cost_usd"] + spread_high * share,
-                }
+                ForecastBand(
+                    day=point.day,
+                    low=max(running, point.cost_usd - spread_low * share),
+                    high=point.cost_usd + spread_high * share,
+                )
             )
-    return {
-        "days": cumulative,
-        "projection": projection,
-        "band": band,
-        "month_to_date": running,
-        "projected_month_end": forecast.projection,
-        "projected_low": forecast.low,
-        "projected_high": forecast.high,
-        "month_start": month["month_start"],
-        "month_end": month["month_end"],
-        "budget_usd": budget_usd,
-    }
+    return BurnDown(
+        days=cumulative,
+        projection=projection,
+        band=band,
+        month_to_date=running,
+        projected_month_end=forecast.projection,
+        projected_low=forecast.low,
+        projected_high=forecast.high,
+        month_start=month.month_start,
+        month_end=month.month_end,
+        budget_usd=budget_usd,
+    )
 
 
-def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FeatureDay:
+    """One day of a feature's traffic: requests by route, fallbacks, spend."""
+
+    day: date
+    requests: int
+    small_requests: int
+    frontier_requests: int
+    fallbacks: int
+    cost_usd: Decimal
+    baseline_cost_usd: Decimal
+    cost_per_request: Decimal | None  # None: no requests that day
+
+
+@dataclass(frozen=True)
+class FeatureSpend:
+    """The feature page's spend sections over a range, with this month's burn-down."""
+
+    daily: list[FeatureDay]
+    requests: int
+    cost_usd: Decimal
+    cost_per_request: Decimal | None
+    small_requests: int
+    frontier_requests: int
+    small_share: float
+    slm_unavailable: int  # calls an open breaker sent straight to the frontier (not fallbacks)
+    slm_unavailable_share: float
+    fallbacks: list[FallbackReason]
+    latency: list[ModelLatency]
+    burn_down: BurnDown
+
+
+def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) -> FeatureSpend:
     """The feature page's figures from one grouped read (range and this month) of the feature's rollups."""
 
     today = now.date()
@@ -715,41 +919,41 @@ def feature_page(*, feature: Feature, filters: DashboardFilters, now: datetime) 
     for day, row in sorted(_fold(in_range, lambda c: c["day"], CUBE_SUMS).items()):
         small = sum(c["requests"] for c in in_range if c["day"] == day and c["route"] == "small")
         daily.append(
-            {
-                "day": day,
-                "requests": row["requests"],
-                "small_requests": small,
-                "frontier_requests": row["requests"] - small,
-                "fallbacks": row["fallbacks"],
-                "cost_usd": row["cost_usd"],
-                "baseline_cost_usd": row["baseline_cost_usd"],
-                "cost_per_request": (row["cost_usd"] / row["requests"]) if row["requests"] else None,
-            }
+            FeatureDay(
+                day=day,
+                requests=row["requests"],
+                small_requests=small,
+                frontier_requests=row["requests"] - small,
+                fallbacks=row["fallbacks"],
+                cost_usd=row["cost_usd"],
+                baseline_cost_usd=row["baseline_cost_usd"],
+                cost_per_request=(row["cost_usd"] / row["requests"]) if row["requests"] else None,
+            )
         )
-    requests = sum(d["requests"] for d in daily)
-    cost = sum((d["cost_usd"] for d in daily), ZERO)
-    small = sum(d["small_requests"] for d in daily)
+    requests = sum(d.requests for d in daily)
+    cost = sum((d.cost_usd for d in daily), ZERO)
+    small = sum(d.small_requests for d in daily)
     per_day = {day: row["cost_usd"] for day, row in _fold(cells, lambda c: c["day"], ["cost_usd"]).items()}
     budget = budget_for_feature(feature)
     unavailable: dict[str, Any] = {"requests": requests}
     _count_slm_unavailable(unavailable, in_range)
-    return {
-        "slm_unavailable": unavailable["slm_unavailable"],
-        "slm_unavailable_share": unavailable["slm_unavailable_share"],
-        "daily": daily,
-        "requests": requests,
-        "cost_usd": cost,
-        "cost_per_request": (cost / requests) if requests else None,
-        "small_requests": small,
-        "frontier_requests": requests - small,
-        "small_share": small / requests if requests else 0.0,
-        "fallbacks": _reasons(in_range, requests),
-        "latency": _latency_rows(in_range),
-        "burn_down": burn_down(
+    return FeatureSpend(
+        slm_unavailable=unavailable["slm_unavailable"],
+        slm_unavailable_share=unavailable["slm_unavailable_share"],
+        daily=daily,
+        requests=requests,
+        cost_usd=cost,
+        cost_per_request=(cost / requests) if requests else None,
+        small_requests=small,
+        frontier_requests=requests - small,
+        small_share=small / requests if requests else 0.0,
+        fallbacks=_reasons(in_range, requests),
+        latency=_latency_rows(in_range),
+        burn_down=burn_down(
             month=month_forecast(now=now, per_day=per_day),
             budget_usd=budget.amount_usd if budget is not None and budget.is_active else None,
         ),
-    }
+    )
 
 
 # Routing analytics ------------------------------------------------------------------------------------------------
@@ -767,7 +971,46 @@ def feature_thresholds(feature_ids: Iterable[int]) -> dict[int | None, float | N
     return out
 
 
-def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ScoreBucketFallbacks:
+    """Requests whose complexity score fell in one tenth of [0, 1], and how many of them fell back."""
+
+    bucket: str  # "0.3–0.4"
+    requests: int
+    fallbacks: int
+    rate: float | None  # None: no requests in the bucket
+
+
+@dataclass(frozen=True)
+class FeatureRouting:
+    """One feature's routing in a range: small-model share, fallbacks by reason and by score, its threshold."""
+
+    feature_id: int
+    feature_slug: str
+    feature_name: str
+    feature_code: uuid.UUID | None  # None: the feature is gone or not visible
+    requests: int
+    small_requests: int
+    small_share: float
+    fallbacks: int
+    fallback_rate: float
+    slm_unavailable: int  # calls an open breaker sent straight to the frontier (not fallbacks)
+    slm_unavailable_share: float
+    reasons: list[FallbackReason]
+    score_histogram: list[int]  # requests per score tenth
+    fallback_by_score: list[ScoreBucketFallbacks]
+    threshold: float | None  # the feature's policy threshold, else the default policy's
+
+
+@dataclass(frozen=True)
+class RoutingAnalytics:
+    """The routing analytics page: one row per feature with traffic, latency per model."""
+
+    features: list[FeatureRouting]
+    latency: list[ModelLatency]
+
+
+def routing_analytics(*, filters: DashboardFilters) -> RoutingAnalytics:
     """Per feature: score histogram with its threshold, small-model share, fallback rate by reason; latency per model."""
     sums = ["requests", "fallbacks", *SCORE_BUCKETS, *FALLBACK_SCORE_BUCKETS, *LATENCY_BUCKETS]
     rows = (
@@ -798,39 +1041,40 @@ def routing_analytics(*, filters: DashboardFilters) -> dict[str, Any]:
         requests = total["requests"]
         small = sum(c["requests"] for c in mine if c["route"] == "small")
         reasons = _reasons(mine, requests)
-        fallbacks = sum(r["fallbacks"] for r in reasons)
+        fallbacks = sum(r.fallbacks for r in reasons)
         feature = names.get(feature_id)
         unavailable: dict[str, Any] = {"requests": requests}
         _count_slm_unavailable(unavailable, mine)
         features.append(
-            {
-                **unavailable,
-                "feature_id": feature_id,
-                "feature_slug": feature.slug if feature else str(feature_id),
-                "feature_name": feature.name if feature else str(feature_id),
-                "feature_code": feature.code if feature else None,
-                "requests": requests,
-                "small_requests": small,
-                "small_share": small / requests if requests else 0.0,
-                "fallbacks": fallbacks,
-                "fallback_rate": fallbacks / requests if requests else 0.0,
-                "reasons": reasons,
-                "score_histogram": [total[name] for name in SCORE_BUCKETS],
-                "fallback_by_score": [
-                    {
-                        "bucket": f"{k / 10:.1f}–{(k + 1) / 10:.1f}",
-                        "requests": total[requests_name],
-                        "fallbacks": total[fallback_name],
-                        "rate": total[fallback_name] / total[requests_name] if total[requests_name] else None,
-                    }
+            FeatureRouting(
+                feature_id=feature_id,
+                feature_slug=feature.slug if feature else str(feature_id),
+                feature_name=feature.name if feature else str(feature_id),
+                feature_code=feature.code if feature else None,
+                requests=requests,
+                small_requests=small,
+                small_share=small / requests if requests else 0.0,
+                fallbacks=fallbacks,
+                fallback_rate=fallbacks / requests if requests else 0.0,
+                slm_unavailable=unavailable["slm_unavailable"],
+                slm_unavailable_share=unavailable["slm_unavailable_share"],
+                reasons=reasons,
+                score_histogram=[total[name] for name in SCORE_BUCKETS],
+                fallback_by_score=[
+                    ScoreBucketFallbacks(
+                        bucket=f"{k / 10:.1f}–{(k + 1) / 10:.1f}",
+                        requests=total[requests_name],
+                        fallbacks=total[fallback_name],
+                        rate=total[fallback_name] / total[requests_name] if total[requests_name] else None,
+                    )
                     for k, (requests_name, fallback_name) in enumerate(
                         zip(SCORE_BUCKETS, FALLBACK_SCORE_BUCKETS, strict=True)
                     )
                 ],
-                "threshold": thresholds.get(feature_id, thresholds.get(None)),
-            }
+                threshold=thresholds.get(feature_id, thresholds.get(None)),
+            )
         )
-    return {"features": features, "latency": _latency_rows(cells)}
+    return RoutingAnalytics(features=features, latency=_latency_rows(cells))
 
 
 # Per-role landing ----------------------------------------------------------------------------------------------------
@@ -862,7 +1106,22 @@ def landing_role(user: Any) -> str:
     return "vp"
 
 
-def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class PmLandingRow:
+    """One feature on the PM landing: this month's spend against its budget and what happens at 100 %."""
+
+    feature: Feature
+    spend_usd: Decimal
+    budget_usd: Decimal | None
+    used: float | None  # share of the budget spent; None without a budget
+    runs_out_on: date | None
+    forecast_basis: bool  # the run-out date comes from a forecast
+    action: str | None  # the budget's action, as shown
+    effect: str | None  # what users experience at 100 %
+    over: bool
+
+
+def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal]) -> list[PmLandingRow]:
     """Per feature: this month's spend against its budget, the run-out date and what happens at 100 %."""
 
     features = list(features)
@@ -877,38 +1136,49 @@ def pm_landing(*, features: Iterable[Feature], month_spend: Mapping[int, Decimal
         spent = month_spend.get(feature.pk, ZERO)
         limit = budget.amount_usd if budget else None
         rows.append(
-            {
-                "feature": feature,
-                "spend_usd": spent,
-                "budget_usd": limit,
-                "used": float(spent / limit) if limit else None,
-                "runs_out_on": status.runs_out_on if status else None,
-                "forecast_basis": status is not None and status.projection_usd is not None,
-                "action": budget.get_action_display() if budget else None,
-                "effect": ACTION_EFFECTS[budget.action] if budget else None,
-                "over": bool(limit) and spent >= limit,
-            }
+            PmLandingRow(
+                feature=feature,
+                spend_usd=spent,
+                budget_usd=limit,
+                used=float(spent / limit) if limit else None,
+                runs_out_on=status.runs_out_on if status else None,
+                forecast_basis=status is not None and status.projection_usd is not None,
+                action=budget.get_action_display() if budget else None,
+                effect=ACTION_EFFECTS[budget.action] if budget else None,
+                over=bool(limit) and spent >= limit,
+            )
         )
-    rows.sort(key=lambda r: (-(r["used"] or -1), -r["spend_usd"], r["feature"].name))
+    rows.sort(key=lambda r: (-(r.used or -1), -r.spend_usd, r.feature.name))
     return rows
 
 
 MLOPS_MIN_REQUESTS = 20
 
 
-def mlops_landing(*, filters: DashboardFilters) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MlopsLanding:
+    """The MLOps landing: features by fallback rate, the worst one with enough requests, the alert line."""
+
+    features: list[FeatureRouting]
+    worst: FeatureRouting | None
+    alert_line: float
+    worst_over_line: bool
+    min_requests: int
+
+
+def mlops_landing(*, filters: DashboardFilters) -> MlopsLanding:
     """Fallback rate and small-model share per feature, the worst one (with enough requests) and the alert line."""
     from django.conf import settings
 
     analytics = routing_analytics(filters=filters)
     line = float(getattr(settings, "ALERT_FALLBACK_THRESHOLD", "0.20"))
-    rows = sorted(analytics["features"], key=lambda f: (-f["fallback_rate"], f["feature_name"]))
-    candidates = [f for f in rows if f["requests"] >= MLOPS_MIN_REQUESTS]
+    rows = sorted(analytics.features, key=lambda f: (-f.fallback_rate, f.feature_name))
+    candidates = [f for f in rows if f.requests >= MLOPS_MIN_REQUESTS]
     worst = candidates[0] if candidates else None
-    return {
-        "features": rows,
-        "worst": worst,
-        "alert_line": line,
-        "worst_over_line": worst is not None and worst["fallback_rate"] > line,
-        "min_requests": MLOPS_MIN_REQUESTS,
-    }
+    return MlopsLanding(
+        features=rows,
+        worst=worst,
+        alert_line=line,
+        worst_over_line=worst is not None and worst.fallback_rate > line,
+        min_requests=MLOPS_MIN_REQUESTS,
+    )

@@ -22,12 +22,10 @@ from billing import charts, exports, selectors
 from controlplane.http import wants_fragment
 from controlplane.permissions import feature_for_user
 
-Table = tuple[Sequence[str], Callable[[dict[str, Any]], list[Sequence[Any]]]]
+Table = tuple[Sequence[str], Callable[[Any], list[Sequence[Any]]]]  # header, rows of a selector's result
 
 
-def _csv_or_none(
-    request: HttpRequest, page: str, tables: dict[str, Table], data: dict[str, Any]
-) -> HttpResponse | None:
+def _csv_or_none(request: HttpRequest, page: str, tables: dict[str, Table], data: Any) -> HttpResponse | None:
     if request.GET.get("format") != "csv":
         return None
     name = request.GET.get("table", "")
@@ -57,56 +55,53 @@ OVERVIEW_TABLES: dict[str, Table] = {
         ["team", "requests", "cost_usd", "baseline_cost_usd", "savings_usd", "fallback_rate"],
         lambda d: [
             [
-                r["team_slug"],
-                r["requests"],
-                r["cost_usd"],
-                r["baseline_cost_usd"],
-                r["savings_usd"],
-                r["fallback_rate"],
+                r.team_slug,
+                r.requests,
+                r.cost_usd,
+                r.baseline_cost_usd,
+                r.savings_usd,
+                r.fallback_rate,
             ]
-            for r in d["by_team"]
+            for r in d.by_team
         ],
     ),
     "features": (
         ["feature", "team", "requests", "cost_usd", "baseline_cost_usd", "savings_usd", "fallback_rate"],
         lambda d: [
             [
-                r["feature_slug"],
-                r["team_slug"],
-                r["requests"],
-                r["cost_usd"],
-                r["baseline_cost_usd"],
-                r["savings_usd"],
-                r["fallback_rate"],
+                r.feature_slug,
+                r.team_slug,
+                r.requests,
+                r.cost_usd,
+                r.baseline_cost_usd,
+                r.savings_usd,
+                r.fallback_rate,
             ]
-            for r in d["by_feature"]
+            for r in d.by_feature
         ],
     ),
     "daily": (
         ["day", "model", "route", "requests", "attempts", "cost_usd", "baseline_cost_usd"],
         lambda d: [
             [
-                r["day"],
-                r["model"],
-                r["route"],
-                r["requests"],
-                r["attempts"],
-                r["cost_usd"],
-                r["baseline_cost_usd"],
+                r.day,
+                r.model,
+                r.route,
+                r.requests,
+                r.attempts,
+                r.cost_usd,
+                r.baseline_cost_usd,
             ]
-            for r in d["daily_by_model"]
+            for r in d.daily_by_model
         ],
     ),
     "fallbacks": (
         ["day", "requests", "fallbacks", "fallback_rate"],
-        lambda d: [[p["at"], p["requests"], p["fallbacks"], p["fallback_rate"]] for p in d["fallback_trend"]],
+        lambda d: [[p.at, p.requests, p.fallbacks, p.fallback_rate] for p in d.fallback_trend],
     ),
     "movers": (
         ["feature", "this_week_usd", "last_week_usd", "change_usd", "change_pct"],
-        lambda d: [
-            [m["feature_slug"], m["this_week"], m["last_week"], m["change"], m["change_pct"]]
-            for m in d["movers"]
-        ],
+        lambda d: [[m.feature_slug, m.this_week, m.last_week, m.change, m.change_pct] for m in d.movers],
     ),
 }
 
@@ -125,7 +120,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         scoped = [f for f in filters.features if filters.feature is None or f == filters.feature]
         landing["pm"] = selectors.pm_landing(
             features=[f for f in scoped if filters.team is None or f.team_id == filters.team.pk],
-            month_spend=data["month_spend_by_feature"],
+            month_spend=data.month_spend_by_feature,
         )
     elif role == "mlops":
         landing["mlops"] = selectors.mlops_landing(filters=filters)
@@ -135,17 +130,17 @@ def overview(request: HttpRequest) -> HttpResponse:
         "data": data,
         "charts": {
             "daily": charts.daily_spend_by_model(
-                data["daily_by_model"], start=filters.start, end=filters.end, granularity=data["granularity"]
+                data.daily_by_model, start=filters.start, end=filters.end, granularity=data.granularity
             ),
-            "teams": charts.spend_bars(data["by_team"], label_key="team_name", title="Spend by team (USD)"),
+            "teams": charts.spend_bars(data.by_team, label_key="team_name", title="Spend by team (USD)"),
             "features": charts.spend_bars(
-                data["by_feature"], label_key="feature_name", title="Spend by feature (USD)"
+                data.by_feature, label_key="feature_name", title="Spend by feature (USD)"
             ),
             "fallbacks": charts.rate_trend(
-                data["fallback_trend"], start=filters.start, end=filters.end, granularity=data["granularity"]
+                data.fallback_trend, start=filters.start, end=filters.end, granularity=data.granularity
             ),
         },
-        "has_traffic": bool(data["summary"]["requests"] or data["month_to_date"]),
+        "has_traffic": bool(data.summary.requests or data.month_to_date),
     }
     template = "billing/_overview_body.html" if wants_fragment(request) else "billing/overview.html"
     return render(request, template, context, status=_status(request, filters))
@@ -154,23 +149,19 @@ def overview(request: HttpRequest) -> HttpResponse:
 # Feature page: its spend sections, loaded by hx-get --------------------------------------------------------
 
 # tables the feature page and routing analytics both export
-LATENCY_TABLE: Table = (
-    ["model", "p50_ms", "p95_ms", "attempts"],
-    lambda d: [[r["model"], r["p50"], r["p95"], r["count"]] for r in d["latency"]],
-)
+LATENCY_HEADER = ["model", "p50_ms", "p95_ms", "attempts"]
+
+
+def _latency_table(rows: Sequence[selectors.ModelLatency]) -> list[Sequence[Any]]:
+    return [[r.model, r.p50, r.p95, r.count] for r in rows]
+
 
 FALLBACK_BY_SCORE_TABLE: Table = (
     ["feature", "score_bucket", "requests", "fallbacks", "fallback_rate"],
     lambda d: [
-        [
-            f["feature_slug"],
-            b["bucket"],
-            b["requests"],
-            b["fallbacks"],
-            "" if b["rate"] is None else b["rate"],
-        ]
-        for f in d["features"]
-        for b in f["fallback_by_score"]
+        [f.feature_slug, b.bucket, b.requests, b.fallbacks, "" if b.rate is None else b.rate]
+        for f in d.features
+        for b in f.fallback_by_score
     ],
 )
 
@@ -188,22 +179,22 @@ FEATURE_TABLES: dict[str, Table] = {
         ],
         lambda d: [
             [
-                r["day"],
-                r["requests"],
-                r["small_requests"],
-                r["frontier_requests"],
-                r["fallbacks"],
-                r["cost_usd"],
-                r["cost_per_request"],
+                r.day,
+                r.requests,
+                r.small_requests,
+                r.frontier_requests,
+                r.fallbacks,
+                r.cost_usd,
+                r.cost_per_request,
             ]
-            for r in d["daily"]
+            for r in d.daily
         ],
     ),
     "fallbacks": (
         ["reason", "fallbacks", "rate"],
-        lambda d: [[r["reason"], r["fallbacks"], r["rate"]] for r in d["fallbacks"]],
+        lambda d: [[r.reason, r.fallbacks, r.rate] for r in d.fallbacks],
     ),
-    "latency": LATENCY_TABLE,
+    "latency": (LATENCY_HEADER, lambda d: _latency_table(d.latency)),
     "fallback_by_score": FALLBACK_BY_SCORE_TABLE,
 }
 
@@ -235,11 +226,11 @@ def feature_spend(request: HttpRequest, code: str) -> HttpResponse:
             feature=feature, since=now.replace(hour=0, minute=0, second=0, microsecond=0)
         ),
         "spend_charts": {
-            "burn_down": charts.burn_down(data["burn_down"]),
-            "volume": charts.daily_volume_split(data["daily"]),
-            "cost_per_request": charts.cost_per_request(data["daily"]),
-            "fallbacks": charts.fallback_reasons(data["fallbacks"]),
-            "latency": charts.latency_by_model(data["latency"]),
+            "burn_down": charts.burn_down(data.burn_down),
+            "volume": charts.daily_volume_split(data.daily),
+            "cost_per_request": charts.cost_per_request(data.daily),
+            "fallbacks": charts.fallback_reasons(data.fallbacks),
+            "latency": charts.latency_by_model(data.latency),
         },
     }
     response = render(request, "billing/_feature_sections.html", context, status=_status(request, filters))
@@ -257,30 +248,26 @@ ROUTING_TABLES: dict[str, Table] = {
         ["feature", "requests", "small_requests", "small_share", "fallbacks", "fallback_rate", "threshold"],
         lambda d: [
             [
-                f["feature_slug"],
-                f["requests"],
-                f["small_requests"],
-                f["small_share"],
-                f["fallbacks"],
-                f["fallback_rate"],
-                f["threshold"],
+                f.feature_slug,
+                f.requests,
+                f.small_requests,
+                f.small_share,
+                f.fallbacks,
+                f.fallback_rate,
+                f.threshold,
             ]
-            for f in d["features"]
+            for f in d.features
         ],
     ),
     "reasons": (
         ["feature", "reason", "fallbacks", "rate"],
-        lambda d: [
-            [f["feature_slug"], r["reason"], r["fallbacks"], r["rate"]]
-            for f in d["features"]
-            for r in f["reasons"]
-        ],
+        lambda d: [[f.feature_slug, r.reason, r.fallbacks, r.rate] for f in d.features for r in f.reasons],
     ),
     "scores": (
         ["feature", *[f"score_{k / 10:.1f}_{(k + 1) / 10:.1f}" for k in range(10)]],
-        lambda d: [[f["feature_slug"], *f["score_histogram"]] for f in d["features"]],
+        lambda d: [[f.feature_slug, *f.score_histogram] for f in d.features],
     ),
-    "latency": LATENCY_TABLE,
+    "latency": (LATENCY_HEADER, lambda d: _latency_table(d.latency)),
     "fallback_by_score": FALLBACK_BY_SCORE_TABLE,
 }
 
@@ -293,18 +280,23 @@ def routing_analytics(request: HttpRequest) -> HttpResponse:
     csv = _csv_or_none(request, "routing-analytics", ROUTING_TABLES, data)
     if csv is not None:
         return csv
-    for f in data["features"]:
-        f["chart"] = charts.score_histogram(
-            f["score_histogram"], threshold=f["threshold"], title=f"{f['feature_slug']}: complexity scores"
-        )
     context = {
         "filters": filters,
         "data": data,
         "charts": {
-            "small_share": charts.small_share_bars(data["features"]),
-            "reasons": charts.fallback_reasons_by_feature(data["features"]),
-            "latency": charts.latency_by_model(data["latency"]),
+            "small_share": charts.small_share_bars(data.features),
+            "reasons": charts.fallback_reasons_by_feature(data.features),
+            "latency": charts.latency_by_model(data.latency),
         },
+        "score_charts": [
+            (
+                f,
+                charts.score_histogram(
+                    f.score_histogram, threshold=f.threshold, title=f"{f.feature_slug}: complexity scores"
+                ),
+            )
+            for f in data.features
+        ],
     }
     template = (
         "billing/_routing_analytics_body.html"

@@ -13,8 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.models import Proxy
 from routing.engine.bundle import canonical_json
+from routing.models import Proxy
 from routing.selectors import proxy_target_bundle
 from routing.services import bundle_signed_document
 from routing.services.fleet import proxy_by_token, proxy_heartbeat

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.models import Feature, Proxy, ServiceURLValidator
+from controlplane.models import Feature
 from routing.models import (
     DEPLOYMENT_FIELDS,
     POLICY_FIELDS,
     Bundle,
     FeatureKey,
     ModelDeployment,
+    Proxy,
     Rollout,
     RolloutTarget,
     RoutingPolicy,
+    ServiceURLValidator,
 )
 from routing.selectors import proxy_target_bundle
 

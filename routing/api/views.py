@@ -15,7 +15,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.api.serializers import _as_drf_error
-from controlplane.models import Proxy
 from controlplane.permissions import Action, can, visible_features
 from routing import services
 from routing.api.serializers import (
@@ -30,7 +29,7 @@ from routing.api.serializers import (
     RolloutSerializer,
 )
 from routing.compiler import bundle_diff
-from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy
+from routing.models import Bundle, FeatureKey, ModelDeployment, Proxy, Rollout, RoutingPolicy
 from routing.services import fleet as fleet_services
 
 

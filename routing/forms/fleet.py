@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from controlplane.models import Proxy, ServiceURLFormField
+from routing.models import Proxy, ServiceURLFormField
 
 
 class ProxyForm(forms.ModelForm):

@@ -1,5 +1,6 @@
-"""Models of the routing app: deployments, policies, keys, bundles and rollouts (policy.py); threshold
-experiments, feedback and threshold drafts (experiment.py); fitted score adjustments (adjustment.py). Re-exported here, so `routing.models.X` works."""
+"""Models of the routing app: deployments, policies and keys (policy.py); the fleet: proxies, bundles and
+rollouts (fleet.py); threshold experiments, feedback and threshold drafts (experiment.py); fitted score
+adjustments (adjustment.py). Re-exported here, so `routing.models.X` works."""
 
 from routing.models.adjustment import AdjustmentProposal, AdjustmentStatus
 from routing.models.experiment import (
@@ -11,24 +12,30 @@ from routing.models.experiment import (
     ThresholdDraft,
     ThresholdDraftStatus,
 )
+from routing.models.fleet import (
+    LIVE_STATUSES,
+    RUNNING_STATUSES,
+    Bundle,
+    Proxy,
+    Rollout,
+    RolloutKind,
+    RolloutStatus,
+    RolloutTarget,
+    ServiceURLField,
+    ServiceURLFormField,
+    ServiceURLValidator,
+    TargetStatus,
+)
 from routing.models.policy import (
     BREAKER_FIELDS,
     DEPLOYMENT_FIELDS,
     ENV_NAME,
     GROUP_NAME,
-    LIVE_STATUSES,
     POLICY_FIELDS,
-    RUNNING_STATUSES,
-    Bundle,
     FeatureKey,
     ModelDeployment,
     OverBudget,
-    Rollout,
-    RolloutKind,
-    RolloutStatus,
-    RolloutTarget,
     RoutingPolicy,
-    TargetStatus,
     Tier,
     default_scorer_weights,
     validate_scorer_weights,
@@ -52,11 +59,15 @@ __all__ = [
     "ModelDeployment",
     "OverBudget",
     "POLICY_FIELDS",
+    "Proxy",
     "Rollout",
     "RolloutKind",
     "RolloutStatus",
     "RolloutTarget",
     "RoutingPolicy",
+    "ServiceURLField",
+    "ServiceURLFormField",
+    "ServiceURLValidator",
     "StickyBy",
     "TargetStatus",
     "ThresholdDraft",

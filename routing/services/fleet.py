@@ -22,9 +22,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from controlplane.models import AuditAction, Proxy
+from controlplane.models import AuditAction
 from controlplane.services import _apply, audit_record, snapshot, stored_snapshot
 from routing.engine import signing
+from routing.models import Proxy
 
 PROXY_FIELDS = ("name", "base_url", "pool", "is_canary", "is_active")
 TOKEN_PREFIX = "fpx-"

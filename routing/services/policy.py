@@ -30,9 +30,10 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from controlplane.models import AuditAction, Feature, Proxy
+from controlplane.models import AuditAction, Feature
 from controlplane.permissions import Action, can
 from controlplane.services import audit_record, audited_create, audited_update, snapshot
+from routing import signals
 from routing.compiler import compile_bundle
 from routing.compiler import source_hash as compiler_source_hash
 from routing.engine import signing
@@ -44,6 +45,7 @@ from routing.models import (
     Bundle,
     FeatureKey,
     ModelDeployment,
+    Proxy,
     Rollout,
     RolloutKind,
     RolloutStatus,
@@ -300,10 +302,7 @@ def revocations_sync() -> Bundle | None:
 
 
 def _queue_rollout(rollout: Rollout) -> None:
-    # import cycle: routing.tasks imports this module (its tasks are thin wrappers around these services)
-    from routing.tasks import rollout_run
-
-    transaction.on_commit(lambda: rollout_run.delay(rollout.pk))
+    transaction.on_commit(lambda: signals.rollout_created.send(sender=Rollout, rollout_id=rollout.pk))
 
 
 class StalePreview(ValidationError):

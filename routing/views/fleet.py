@@ -15,12 +15,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from controlplane.http import object_or_404, save_form, wants_fragment
-from controlplane.models import Proxy
 from controlplane.permissions import Action, can
 from routing import selectors, services
 from routing.compiler import bundle_diff
 from routing.forms.fleet import ProxyForm, RolloutForm
-from routing.models import Bundle, Rollout
+from routing.models import Bundle, Proxy, Rollout
 from routing.services import fleet as fleet_services
 
 

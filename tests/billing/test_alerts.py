@@ -23,7 +23,8 @@ from billing.models.budgets import (
     Notification,
 )
 from billing.schedule import BEAT_SCHEDULE
-from controlplane.models import AuditEntry, Proxy
+from controlplane.models import AuditEntry
+from routing.models import Proxy
 from tests.factories import ProxyFactory
 
 T0 = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)

@@ -128,8 +128,7 @@ def _login(browser, live_server, username, *, width=1440, color_scheme="light"):
 
 def _pages(username: str, seeded: dict) -> list[tuple[str, str]]:
     """(name, path) of every page the role can open, with real objects for the detail pages."""
-    from controlplane.models import Proxy
-    from routing.models import ModelDeployment, Rollout, RoutingPolicy
+    from routing.models import ModelDeployment, Proxy, Rollout, RoutingPolicy
 
     feature, experiment, bundle = seeded["feature"], seeded["experiment"], seeded["bundle"]
     everyone = [

@@ -7,13 +7,37 @@ from datetime import date
 from decimal import Decimal
 
 from billing import charts
+from billing.selectors import (
+    BurnDown,
+    DaySpend,
+    FallbackPoint,
+    FallbackReason,
+    FeatureRouting,
+    ForecastBand,
+    ModelLatency,
+    ModelSpendBucket,
+    TeamSpendRow,
+)
+
+
+def _totals(cost: str) -> dict:
+    """SpendTotals' fields for a row of this cost (the charts here read only the cost)."""
+    return {
+        "requests": 1,
+        "attempts": 1,
+        "fallbacks": 0,
+        "cost_usd": Decimal(cost),
+        "baseline_cost_usd": Decimal(cost),
+        "savings_usd": Decimal("0"),
+        "fallback_rate": 0.0,
+    }
 
 
 def _daily_rows():
     return [
-        {"day": date(2026, 11, 1), "model": "slm", "route": "small", "cost_usd": Decimal("1.50")},
-        {"day": date(2026, 11, 1), "model": "frontier", "route": "frontier", "cost_usd": Decimal("3.25")},
-        {"day": date(2026, 11, 2), "model": "slm", "route": "small", "cost_usd": Decimal("2.00")},
+        ModelSpendBucket(day=date(2026, 11, 1), model="slm", route="small", **_totals("1.50")),
+        ModelSpendBucket(day=date(2026, 11, 1), model="frontier", route="frontier", **_totals("3.25")),
+        ModelSpendBucket(day=date(2026, 11, 2), model="slm", route="small", **_totals("2.00")),
     ]
 
 
@@ -21,16 +45,21 @@ def test_every_builder_returns_none_without_data():
     assert charts.daily_spend_by_model([]) is None
     assert charts.spend_bars([], label_key="team_name", title="t") is None
     assert (
-        charts.rate_trend([{"at": date(2026, 11, 1), "requests": 0, "fallbacks": 0, "fallback_rate": 0.0}])
+        charts.rate_trend([FallbackPoint(at=date(2026, 11, 1), requests=0, fallbacks=0, fallback_rate=0.0)])
         is None
     )
-    assert charts.burn_down({"days": []}) is None
+    assert charts.burn_down(_burn_down(days=[], projection=[], band=[])) is None
     assert charts.daily_volume_split([]) is None
     assert charts.fallback_reasons([]) is None
-    assert charts.latency_by_model([{"model": "m", "p50": None, "p95": None, "count": 0}]) is None
+    assert charts.latency_by_model([ModelLatency(model="m", p50=None, p95=None, count=0)]) is None
     assert charts.score_histogram([0] * 10, threshold=0.5, title="t") is None
     assert charts.small_share_bars([]) is None
-    assert charts.fallback_reasons_by_feature([{"feature_slug": "a", "reasons": []}]) is None
+    no_fallbacks = FeatureRouting(
+        feature_id=1, feature_slug="a", feature_name="A", feature_code=None, requests=10, small_requests=10,
+        small_share=1.0, fallbacks=0, fallback_rate=0.0, slm_unavailable=0, slm_unavailable_share=0.0,
+        reasons=[], score_histogram=[10] + [0] * 9, fallback_by_score=[], threshold=None,
+    )  # fmt: skip
+    assert charts.fallback_reasons_by_feature([no_fallbacks]) is None
 
 
 def test_daily_spend_stacks_one_patterned_series_per_model_with_day_totals():
@@ -48,9 +77,9 @@ def test_daily_spend_stacks_one_patterned_series_per_model_with_day_totals():
 
 def test_spend_bars_label_every_bar_with_its_amount_most_expensive_on_top():
     rows = [
-        {"team_name": "Platform", "cost_usd": Decimal("1234.5")},
-        {"team_name": "Growth", "cost_usd": Decimal("0.25")},
-        {"team_name": "Idle", "cost_usd": Decimal("0")},
+        TeamSpendRow(team_id=1, team_slug="platform", team_name="Platform", **_totals("1234.5")),
+        TeamSpendRow(team_id=2, team_slug="growth", team_name="Growth", **_totals("0.25")),
+        TeamSpendRow(team_id=3, team_slug="idle", team_name="Idle", **_totals("0")),
     ]
     bar = charts.spend_bars(rows, label_key="team_name", title="Spend by team")["data"][0]
     assert bar["y"] == ["Growth", "Platform"]  # plotly draws the first label at the bottom
@@ -59,8 +88,8 @@ def test_spend_bars_label_every_bar_with_its_amount_most_expensive_on_top():
 
 def test_rate_trend_skips_days_without_requests_and_labels_points():
     points = [
-        {"at": date(2026, 11, 1), "requests": 200, "fallbacks": 10, "fallback_rate": 0.05},
-        {"at": date(2026, 11, 2), "requests": 0, "fallbacks": 0, "fallback_rate": 0.0},
+        FallbackPoint(at=date(2026, 11, 1), requests=200, fallbacks=10, fallback_rate=0.05),
+        FallbackPoint(at=date(2026, 11, 2), requests=0, fallbacks=0, fallback_rate=0.0),
     ]
     trace = charts.rate_trend(points)["data"][0]
     assert trace["x"] == ["2026-11-01"] and trace["y"] == [5.0] and trace["text"] == ["5.0%"]
@@ -80,19 +109,29 @@ def test_score_histogram_marks_the_threshold_and_splits_bars_at_it():
     assert "no routing policy" in unmarked["layout"]["title"]["text"]
 
 
-def test_burn_down_draws_forecast_band_and_budget_line():
-    data = {
-        "days": [
-            {"day": date(2026, 11, 1), "cost_usd": Decimal("10")},
-            {"day": date(2026, 11, 2), "cost_usd": Decimal("25")},
-        ],
-        "projection": [{"day": date(2026, 11, 3), "cost_usd": Decimal("40")}],
-        "band": [{"day": date(2026, 11, 3), "low": Decimal("35"), "high": Decimal("45")}],
+def _burn_down(**values) -> BurnDown:
+    defaults = {
+        "month_to_date": Decimal("25"),
         "projected_month_end": Decimal("40"),
+        "projected_low": Decimal("35"),
+        "projected_high": Decimal("45"),
         "month_start": date(2026, 11, 1),
         "month_end": date(2026, 11, 30),
-        "budget_usd": Decimal("100"),
+        "budget_usd": None,
     }
+    return BurnDown(**{**defaults, **values})
+
+
+def test_burn_down_draws_forecast_band_and_budget_line():
+    data = _burn_down(
+        days=[
+            DaySpend(day=date(2026, 11, 1), cost_usd=Decimal("10")),
+            DaySpend(day=date(2026, 11, 2), cost_usd=Decimal("25")),
+        ],
+        projection=[DaySpend(day=date(2026, 11, 3), cost_usd=Decimal("40"))],
+        band=[ForecastBand(day=date(2026, 11, 3), low=Decimal("35"), high=Decimal("45"))],
+        budget_usd=Decimal("100"),
+    )
     figure = charts.burn_down(data)
     names = [t["name"] for t in figure["data"]]
     assert names == ["spent so far", "forecast", "forecast band (90%)"]
@@ -103,11 +142,11 @@ def test_burn_down_draws_forecast_band_and_budget_line():
 
 
 def test_latency_and_reasons_are_patterned_and_labelled():
-    latency = charts.latency_by_model([{"model": "slm", "p50": 120.4, "p95": 900.0, "count": 50}])
+    latency = charts.latency_by_model([ModelLatency(model="slm", p50=120.4, p95=900.0, count=50)])
     p50, p95 = latency["data"]
     assert p50["text"] == ["p50 120 ms"] and p95["text"] == ["p95 900 ms"]
     assert p50["marker"]["pattern"]["shape"] != p95["marker"]["pattern"]["shape"]
-    reasons = charts.fallback_reasons([{"reason": "timeout", "fallbacks": 12, "rate": 0.06}])
+    reasons = charts.fallback_reasons([FallbackReason(reason="timeout", fallbacks=12, rate=0.06)])
     assert reasons["data"][0]["text"] == ["6.0% (12)"]
 
 

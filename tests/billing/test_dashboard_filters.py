@@ -88,16 +88,16 @@ def test_overview_filters_by_model_and_by_end_user(seeded):
         "c"
     ]
     assert page.status_code == 200
-    assert page.context["data"]["summary"]["cost_usd"] == pytest.approx(expected)
+    assert page.context["data"].summary.cost_usd == pytest.approx(expected)
     assert f'<option value="{model}" selected' in page.content.decode()
 
     user = _busiest_end_user(start_time__gte=start)
     page = client.get(reverse("overview"), {**RANGE, "end_user": user})
     raw = SpendEvent.objects.filter(start_time__gte=start, end_user=user)
     assert page.status_code == 200
-    summary = page.context["data"]["summary"]
-    assert summary["cost_usd"] == pytest.approx(raw.aggregate(c=Sum("cost_usd"))["c"])
-    assert summary["requests"] == raw.filter(attempt=1).count()
+    summary = page.context["data"].summary
+    assert summary.cost_usd == pytest.approx(raw.aggregate(c=Sum("cost_usd"))["c"])
+    assert summary.requests == raw.filter(attempt=1).count()
     assert user in page.context["filters"].end_user_choices
     assert f'value="{user}"' in page.content.decode()
     # presets keep the filters

@@ -73,12 +73,12 @@ def test_overview_figures_match_raw_events(client, seeded):
         row["feature__slug"]: row["cost"]
         for row in raw.values("feature__slug").annotate(cost=Sum("cost_usd"))
     }
-    shown = {row["feature_slug"]: row["cost_usd"] for row in data["by_feature"]}
+    shown = {row.feature_slug: row.cost_usd for row in data.by_feature}
     assert shown == pytest.approx(expected)
-    assert data["month_to_date"] == pytest.approx(sum(expected.values()))
-    assert sum(r["cost_usd"] for r in data["by_team"]) == data["summary"]["cost_usd"]
-    assert data["projected_month_end"] >= data["month_to_date"]
-    assert data["open_alerts"] == 0
+    assert data.month_to_date == pytest.approx(sum(expected.values()))
+    assert sum(r.cost_usd for r in data.by_team) == data.summary.cost_usd
+    assert data.projected_month_end >= data.month_to_date
+    assert data.open_alerts == 0
     body = response.content.decode()
     assert "Daily spend by served model" in body and 'type="application/json"' in body
     assert "vendor/plotly/plotly.min.js" in body and "cdn" not in body.lower()
@@ -103,14 +103,14 @@ def test_overview_net_savings_subtract_prorated_small_model_hosting(client, db, 
     rollup(feature, datetime(2026, 11, 10, 9, tzinfo=UTC), cost="40", baseline="500")
     client.force_login(users["viewer"])
     data = client.get(reverse("overview"), {"start": "2026-11-01", "end": "2026-11-10"}).context["data"]
-    assert data["gross_savings_usd"] == Decimal("460")
-    assert data["hosting_usd"] == Decimal("100.00")  # 10 of November's 30 days of $300, small tier only
-    assert data["net_savings_usd"] == Decimal("360")
-    assert data["net_savings_pct"] == pytest.approx(360 / 500)
-    assert data["baseline_usd"] == Decimal("500")  # the stated base of the percentage
-    assert data["total_cost_usd"] == Decimal("140")  # API spend 40 + hosting 100
+    assert data.gross_savings_usd == Decimal("460")
+    assert data.hosting_usd == Decimal("100.00")  # 10 of November's 30 days of $300, small tier only
+    assert data.net_savings_usd == Decimal("360")
+    assert data.net_savings_pct == pytest.approx(360 / 500)
+    assert data.baseline_usd == Decimal("500")  # the stated base of the percentage
+    assert data.total_cost_usd == Decimal("140")  # API spend 40 + hosting 100
     # 10 requests saved $460 in all: $46 a request, so $300 a month of hosting pays for itself at 7 a month
-    assert data["break_even_requests"] == 7
+    assert data.break_even_requests == 7
 
 
 def test_hosting_is_charged_from_the_deployments_start_and_never_past_now(client, db, feature, users, frozen):
@@ -118,13 +118,13 @@ def test_hosting_is_charged_from_the_deployments_start_and_never_past_now(client
     rollup(feature, datetime(2026, 11, 10, 9, tzinfo=UTC), cost="40", baseline="500")
     client.force_login(users["viewer"])
     data = client.get(reverse("overview"), {"start": "2026-11-01", "end": "2026-11-10"}).context["data"]
-    assert data["hosting_usd"] == Decimal("60.00")  # Nov 5-10: 6 of 30 days, none before it existed
+    assert data.hosting_usd == Decimal("60.00")  # Nov 5-10: 6 of 30 days, none before it existed
     data = client.get(reverse("overview"), {"start": "2026-10-01", "end": "2026-10-31"}).context["data"]
-    assert data["hosting_usd"] == Decimal("0.00")  # October: not deployed yet
+    assert data.hosting_usd == Decimal("0.00")  # October: not deployed yet
     # today, at 12:30: 12.5 of November's 720 hours, not the whole day
     data = client.get(reverse("overview"), {"start": "2026-11-20", "end": "2026-11-20"}).context["data"]
-    assert data["hosting_usd"] == (Decimal(300) * Decimal("12.5") / 720).quantize(Decimal("0.01"))
-    assert data["hosted_hours"] == pytest.approx(12.5)
+    assert data.hosting_usd == (Decimal(300) * Decimal("12.5") / 720).quantize(Decimal("0.01"))
+    assert data.hosted_hours == pytest.approx(12.5)
 
 
 def test_overview_page_states_total_cost_the_savings_base_and_break_even(client, db, feature, users, frozen):
@@ -149,14 +149,14 @@ def test_short_ranges_chart_hourly_buckets_with_hour_ticks(client, db, feature, 
     client.force_login(users["viewer"])
     response = client.get(reverse("overview"), {"start": "2026-11-19", "end": "2026-11-19"})
     data, figure = response.context["data"], response.context["charts"]["daily"]
-    assert data["granularity"] == "hour"
-    assert [p["at"].hour for p in data["fallback_trend"]] == [3, 9, 10]
+    assert data.granularity == "hour"
+    assert [p.at.hour for p in data.fallback_trend] == [3, 9, 10]
     axis = figure["layout"]["xaxis"]
     assert axis["type"] == "date" and axis["dtick"] == 3 * 3600 * 1000
     assert axis["range"] == ["2026-11-19 00:00", "2026-11-20 00:00"]
     assert figure["data"][0]["x"] == ["2026-11-19 03:00", "2026-11-19 09:00", "2026-11-19 10:00"]
     month = client.get(reverse("overview"), {"start": "2026-10-22", "end": "2026-11-20"}).context
-    assert month["data"]["granularity"] == "day"
+    assert month["data"].granularity == "day"
     assert month["charts"]["daily"]["layout"]["xaxis"]["dtick"] == 3 * 86400 * 1000  # 30 days: every 3rd
 
 
@@ -167,16 +167,16 @@ def test_calls_an_open_breaker_skipped_are_shown_apart_from_fallbacks(client, db
     client.force_login(users["viewer"])
     range_ = {"start": "2026-11-01", "end": "2026-11-10"}
     response = client.get(reverse("overview"), range_)
-    summary = response.context["data"]["summary"]
-    assert summary["fallback_rate"] == pytest.approx(0.07)  # 7 of 100: the 30 skipped calls are no fallbacks
-    assert summary["slm_unavailable"] == 30 and summary["slm_unavailable_share"] == pytest.approx(0.3)
+    summary = response.context["data"].summary
+    assert summary.fallback_rate == pytest.approx(0.07)  # 7 of 100: the 30 skipped calls are no fallbacks
+    assert summary.slm_unavailable == 30 and summary.slm_unavailable_share == pytest.approx(0.3)
     assert "30 (30.0%) sent to frontier while the small model was unavailable" in html.unescape(
         response.content.decode()
     )
     analytics = client.get(reverse("routing-analytics"), range_).context["data"]
-    (row,) = analytics["features"]
-    assert row["fallback_rate"] == pytest.approx(0.07) and row["slm_unavailable"] == 30
-    assert [r["reason"] for r in row["reasons"]] == ["timeout"]
+    (row,) = analytics.features
+    assert row.fallback_rate == pytest.approx(0.07) and row.slm_unavailable == 30
+    assert [r.reason for r in row.reasons] == ["timeout"]
     page = client.get(reverse("feature-spend", args=[feature.code]), range_)
     assert "(30 while the small model was unavailable)" in page.content.decode()
 
@@ -188,7 +188,7 @@ def test_scoped_overview_carries_its_share_of_hosting(client, db, feature, other
     client.force_login(users["viewer"])
     params = {"start": "2026-11-01", "end": "2026-11-10", "team": feature.team.slug}
     data = client.get(reverse("overview"), params).context["data"]
-    assert data["hosting_usd"] == Decimal("75.00")  # 30 of the 40 small-model requests
+    assert data.hosting_usd == Decimal("75.00")  # 30 of the 40 small-model requests
 
 
 def test_movers_compare_the_last_seven_days_with_the_seven_before(
@@ -200,12 +200,12 @@ def test_movers_compare_the_last_seven_days_with_the_seven_before(
     rollup(other_feature, NOW - timedelta(days=10), cost="6")
     rollup(other_feature, NOW - timedelta(days=20), cost="500")  # outside both weeks
     client.force_login(users["viewer"])
-    movers = client.get(reverse("overview"), {"start": "2026-11-15"}).context["data"]["movers"]
-    assert [(m["feature_slug"], m["change"]) for m in movers] == [
+    movers = client.get(reverse("overview"), {"start": "2026-11-15"}).context["data"].movers
+    assert [(m.feature_slug, m.change) for m in movers] == [
         (feature.slug, Decimal("20")),
         (other_feature.slug, Decimal("-1")),
     ]
-    assert movers[0]["change_pct"] == pytest.approx(2.0)
+    assert movers[0].change_pct == pytest.approx(2.0)
 
 
 def test_a_past_range_keeps_this_months_figures_apart(client, db, feature, users, frozen):
@@ -215,9 +215,9 @@ def test_a_past_range_keeps_this_months_figures_apart(client, db, feature, users
     client.force_login(users["viewer"])
     with CaptureQueriesContext(connection) as ctx:
         data = client.get(reverse("overview"), {"start": "2026-09-01", "end": "2026-09-10"}).context["data"]
-    assert data["summary"]["cost_usd"] == Decimal("7")
-    assert data["month_to_date"] == Decimal("2")
-    assert [(m["this_week"], m["last_week"]) for m in data["movers"]] == [(Decimal("7"), Decimal("0"))]
+    assert data.summary.cost_usd == Decimal("7")
+    assert data.month_to_date == Decimal("2")
+    assert [(m.this_week, m.last_week) for m in data.movers] == [(Decimal("7"), Decimal("0"))]
     rollup_reads = [q for q in ctx.captured_queries if "spendrolluphourly" in q["sql"]]
     # the model filter's choices: the models of the September range only
     (choices,) = [
@@ -244,20 +244,20 @@ def test_open_alerts_count_unresolved_alerts_in_scope(client, db, feature, other
             last_seen_at=NOW,
         )
     client.force_login(users["viewer"])
-    assert client.get(reverse("overview")).context["data"]["open_alerts"] == 2
-    assert client.get(reverse("overview"), {"team": feature.team.slug}).context["data"]["open_alerts"] == 1
+    assert client.get(reverse("overview")).context["data"].open_alerts == 2
+    assert client.get(reverse("overview"), {"team": feature.team.slug}).context["data"].open_alerts == 1
     client.force_login(users["pm"])  # a team PM sees its own team's alerts only
-    assert client.get(reverse("overview")).context["data"]["open_alerts"] == 1
+    assert client.get(reverse("overview")).context["data"].open_alerts == 1
 
 
 def test_team_members_see_only_their_teams(client, seeded):
     _login(client, "pm-support")
     data = client.get(reverse("overview")).context["data"]
-    assert {r["team_slug"] for r in data["by_feature"]} == {"support"}
+    assert {r.team_slug for r in data.by_feature} == {"support"}
     response = client.get(reverse("overview"), {"feature": "email-copy"})
     assert response.status_code == 400
     assert "feature: no feature 'email-copy' you can see" in html.unescape(response.content.decode())
-    assert {r["team_slug"] for r in response.context["data"]["by_feature"]} == {"support"}
+    assert {r.team_slug for r in response.context["data"].by_feature} == {"support"}
 
 
 def test_filters_narrow_every_figure(client, seeded):
@@ -265,10 +265,10 @@ def test_filters_narrow_every_figure(client, seeded):
     data = client.get(
         reverse("overview"), {"team": "growth", "start": "2026-11-05", "end": "2026-11-12"}
     ).context["data"]
-    assert {r["team_slug"] for r in data["by_feature"]} == {"growth"}
-    assert all(date(2026, 11, 5) <= r["day"] <= date(2026, 11, 12) for r in data["daily_by_model"])
+    assert {r.team_slug for r in data.by_feature} == {"growth"}
+    assert all(date(2026, 11, 5) <= r.day <= date(2026, 11, 12) for r in data.daily_by_model)
     feature = client.get(reverse("overview"), {"feature": "email-copy"}).context["data"]
-    assert [r["feature_slug"] for r in feature["by_feature"]] == ["email-copy"]
+    assert [r.feature_slug for r in feature.by_feature] == ["email-copy"]
 
 
 @pytest.mark.parametrize(
@@ -348,7 +348,7 @@ def test_csv_totals_match_the_page(client, seeded):
     page = client.get(reverse("overview"), {"team": "support"}).context["data"]
     rows = _csv(client.get(reverse("overview"), {"team": "support", "format": "csv", "table": "features"}))
     assert {r["team"] for r in rows} == {"support"}
-    assert sum(Decimal(r["cost_usd"]) for r in rows) == page["summary"]["cost_usd"]
+    assert sum(Decimal(r["cost_usd"]) for r in rows) == page.summary.cost_usd
 
 
 def test_unknown_csv_table_names_the_choices(client, seeded):
@@ -400,13 +400,13 @@ def test_feature_page_shows_spend_sections_from_rollups(client, seeded):
         start_time__gte=datetime(2026, 11, 1, tzinfo=UTC),
         start_time__lt=datetime(2026, 11, 21, tzinfo=UTC),
     )
-    assert spend["requests"] == raw.filter(attempt=1).count()
-    assert spend["cost_usd"] == pytest.approx(raw.aggregate(c=Sum("cost_usd"))["c"])
-    assert spend["small_requests"] == raw.filter(attempt=1, route="small").count()
-    reasons = {r["reason"]: r["fallbacks"] for r in spend["fallbacks"]}
+    assert spend.requests == raw.filter(attempt=1).count()
+    assert spend.cost_usd == pytest.approx(raw.aggregate(c=Sum("cost_usd"))["c"])
+    assert spend.small_requests == raw.filter(attempt=1, route="small").count()
+    reasons = {r.reason: r.fallbacks for r in spend.fallbacks}
     fallen = raw.filter(fallback=True).values_list("fallback_reason", flat=True)
     assert reasons == {reason: list(fallen).count(reason) for reason in set(fallen)}
-    assert {r["model"] for r in spend["latency"]} == set(raw.values_list("deployment", flat=True))
+    assert {r.model for r in spend.latency} == set(raw.values_list("deployment", flat=True))
     body = response.content.decode()
     for heading in (
         "Budget burn-down",
@@ -428,16 +428,14 @@ def test_feature_burn_down_uses_the_budget_and_forecast(client, db, feature, use
         rollup(feature, datetime(2026, 11, day, 10, tzinfo=UTC), cost=str(day % 7 + 1))
     client.force_login(users["pm"])
     response = client.get(reverse("feature-spend", args=[feature.code]))
-    burn = response.context["spend"]["burn_down"]
-    assert burn["budget_usd"] == Decimal("50.00")
-    assert burn["days"][-1]["day"] == date(2026, 11, 20)
-    assert burn["month_to_date"] == sum(Decimal(day % 7 + 1) for day in range(1, 20))
-    assert burn["projection"][-1]["day"] == date(2026, 11, 30)
-    assert burn["projection"][-1]["cost_usd"] == pytest.approx(
-        burn["projected_month_end"], abs=Decimal("0.01")
-    )
-    assert burn["band"] and all(
-        b["low"] <= p["cost_usd"] <= b["high"] for b, p in zip(burn["band"], burn["projection"], strict=True)
+    burn = response.context["spend"].burn_down
+    assert burn.budget_usd == Decimal("50.00")
+    assert burn.days[-1].day == date(2026, 11, 20)
+    assert burn.month_to_date == sum(Decimal(day % 7 + 1) for day in range(1, 20))
+    assert burn.projection[-1].day == date(2026, 11, 30)
+    assert burn.projection[-1].cost_usd == pytest.approx(burn.projected_month_end, abs=Decimal("0.01"))
+    assert burn.band and all(
+        b.low <= p.cost_usd <= b.high for b, p in zip(burn.band, burn.projection, strict=True)
     )
     chart = response.context["spend_charts"]["burn_down"]
     assert chart["layout"]["shapes"][0]["y0"] == 50.0
@@ -489,23 +487,24 @@ def test_routing_analytics_marks_each_features_threshold(client, seeded):
     client.login(username="mlops", password="demo-mlops-pass")
     response = client.get(reverse("routing-analytics"))
     assert response.status_code == 200
-    rows = {f["feature_slug"]: f for f in response.context["data"]["features"]}
-    assert rows["ticket-summary"]["threshold"] == 0.55
-    assert rows["email-copy"]["threshold"] == 0.6  # inherits the default policy
-    assert rows["ticket-summary"]["chart"]["layout"]["shapes"][0]["x0"] == 0.55
+    rows = {f.feature_slug: f for f in response.context["data"].features}
+    assert rows["ticket-summary"].threshold == 0.55
+    assert rows["email-copy"].threshold == 0.6  # inherits the default policy
+    charts = {f.feature_slug: figure for f, figure in response.context["score_charts"]}
+    assert charts["ticket-summary"]["layout"]["shapes"][0]["x0"] == 0.55
     raw_first = SpendEvent.objects.filter(
         feature=feature, attempt=1, start_time__gte=datetime(2026, 11, 1, tzinfo=UTC)
     )
-    assert sum(rows["ticket-summary"]["score_histogram"]) == raw_first.count()
-    assert rows["ticket-summary"]["small_requests"] == raw_first.filter(route="small").count()
+    assert sum(rows["ticket-summary"].score_histogram) == raw_first.count()
+    assert rows["ticket-summary"].small_requests == raw_first.filter(route="small").count()
     # fallback rate by score bucket, from rollups, equals the raw count (fallback rows by their call's score)
     raw_all = SpendEvent.objects.filter(feature=feature, start_time__gte=datetime(2026, 11, 1, tzinfo=UTC))
-    buckets = rows["ticket-summary"]["fallback_by_score"]
+    buckets = rows["ticket-summary"].fallback_by_score
     for k, bucket in enumerate(buckets):
         scored = {"score__gte": k / 10} | ({"score__lt": (k + 1) / 10} if k < 9 else {})
-        assert bucket["requests"] == raw_first.filter(**scored).count()
-        assert bucket["fallbacks"] == raw_all.filter(fallback=True, **scored).count()
-    assert sum(b["fallbacks"] for b in buckets) > 0  # the seeded traffic has fallbacks to split
+        assert bucket.requests == raw_first.filter(**scored).count()
+        assert bucket.fallbacks == raw_all.filter(fallback=True, **scored).count()
+    assert sum(b.fallbacks for b in buckets) > 0  # the seeded traffic has fallbacks to split
     assert "Fallback rate by score bucket" in html.unescape(response.content.decode())
 
 

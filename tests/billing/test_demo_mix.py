@@ -86,18 +86,16 @@ def test_the_overview_of_a_seeded_demo_shows_the_live_mix(client):
         response = client.get(reverse("overview"), {"start": start, "end": NOW.date().isoformat()})
     assert response.status_code == 200
     data = response.context["data"]
-    summary = data["summary"]
-    assert summary["requests"] > 6000
-    shown_savings = float(data["gross_savings_usd"] / data["baseline_usd"])
+    summary = data.summary
+    assert summary.requests > 6000
+    shown_savings = float(data.gross_savings_usd / data.baseline_usd)
     print(
-        f"overview: small_share={summary['small_share']:.3f} (mix {small:.3f}) "
-        f"fallback_rate={summary['fallback_rate']:.4f} (mix {small * FAULTS:.4f}) "
+        f"overview: small_share={summary.small_share:.3f} (mix {small:.3f}) "
+        f"fallback_rate={summary.fallback_rate:.4f} (mix {small * FAULTS:.4f}) "
         f"gross_savings={shown_savings:.4f} (mix {savings:.4f})"
     )
-    assert summary["small_share"] == pytest.approx(small, abs=0.02)
-    assert summary["fallback_rate"] == pytest.approx(small * FAULTS, abs=0.008)
-    assert summary["fallback_rate"] / summary["small_share"] == pytest.approx(
-        FAULTS, abs=0.004
-    )  # even per hour
+    assert summary.small_share == pytest.approx(small, abs=0.02)
+    assert summary.fallback_rate == pytest.approx(small * FAULTS, abs=0.008)
+    assert summary.fallback_rate / summary.small_share == pytest.approx(FAULTS, abs=0.004)  # even per hour
     assert shown_savings == pytest.approx(savings, abs=0.015)
-    assert summary["slm_unavailable"] == 0
+    assert summary.slm_unavailable == 0

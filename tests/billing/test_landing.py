@@ -70,8 +70,8 @@ def test_pm_lands_on_their_features_spend_against_budget_run_out_and_what_happen
     landing = response.context["landing"]
     assert landing["role"] == "pm"
     (row,) = landing["pm"]  # only the PM's own team's feature
-    assert row["feature"] == feature and row["spend_usd"] == Decimal("80") and row["budget_usd"] == 100
-    assert row["used"] == pytest.approx(0.8)
+    assert row.feature == feature and row.spend_usd == Decimal("80") and row.budget_usd == 100
+    assert row.used == pytest.approx(0.8)
     body = _body(response)
     assert 'data-landing="pm"' in body and "Your features this month" in body
     assert "$80.00" in body and "80.0%" in body
@@ -92,10 +92,10 @@ def test_mlops_lands_on_fallback_rate_and_small_share_per_feature_with_the_worst
     client.force_login(users["mlops"])
     response = client.get(reverse("overview"))
     m = response.context["landing"]["mlops"]
-    assert [f["feature_slug"] for f in m["features"]] == ["ticket-summary", "email-copy"]
-    worst = m["worst"]
-    assert worst["feature_slug"] == "ticket-summary" and worst["fallback_rate"] == pytest.approx(0.27)
-    assert worst["small_share"] == pytest.approx(0.9) and m["worst_over_line"]
+    assert [f.feature_slug for f in m.features] == ["ticket-summary", "email-copy"]
+    worst = m.worst
+    assert worst.feature_slug == "ticket-summary" and worst.fallback_rate == pytest.approx(0.27)
+    assert worst.small_share == pytest.approx(0.9) and m.worst_over_line
     body = _body(response)
     assert "Above the 20.0% line" in body and "27.0%" in body and "90.0%" in body
     assert reverse("whatif", args=[feature.code]) in body
@@ -397,4 +397,4 @@ def test_an_alert_links_to_the_chart_that_shows_it(client, db, feature, users, f
         f"{reverse('overview')}?feature=ticket-summary&start=2026-11-20&end=2026-11-20#chart-fallback-trend"
     )
     chart = client.get(link.partition("#")[0])  # one day: the hourly fallback chart of that feature
-    assert chart.status_code == 200 and chart.context["data"]["granularity"] == "hour"
+    assert chart.status_code == 200 and chart.context["data"].granularity == "hour"

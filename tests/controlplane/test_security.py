@@ -280,7 +280,7 @@ def test_production_settings_refuse_to_start_without_a_bundle_signing_key():
 def test_proxy_form_and_api_refuse_plain_http_off_loopback(client, users, settings):
     from rest_framework.test import APIClient
 
-    from controlplane.models import Proxy
+    from routing.models import Proxy
 
     settings.FINOPS_ALLOW_HTTP_PROXIES = False
     settings.FINOPS_HTTP_PROXY_HOSTS = []
@@ -335,9 +335,8 @@ def test_which_proxy_urls_may_carry_the_token(settings, url, hosts, allow_all, a
 
 
 def test_push_refuses_a_proxy_registered_over_plain_http_before_the_check(settings):
-    from controlplane.models import Proxy
     from routing.engine import signing
-    from routing.models import TargetStatus
+    from routing.models import Proxy, TargetStatus
     from routing.services.fleet import encrypt_token
 
     settings.FINOPS_ALLOW_HTTP_PROXIES = False

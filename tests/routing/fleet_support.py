@@ -56,8 +56,8 @@ def register_proxy(
     *, name: str, base_url: str, token: str, is_canary: bool = False, pool: str = "default"
 ) -> Any:
     """A Proxy row for an already-running proxy process whose token the test chose."""
-    from controlplane.models import Proxy
     from routing.engine import signing
+    from routing.models import Proxy
     from routing.services.fleet import encrypt_token
 
     return Proxy.objects.create(

@@ -9,10 +9,10 @@ import pytest
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
-from controlplane.models import AuditEntry, Proxy
+from controlplane.models import AuditEntry
 from routing import services
 from routing.engine import signing
-from routing.models import Rollout, RolloutStatus
+from routing.models import Proxy, Rollout, RolloutStatus
 from routing.selectors import ProxyHealth, proxy_health
 from routing.services import fleet as fleet_services
 from routing.services.fleet import decrypt_token
@@ -52,7 +52,7 @@ def test_token_is_shown_once_and_stored_only_hashed_or_encrypted(registered):
     assert token not in stored.push_credential
     assert decrypt_token(stored.push_credential) == token  # only the token half is kept for pushes
     assert ingest_secret not in json.dumps(model_to_dict(stored), default=str)
-    assert AuditEntry.objects.filter(object_type="controlplane.Proxy", action="create").count() == 1
+    assert AuditEntry.objects.filter(object_type="routing.Proxy", action="create").count() == 1
 
 
 def test_push_credential_is_unreadable_after_the_secret_key_changes(registered, settings):

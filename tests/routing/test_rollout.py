@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from controlplane.models import AuditEntry, Proxy
+from controlplane.models import AuditEntry
 from routing import services
 from routing.engine import signing
 from routing.engine.bundle import validate_bundle
-from routing.models import Bundle, Rollout, RolloutKind, RolloutStatus, TargetStatus
+from routing.models import Bundle, Proxy, Rollout, RolloutKind, RolloutStatus, TargetStatus
 from routing.services import fleet as fleet_services
 from tests.routing.fleet_support import make_routing
 

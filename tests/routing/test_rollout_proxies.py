@@ -10,12 +10,11 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 
-from controlplane.models import Proxy
 from routing import services
 from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour
 from routing.devtools.harness import ProxyProcess, sample_bundle
 from routing.engine.bundle import with_content_hash
-from routing.models import Bundle, RolloutStatus, RoutingPolicy, TargetStatus
+from routing.models import Bundle, Proxy, RolloutStatus, RoutingPolicy, TargetStatus
 from tests.routing.fleet_support import make_routing, register_proxy, wait_until
 
 pytestmark = [

@@ -9,10 +9,10 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from controlplane.models import AuditEntry, Proxy
+from controlplane.models import AuditEntry
 from routing import services
 from routing.engine.signing import signing_key, split_credential, token_hash
-from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy
+from routing.models import Bundle, FeatureKey, ModelDeployment, Proxy, Rollout, RoutingPolicy
 from routing.services import fleet as fleet_services
 from tests.routing.fleet_support import make_routing
 

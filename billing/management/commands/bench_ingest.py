@@ -31,8 +31,9 @@ from django.utils import timezone
 from billing import partitions, selectors, services
 from billing.models import SpendEvent, SpendRollupHourly
 from billing.synthetic import synthetic_records
-from controlplane.models import Feature, Proxy, Team
+from controlplane.models import Feature, Team
 from routing.engine import signing
+from routing.models import Proxy
 from routing.services import feature_key_create
 
 SCRATCH = "bench_copy_scratch"

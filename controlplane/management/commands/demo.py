@@ -35,14 +35,14 @@ from billing import services as billing_services
 from billing.models import IngestBatch
 from billing.synthetic import demo_mix
 from controlplane.management.commands.seed_demo import DEMO_USERS
-from controlplane.models import Feature, Proxy
+from controlplane.models import Feature
 from routing import services
 from routing import services as routing_services
 from routing.devtools.harness import ProxyProcess, free_port
 from routing.devtools.traffic import run_traffic
 from routing.engine import signing
 from routing.engine.scorer import default_version
-from routing.models import Bundle, FeatureKey, ModelDeployment, Rollout, RoutingPolicy, Tier
+from routing.models import Bundle, FeatureKey, ModelDeployment, Proxy, Rollout, RoutingPolicy, Tier
 from routing.services import fleet as fleet_services
 
 DEMO_UPSTREAM_KEY_ENV = "DEMO_UPSTREAM_KEY"  # the fake upstreams accept anything; the name is what matters

@@ -23,11 +23,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from controlplane.celery import app
-from controlplane.models import Proxy
 from routing import services
 from routing.devtools.fake_upstream import FakeUpstream, UpstreamBehaviour
 from routing.devtools.harness import ProxyProcess, http_json
 from routing.engine.signing import split_credential
+from routing.models import Proxy
 from routing.services import fleet as fleet_services
 
 
