@@ -195,7 +195,7 @@ FEATURE_TABLES: dict[str, Table] = {
         lambda d: [[r.reason, r.fallbacks, r.rate] for r in d.fallbacks],
     ),
     "latency": (LATENCY_HEADER, lambda d: _latency_table(d.latency)),
-    "fallback_by_score": FALLBACK_BY_SCORE_TABLE,
+    # no fallback_by_score here: that table is routing analytics' (per feature); this page has no such data
 }
 
 

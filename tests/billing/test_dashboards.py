@@ -367,6 +367,17 @@ def test_routing_analytics_tables_export(client, seeded, table):
     assert _csv(client.get(reverse("routing-analytics"), {"format": "csv", "table": table}))
 
 
+def test_the_feature_page_names_its_own_tables_for_one_it_does_not_have(client, seeded):
+    """fallback_by_score is routing analytics' table: the feature page answered 500 for it."""
+    _login(client, "pm-support")
+    feature = Feature.objects.get(slug="ticket-summary")
+    response = client.get(
+        reverse("feature-spend", args=[feature.code]), {"format": "csv", "table": "fallback_by_score"}
+    )
+    assert response.status_code == 400
+    assert "use one of daily, fallbacks, latency" in html.unescape(response.content.decode())
+
+
 @pytest.mark.parametrize("table", ["daily", "fallbacks", "latency"])
 def test_feature_page_tables_export(client, seeded, table):
     _login(client, "pm-support")
