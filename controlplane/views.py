@@ -21,18 +21,17 @@ from controlplane.celery import app
 from controlplane.filtersets import AuditEntryFilterSet
 from controlplane.forms import FeatureForm, MemberAddForm, TeamForm
 from controlplane.http import save_form, wants_fragment
-from controlplane.models import AuditEntry
 from controlplane.permissions import (
     Action,
     can,
     can_anywhere,
     feature_for_user,
-    is_org_wide,
     team_for_user,
     teams_where,
     visible_features,
     visible_teams,
 )
+from controlplane.selectors import audit_entries_for
 
 
 @login_required
@@ -159,10 +158,7 @@ def feature_detail(request: HttpRequest, code: str) -> HttpResponse:
 @login_required
 @require_GET
 def audit_list(request: HttpRequest) -> HttpResponse:
-    entries = AuditEntry.objects.select_related("team")
-    if not is_org_wide(request.user):  # team members see their teams' entries only
-        entries = entries.filter(team__in=visible_teams(request.user))
-    filterset = AuditEntryFilterSet(request.GET, queryset=entries)
+    filterset = AuditEntryFilterSet(request.GET, queryset=audit_entries_for(request.user))
     page = Paginator(filterset.qs, 50).get_page(request.GET.get("page"))
     context = {"filter": filterset, "page": page, "teams": visible_teams(request.user)}
     template = "controlplane/_audit_rows.html" if wants_fragment(request) else "controlplane/audit_list.html"

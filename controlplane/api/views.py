@@ -20,7 +20,8 @@ from controlplane.api.serializers import (
 )
 from controlplane.filtersets import AuditEntryFilterSet, FeatureFilterSet, MembershipFilterSet, TeamFilterSet
 from controlplane.models import AuditEntry, Feature, Membership, Team
-from controlplane.permissions import Action, can, is_org_wide, visible_features, visible_teams
+from controlplane.permissions import Action, can, visible_features, visible_teams
+from controlplane.selectors import audit_entries_for, memberships_for
 
 
 class ScopedPermission(permissions.BasePermission):
@@ -103,10 +104,7 @@ class MembershipViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "put", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Membership]:
-        memberships = Membership.objects.select_related("user", "team")
-        if is_org_wide(self.request.user):
-            return memberships
-        return memberships.filter(team__in=visible_teams(self.request.user))
+        return memberships_for(self.request.user)
 
     def perform_create(self, serializer: MembershipSerializer) -> None:
         if not can(self.request.user, Action.MANAGE_MEMBERS):
@@ -133,7 +131,4 @@ class AuditEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     lookup_field = "code"
 
     def get_queryset(self) -> QuerySet[AuditEntry]:
-        entries = AuditEntry.objects.select_related("team")
-        if is_org_wide(self.request.user):
-            return entries
-        return entries.filter(team__in=visible_teams(self.request.user))
+        return audit_entries_for(self.request.user)
