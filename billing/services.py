@@ -23,7 +23,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from billing import partitions, rollups
-from billing.models import BlockedCallCount, IngestBatch, SpendEvent
+from billing.models import BlockedCallCount, Budget, BudgetAction, IngestBatch, SpendEvent
 from billing.synthetic import synthetic_records
 from billing.tasks import budgets_refresh, spend_batch_mirror
 from controlplane.env import env_int
@@ -541,8 +541,6 @@ def _enforced_budget_scope() -> tuple[set[int], set[int]]:
     loaded_at, teams, features = _enforced_scope
     if time.monotonic() - loaded_at < _ENFORCED_SCOPE_TTL_S:
         return teams, features
-    from billing.models import Budget, BudgetAction
-
     teams, features = set(), set()
     for team_id, feature_id in Budget.objects.filter(
         is_active=True, action__in=(BudgetAction.BLOCK, BudgetAction.DEGRADE)
