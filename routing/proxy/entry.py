@@ -11,12 +11,17 @@ and adds its endpoints to the proxy's FastAPI app.
 
 from __future__ import annotations
 
+import litellm
+
 from routing.proxy.auth import user_api_key_auth
 from routing.proxy.endpoints import register
 from routing.proxy.overrides import install as install_override_guard
 from routing.proxy.plugin import FinOpsRouter
 from routing.proxy.runtime import get_runtime
 
+# A call whose request says "no-log": true skips every callback but LiteLLM's own cost trackers, ours
+# included: it would be answered and never metered. Callers' "no-log" is also scrubbed (stamps.py).
+litellm.global_disable_no_log_param = True
 finops_router = FinOpsRouter(get_runtime)
 get_runtime()  # start now so heartbeats and the spool run before the first request
 get_runtime().install_abandoning()  # before LiteLLM builds its first OpenAI client

@@ -46,6 +46,7 @@ CLIENT_FORBIDDEN_PARAMS = frozenset(
         "user_config",  # a client-built router: any model list, any upstream
         "router_settings_override",
         "fastest_response",
+        "no-log",  # LiteLLM would skip our callback: an answered call with no spend record
     }
 )
 

@@ -302,6 +302,15 @@ def test_hostile_clients_cannot_bypass_metering_or_misattribute(hostile_fleet) -
             calls.append((call_id, "a1"))
         else:
             bypasses.append(f"forged chat was refused ({status}): a legitimate call must be served")
+    # a caller asking LiteLLM not to log ("no-log": true skipped every callback, ours too): served and metered
+    for extra in ({"no-log": True}, {"extra_body": {"no-log": True}}):
+        status, call_id = send(
+            url, keys["a1"], "POST", "/v1/chat/completions", chat_body("Translate: hi", **extra)
+        )
+        if status == 200:
+            calls.append((call_id, "a1"))
+        else:
+            bypasses.append(f"chat with {extra} was refused ({status}): it must be served, and metered")
     # team B's own legitimate traffic, to see that it is neither inflated nor lost
     for i in range(3):
         status, call_id = send(url, keys["b1"], "POST", "/v1/chat/completions", chat_body(f"Summarise {i}"))
@@ -340,7 +349,7 @@ def test_hostile_clients_cannot_bypass_metering_or_misattribute(hostile_fleet) -
     line = (
         f"hostile clients: endpoints_tried={len(OTHER_ENDPOINTS) * 2} refused={sum(refused_for.values())} "
         f"refusals_counted={sum(counted.values())} served={len(calls)} rows={len(rows)} "
-        f"caller_call_ids_sent=8 overrides_refused={overrides_refused}/{len(OVERRIDE_BODIES)} "
+        f"caller_call_ids_sent=8 no_log_sent=2 overrides_refused={overrides_refused}/{len(OVERRIDE_BODIES)} "
         f"uncounted_refusals={sum(uncounted.values())} "
         f"bypasses={len(bypasses)} lost={lost} misattributed={len(misattributed)}"
     )
@@ -350,4 +359,4 @@ def test_hostile_clients_cannot_bypass_metering_or_misattribute(hostile_fleet) -
     assert lost == 0, served_ids - {r[0] for r in rows}
     assert not misattributed, misattributed
     assert not uncounted, (uncounted, counted)
-    assert len(served_ids) == len(calls) == 11  # the caller's shared call ids did not collapse any record
+    assert len(served_ids) == len(calls) == 13  # the caller's shared call ids did not collapse any record

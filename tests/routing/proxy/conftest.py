@@ -33,6 +33,7 @@ KEYS: dict[str, tuple[str, dict[str, Any]]] = {
     "fk-lowconf": ("lowconf", {}),
     "fk-spool": ("spool", {}),
     "fk-durable": ("durable", {}),
+    "fk-nolog": ("nolog", {}),
     "fk-stream": ("stream", {}),
     "fk-stream-error": ("stream-error", {}),
     "fk-topo": ("topo", {}),

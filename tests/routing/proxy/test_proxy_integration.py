@@ -341,6 +341,16 @@ def metered(fleet: Fleet, feature: str) -> set[str]:
     return ids | {r["event_id"] for r in fleet.control_plane.records_for(feature=feature)}
 
 
+def test_a_caller_cannot_turn_off_the_spend_record(fleet: Fleet) -> None:
+    """LiteLLM skips every callback of a call whose body says "no-log": true: that call went unmetered."""
+    for i, extra in enumerate(({"no-log": True}, {"extra_body": {"no-log": True}}, {"no-log": "true"})):
+        status, body, _ = fleet.proxy.chat("fk-nolog", f"please do not log this {i}", **extra)
+        assert status == 200, body
+        assert len(metered(fleet, "nolog")) == i + 1, f"a call with {extra} left no spend record"
+    records = records_of(fleet, "nolog", 3)
+    assert len({r["call_id"] for r in records}) == 3
+
+
 def test_an_answer_leaves_the_proxy_only_once_its_spend_record_is_on_disk(fleet: Fleet) -> None:
     # read the instant each answer arrives: a record still in the proxy's memory would be lost to a
     # SIGKILL right then (the 50 ms write interval alone missed most of these reads)
