@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Case, IntegerField, Max, Min, Sum, When
+from django.db.models import Case, IntegerField, Max, Min, QuerySet, Sum, When
 
 from billing.models import SpendEvent
 from routing.engine import spend
@@ -32,15 +32,32 @@ class ScoredCall:
     small_model_fallback: bool
 
 
-def scored_calls(*, feature: Any, start: datetime, end: datetime, limit: int) -> list[ScoredCall]:
-    """The newest `limit` scored calls of a feature that started in [start, end), one per call."""
-    scored = SpendEvent.objects.filter(
+def _scored_first_attempts(feature: Any, start: datetime, end: datetime) -> QuerySet[SpendEvent]:
+    """First attempts of a feature's scored calls that started in [start, end), newest first."""
+    return SpendEvent.objects.filter(
         feature=feature,
         attempt=spend.REQUEST_ATTEMPT,
         start_time__gte=start,
         start_time__lt=end,
         score__isnull=False,
     ).order_by("-start_time")
+
+
+def _fell_back_since(feature: Any, since: datetime) -> set[str]:
+    """Call ids of the feature's calls that fell back from the small model since `since`."""
+    return set(
+        SpendEvent.objects.filter(
+            feature=feature,
+            fallback=True,
+            fallback_reason__in=spend.SMALL_MODEL_FALLBACK_REASONS,
+            start_time__gte=since,
+        ).values_list("call_id", flat=True)
+    )
+
+
+def scored_calls(*, feature: Any, start: datetime, end: datetime, limit: int) -> list[ScoredCall]:
+    """The newest `limit` scored calls of a feature that started in [start, end), one per call."""
+    scored = _scored_first_attempts(feature, start, end)
     firsts = list(
         scored.values_list(
             "call_id",
@@ -57,14 +74,7 @@ def scored_calls(*, feature: Any, start: datetime, end: datetime, limit: int) ->
         return []
     oldest = scored[len(firsts) - 1 : len(firsts)].values_list("start_time", flat=True)
     since = next(iter(oldest), start)
-    fell = set(
-        SpendEvent.objects.filter(
-            feature=feature,
-            fallback=True,
-            fallback_reason__in=spend.SMALL_MODEL_FALLBACK_REASONS,
-            start_time__gte=since,
-        ).values_list("call_id", flat=True)
-    )
+    fell = _fell_back_since(feature, since)
     return [ScoredCall(*row, small_model_fallback=row[0] in fell) for row in firsts]
 
 
@@ -136,13 +146,7 @@ class OutcomeCall:
 
 def outcome_calls(*, feature: Any, start: datetime, end: datetime, limit: int) -> list[OutcomeCall]:
     """The newest `limit` scored calls of a feature that started in [start, end), with their signals."""
-    scored = SpendEvent.objects.filter(
-        feature=feature,
-        attempt=spend.REQUEST_ATTEMPT,
-        start_time__gte=start,
-        start_time__lt=end,
-        score__isnull=False,
-    ).order_by("-start_time")
+    scored = _scored_first_attempts(feature, start, end)
     rows = list(
         scored.values_list(
             "call_id",
@@ -163,12 +167,5 @@ def outcome_calls(*, feature: Any, start: datetime, end: datetime, limit: int) -
     if not rows:
         return []
     since = rows[-1][-1]
-    fell = set(
-        SpendEvent.objects.filter(
-            feature=feature,
-            fallback=True,
-            fallback_reason__in=spend.SMALL_MODEL_FALLBACK_REASONS,
-            start_time__gte=since,
-        ).values_list("call_id", flat=True)
-    )
+    fell = _fell_back_since(feature, since)
     return [OutcomeCall(*row[:-1], small_model_fallback=row[0] in fell) for row in rows]
