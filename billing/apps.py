@@ -21,6 +21,9 @@ class BillingConfig(AppConfig):
 
         # the services announce their work by signal; the tasks wrapping them queue it (no import cycle)
         signals.budgets_changed.connect(tasks.budgets_refresh_queue, dispatch_uid="billing-budgets-refresh")
+        signals.enforced_spend_ingested.connect(
+            tasks.budgets_check_queue, dispatch_uid="billing-budget-check"
+        )
         signals.notifications_created.connect(
             tasks.notifications_send_queue, dispatch_uid="billing-notifications-send"
         )

@@ -22,10 +22,10 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from billing import partitions, rollups
+from billing import partitions, rollups, signals
 from billing.models import BlockedCallCount, Budget, BudgetAction, IngestBatch, SpendEvent
 from billing.synthetic import synthetic_records
-from billing.tasks import budgets_refresh, spend_batch_mirror
+from billing.tasks import spend_batch_mirror
 from controlplane.env import env_int
 from controlplane.models import Feature, Team
 from routing.engine import signing
@@ -483,7 +483,7 @@ def spend_batch_ingest(
                 if inserted and settings.DATADOG_ENABLED and source == "proxy":
                     transaction.on_commit(lambda batch_id=batch.pk: _queue_mirror(batch_id))
                 if inserted and source == "proxy" and _touches_enforced_budget(good):
-                    transaction.on_commit(_queue_budget_check)
+                    transaction.on_commit(lambda: signals.enforced_spend_ingested.send(sender=SpendEvent))
             return IngestResult(batch.pk, batch.accepted, batch.duplicates, tuple(rejected))
         except OperationalError as exc:
             if attempt == 2 or not _is_retryable(exc):
@@ -527,10 +527,6 @@ def blocked_counts_ingest(
     return len(fresh), len(good) - len(fresh), rejected
 
 
-# Spend that crosses a blocking or degrading budget is enforced within seconds of its ingest, not at
-# the next minute's evaluation: at a burst's rate a minute of calls past the limit is real money.
-BUDGET_CHECK_AFTER_S = 2  # one evaluation covers every batch of this window (it runs at the window's end)
-BUDGET_CHECK_KEY = "finops:budget-check-queued"
 _ENFORCED_SCOPE_TTL_S = 10.0
 _enforced_scope: tuple[float, set[int], set[int]] = (0.0, set(), set())
 
@@ -567,18 +563,6 @@ def _touches_enforced_budget(good: Sequence[tuple[int, SpendRecord, Any]]) -> bo
         log.exception("could not read which budgets enforce; the minute's evaluation will check them")
         return False
     return any(who.team_id in teams or who.feature_id in features for _, _, who in good)
-
-
-def _queue_budget_check() -> None:
-    """Evaluate budgets (and publish an enforcement change) shortly after spend that a budget enforces."""
-    try:
-        from django.core.cache import cache
-
-        if not cache.add(BUDGET_CHECK_KEY, 1, timeout=BUDGET_CHECK_AFTER_S):
-            return  # an evaluation is already queued for the end of this window: it sees this batch too
-        budgets_refresh.apply_async(countdown=BUDGET_CHECK_AFTER_S)
-    except Exception:  # a cache or broker outage must not fail an ingest that already committed
-        log.exception("could not queue the budget check after a spend batch (the minute's evaluation will)")
 
 
 def _queue_mirror(batch_id: int) -> None:

@@ -10,5 +10,8 @@ from django.dispatch import Signal
 # A budget was created, edited or deleted: budget states are due for a refresh now, not at the next minute.
 budgets_changed = Signal()
 
+# Spend of a team or feature whose budget degrades or blocks was stored: check budgets within seconds.
+enforced_spend_ingested = Signal()
+
 # Notifications were created and wait to be sent; keyword argument: notification_ids.
 notifications_created = Signal()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from django.core.cache import cache
 from django.utils import timezone
 
 from billing import alerts, budgets, datadog, notifications, partitions
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
@@ -47,6 +52,22 @@ def notification_send(notification_id: int) -> str:
 def budgets_refresh_queue(sender: object, **kwargs: object) -> None:
     """Receiver of billing.signals.budgets_changed (connected in BillingConfig.ready())."""
     budgets_refresh.delay()
+
+
+# Spend that crosses a blocking or degrading budget is enforced within seconds of its ingest, not at
+# the next minute's evaluation: at a burst's rate a minute of calls past the limit is real money.
+BUDGET_CHECK_AFTER_S = 2  # one evaluation covers every batch of this window (it runs at the window's end)
+BUDGET_CHECK_KEY = "finops:budget-check-queued"
+
+
+def budgets_check_queue(sender: object, **kwargs: object) -> None:
+    """Receiver of billing.signals.enforced_spend_ingested: one budget evaluation at the end of a 2 s window."""
+    try:
+        if not cache.add(BUDGET_CHECK_KEY, 1, timeout=BUDGET_CHECK_AFTER_S):
+            return  # an evaluation is already queued for the end of this window: it sees this batch too
+        budgets_refresh.apply_async(countdown=BUDGET_CHECK_AFTER_S)
+    except Exception:  # a cache or broker outage must not fail an ingest that already committed
+        log.exception("could not queue the budget check after a spend batch (the minute's evaluation will)")
 
 
 def notifications_send_queue(sender: object, *, notification_ids: list[int], **kwargs: object) -> None:

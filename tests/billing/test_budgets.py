@@ -463,7 +463,8 @@ def budget_check_window():
     """The debounce key lives in the shared cache: start each test without one."""
     from django.core.cache import cache
 
-    from billing.services import BUDGET_CHECK_KEY, enforced_budget_scope_clear
+    from billing.services import enforced_budget_scope_clear
+    from billing.tasks import BUDGET_CHECK_KEY
 
     cache.delete(BUDGET_CHECK_KEY)
     enforced_budget_scope_clear()
@@ -513,12 +514,12 @@ def test_spend_that_crosses_a_blocking_budget_is_enforced_right_after_its_ingest
 def test_ingest_queues_one_budget_check_per_window_and_none_for_alert_only_budgets(
     feature, provider, monkeypatch, django_capture_on_commit_callbacks, budget_check_window
 ):
-    from billing import services
+    from billing import services, tasks
     from tests.billing.conftest import issue_key
 
     issue_key(feature)
     queued: list[int] = []
-    monkeypatch.setattr(services.budgets_refresh, "apply_async", lambda countdown: queued.append(countdown))
+    monkeypatch.setattr(tasks.budgets_refresh, "apply_async", lambda countdown: queued.append(countdown))
     alert_only = make_budget(feature, action=BudgetAction.ALERT)
     with time_machine.travel(NOW, tick=False), django_capture_on_commit_callbacks(execute=True):
         services.spend_batch_ingest(proxy=None, records=crossing_batch("1"), source="proxy")
@@ -527,4 +528,4 @@ def test_ingest_queues_one_budget_check_per_window_and_none_for_alert_only_budge
     with time_machine.travel(NOW, tick=False), django_capture_on_commit_callbacks(execute=True):
         for _ in range(3):
             services.spend_batch_ingest(proxy=None, records=crossing_batch("1"), source="proxy")
-    assert queued == [services.BUDGET_CHECK_AFTER_S]  # one evaluation at the window's end covers all three
+    assert queued == [tasks.BUDGET_CHECK_AFTER_S]  # one evaluation at the window's end covers all three
